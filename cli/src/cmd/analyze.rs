@@ -1,0 +1,152 @@
+//! `outflow analyze FILE... [--profile P] [--format table|json]` (DESIGN.md §4.2).
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use outflow_core::capfile::{CaptureReader, MergedReader};
+use outflow_core::{Config, Engine, Profile};
+
+use super::{FailOn, Format};
+
+/// Flags of `outflow analyze`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Capture files (pcap or pcapng); `-` reads standard input. Several files are one capture,
+    /// merged by time.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<String>,
+    /// Network profile (YAML, DESIGN.md §4.1) that says which ranges are internal, peered, on-prem.
+    #[arg(long, value_name = "P")]
+    profile: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Short for `--format json`.
+    #[arg(long, conflicts_with = "format")]
+    json: bool,
+    /// Exit with 1 when a finding of this severity or worse is reported.
+    #[arg(long, value_enum)]
+    fail_on: Option<FailOn>,
+    /// Flows tracked at once; the least recently active are evicted (and counted) beyond it.
+    #[arg(long, default_value_t = Config::default().max_flows)]
+    max_flows: usize,
+    /// Seconds a SYN may wait for an answer before it is `unanswered`.
+    #[arg(long, default_value_t = 3.0)]
+    syn_timeout: f64,
+    /// Seconds a DNS query may wait for a response before it is `timeout`.
+    #[arg(long, default_value_t = 5.0)]
+    dns_timeout: f64,
+}
+
+/// Reads a profile file.
+pub fn load_profile(path: Option<&PathBuf>) -> anyhow::Result<Profile> {
+    let Some(path) = path else {
+        return Ok(Profile::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the profile {}", path.display()))?;
+    Ok(Profile::from_yaml(&text, &path.display().to_string())?)
+}
+
+/// Runs the analysis.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let profile = load_profile(args.profile.as_ref())?;
+    if args.files.iter().filter(|f| *f == "-").count() > 1 {
+        bail!("standard input (-) can be read only once");
+    }
+    let mut readers = Vec::new();
+    for name in &args.files {
+        let input: Box<dyn Read> = if name == "-" {
+            Box::new(io::stdin().lock())
+        } else {
+            Box::new(File::open(name).with_context(|| format!("cannot open {name}"))?)
+        };
+        readers.push(CaptureReader::new(input).with_context(|| format!("cannot read {name}"))?);
+    }
+    let mut merged = MergedReader::new(readers);
+    let secs = |s: f64| Duration::from_secs_f64(s.max(0.0)).as_nanos() as u64;
+    let cfg = Config {
+        max_flows: args.max_flows,
+        syn_timeout_ns: secs(args.syn_timeout),
+        dns_timeout_ns: secs(args.dns_timeout),
+        dedup: merged.may_hold_duplicates(),
+        ..Config::default()
+    };
+    let mut engine = Engine::with_config(&profile, cfg);
+    let mut progress = Progress::new();
+    while merged.advance() {
+        let packet = merged.packet().expect("advance returned true");
+        engine.observe(&packet);
+        progress.tick();
+    }
+    progress.done();
+    for i in merged.truncated_files() {
+        tracing::warn!(file = %args.files[i], "capture ends in the middle of a packet; analysed what was there");
+        engine.note_truncated_file(&args.files[i]);
+    }
+    for (i, e) in merged.errors() {
+        tracing::warn!(file = %args.files[*i], "{e}");
+        engine.note_error(format!("{}: {e}", args.files[*i]));
+    }
+    let report = engine.finish();
+    let stdout = io::stdout().lock();
+    let mut out = BufWriter::new(stdout);
+    if args.json || args.format == Format::Json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        crate::table::write_report(&mut out, &report)?;
+    }
+    out.flush()?;
+    Ok(super::exit_code(&report, args.fail_on))
+}
+
+/// A packet counter on stderr while a long analysis runs, only when stderr is a terminal.
+struct Progress {
+    enabled: bool,
+    started: Instant,
+    last: Instant,
+    packets: u64,
+    shown: bool,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        let now = Instant::now();
+        Progress {
+            enabled: io::stderr().is_terminal(),
+            started: now,
+            last: now,
+            packets: 0,
+            shown: false,
+        }
+    }
+
+    fn tick(&mut self) {
+        self.packets += 1;
+        if !self.enabled || self.packets % 65_536 != 0 {
+            return;
+        }
+        let now = Instant::now();
+        if now.duration_since(self.last) >= Duration::from_millis(500) {
+            self.last = now;
+            self.shown = true;
+            let rate = self.packets as f64 / now.duration_since(self.started).as_secs_f64();
+            eprint!(
+                "\ranalysed {} packets ({:.1} M/s)   ",
+                self.packets,
+                rate / 1e6
+            );
+        }
+    }
+
+    fn done(&self) {
+        if self.shown {
+            eprintln!("\ranalysed {} packets                 ", self.packets);
+        }
+    }
+}

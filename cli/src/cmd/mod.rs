@@ -1,0 +1,76 @@
+//! One wiring-only module per subcommand, plus what they share.
+
+pub mod analyze;
+
+use std::process::ExitCode;
+
+use outflow_core::report::{Report, Severity};
+
+/// How logs are written to stderr.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for the DaemonSet).
+    Json,
+}
+
+/// Sets up `tracing` on stderr, filtered by `OUTFLOW_LOG` (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OUTFLOW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Output format of data commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Tables for people (may change between versions).
+    Table,
+    /// The JSON contract.
+    Json,
+}
+
+/// Severity threshold for `--fail-on`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum FailOn {
+    /// Exit 1 if any error finding.
+    Error,
+    /// Exit 1 if any warning or error finding.
+    Warning,
+    /// Exit 1 if any finding at all.
+    Info,
+}
+
+/// Exit code 1 when `--fail-on` was given and a finding meets it, else 0.
+pub fn exit_code(report: &Report, fail_on: Option<FailOn>) -> ExitCode {
+    let Some(level) = fail_on else {
+        return ExitCode::SUCCESS;
+    };
+    let threshold = match level {
+        FailOn::Error => Severity::Error,
+        FailOn::Warning => Severity::Warning,
+        FailOn::Info => Severity::Info,
+    };
+    if report.findings.iter().any(|f| f.severity <= threshold) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Whether an error is a closed stdout (`outflow … | head`), which is not a failure.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
+    })
+}

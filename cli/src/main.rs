@@ -1,0 +1,41 @@
+//! The `outflow` command: flags, logging, dispatch, exit codes.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod table;
+
+/// Pod egress on Kubernetes nodes, observable and debuggable.
+#[derive(Parser)]
+#[command(name = "outflow", version, about)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = cmd::LogFormat::Text)]
+    log_format: cmd::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Analyse pcap/pcapng captures: connection outcomes, DNS lookups, findings.
+    Analyze(cmd::analyze::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cmd::init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Analyze(args) => cmd::analyze::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) if cmd::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("outflow: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The bounded flow table.
+//!
+//! One entry per 5-tuple holds the latest attempt, the group the flow counts into, and the state of
+//! its application parser. Memory is bounded by `limit`: when the table is full, the least recently
+//! active quarter is evicted at once (amortising the scan), and evictions are counted so a report
+//! never silently undercounts. Idle flows are expired by packet time.
+
+use rustc_hash::FxHashMap;
+
+use super::attempt::Attempt;
+use super::FlowKey;
+use crate::app::App;
+
+/// One flow.
+#[derive(Debug)]
+pub struct Flow {
+    /// Group id (`group::NO_GROUP` when the group limit was reached).
+    pub group: u32,
+    /// Whether the client is the key's `lo` endpoint.
+    pub client_is_lo: bool,
+    /// Last packet time.
+    pub last_ns: u64,
+    /// The latest TCP connection attempt.
+    pub attempt: Attempt,
+    /// Application-layer parser state.
+    pub app: App,
+    /// A UDP flow already counted as unreachable.
+    pub rejected: bool,
+}
+
+impl Flow {
+    /// A new flow.
+    pub fn new(group: u32, client_is_lo: bool, ts_ns: u64, app: App) -> Flow {
+        Flow {
+            group,
+            client_is_lo,
+            last_ns: ts_ns,
+            attempt: Attempt::default(),
+            app,
+            rejected: false,
+        }
+    }
+}
+
+/// The flow table.
+#[derive(Debug)]
+pub struct FlowTable {
+    map: FxHashMap<FlowKey, Flow>,
+    limit: usize,
+    /// Flows evicted because the table was full.
+    pub evicted: u64,
+}
+
+impl FlowTable {
+    /// A table holding at most `limit` flows.
+    pub fn new(limit: usize) -> FlowTable {
+        FlowTable {
+            map: FxHashMap::default(),
+            limit: limit.max(4),
+            evicted: 0,
+        }
+    }
+
+    /// The flow for `key`, if tracked.
+    pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut Flow> {
+        self.map.get_mut(key)
+    }
+
+    /// Inserts a flow, evicting the least recently active quarter first if the table is full.
+    /// `on_remove` sees each evicted flow so its open attempt can be closed.
+    pub fn insert(
+        &mut self,
+        key: FlowKey,
+        flow: Flow,
+        mut on_remove: impl FnMut(&FlowKey, &mut Flow),
+    ) -> &mut Flow {
+        if self.map.len() >= self.limit {
+            let mut times: Vec<u64> = self.map.values().map(|f| f.last_ns).collect();
+            let nth = times.len() / 4;
+            let (_, threshold, _) = times.select_nth_unstable(nth);
+            let threshold = *threshold;
+            let before = self.map.len();
+            self.map.retain(|k, f| {
+                let keep = f.last_ns > threshold;
+                if !keep {
+                    on_remove(k, f);
+                }
+                keep
+            });
+            self.evicted += (before - self.map.len()) as u64;
+        }
+        self.map.entry(key).insert_entry(flow).into_mut()
+    }
+
+    /// Removes flows idle since before `cutoff_ns`.
+    pub fn expire(&mut self, cutoff_ns: u64, mut on_remove: impl FnMut(&FlowKey, &mut Flow)) {
+        self.map.retain(|k, f| {
+            let keep = f.last_ns >= cutoff_ns;
+            if !keep {
+                on_remove(k, f);
+            }
+            keep
+        });
+    }
+
+    /// Visits every flow (at the end of the input).
+    pub fn for_each(&mut self, mut f: impl FnMut(&FlowKey, &mut Flow)) {
+        for (k, v) in self.map.iter_mut() {
+            f(k, v);
+        }
+    }
+
+    /// Number of flows tracked.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no flow is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_table_evicts_the_oldest_quarter_and_counts_it() {
+        let mut t = FlowTable::new(8);
+        for i in 0..8u16 {
+            let (k, _) = FlowKey::new(1, i, 2, 80, 6);
+            t.insert(k, Flow::new(0, true, i as u64, App::Opaque), |_, _| {});
+        }
+        let mut removed = Vec::new();
+        let (k, _) = FlowKey::new(1, 100, 2, 80, 6);
+        t.insert(k, Flow::new(0, true, 100, App::Opaque), |_, f| {
+            removed.push(f.last_ns)
+        });
+        removed.sort();
+        assert_eq!(removed, vec![0, 1, 2]);
+        assert_eq!(t.evicted, 3);
+        assert_eq!(t.len(), 6);
+    }
+}

@@ -1,0 +1,418 @@
+//! Folds DNS transactions into the lookups the application made.
+//!
+//! Transactions from one client for one query type form a *run* while each new query follows a
+//! failed (or abandoned) one within `gap` and shares a candidate name with the run (see
+//! `search_list.rs`). A run ends at the first positive answer, or when it has been idle for `gap`;
+//! it then becomes one lookup of the name all its queries expand. Its outcome is `ok` if any query
+//! resolved, otherwise the most telling failure (a timeout or SERVFAIL explains more than the
+//! NXDOMAINs of the other expansions).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
+
+use super::search_list::SearchList;
+use super::DnsOutcome;
+use crate::decode::bits_ip;
+use crate::report::{rfc3339, DnsRecord, LatencyAcc};
+
+/// A query the resolver gave up waiting for is abandoned after this long, so the next one may
+/// continue the run even before the timeout is declared.
+const ABANDON_NS: u64 = 500_000_000;
+/// Addresses kept per record.
+const MAX_ANSWERS: usize = 8;
+
+#[derive(Debug)]
+struct Member {
+    tx: u64,
+    qname: String,
+    sent_ns: u64,
+    outcome: Option<DnsOutcome>,
+    done_ns: u64,
+}
+
+#[derive(Debug)]
+struct Run {
+    client: u128,
+    qtype: u16,
+    members: Vec<Member>,
+    candidates: Vec<String>,
+    servers: Vec<u128>,
+    tcp: bool,
+    udp: bool,
+    answers: Vec<IpAddr>,
+}
+
+impl Run {
+    fn last_activity(&self) -> u64 {
+        self.members
+            .iter()
+            .map(|m| m.done_ns.max(m.sent_ns))
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Default)]
+struct RecordAcc {
+    outcomes: BTreeMap<DnsOutcome, u64>,
+    servers: Vec<u128>,
+    latency: LatencyAcc,
+    expansions: u32,
+    queries: u64,
+    resolved_as: Option<String>,
+    answers: Vec<IpAddr>,
+    tcp: bool,
+    udp: bool,
+    first_ns: u64,
+    last_ns: u64,
+}
+
+/// Key of a DNS record: client, lookup name, query type.
+type RecordKey = (u128, String, u16);
+
+/// The folder.
+#[derive(Debug)]
+pub struct Folder {
+    search: SearchList,
+    gap_ns: u64,
+    runs: FxHashMap<u64, Run>,
+    next_run: u64,
+    /// Open runs per (client, qtype).
+    open: FxHashMap<(u128, u16), Vec<u64>>,
+    tx_run: FxHashMap<u64, u64>,
+    records: FxHashMap<RecordKey, RecordAcc>,
+    record_limit: usize,
+    /// Lookups not recorded because the record limit was reached.
+    pub dropped: u64,
+}
+
+impl Folder {
+    /// A folder for this search list; runs end after `gap_ns` idle.
+    pub fn new(search: SearchList, gap_ns: u64, record_limit: usize) -> Folder {
+        Folder {
+            search,
+            gap_ns,
+            runs: FxHashMap::default(),
+            next_run: 0,
+            open: FxHashMap::default(),
+            tx_run: FxHashMap::default(),
+            records: FxHashMap::default(),
+            record_limit,
+            dropped: 0,
+        }
+    }
+
+    /// A new query (transaction `tx`) from `client` to `server`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_query(
+        &mut self,
+        tx: u64,
+        client: u128,
+        server: u128,
+        qtype: u16,
+        qname: &str,
+        ts_ns: u64,
+        tcp: bool,
+    ) {
+        let cands = self.search.candidates(qname);
+        let open = self.open.entry((client, qtype)).or_default();
+        let mut chosen = None;
+        for &run_id in open.iter().rev() {
+            let run = &self.runs[&run_id];
+            let Some(last) = run.members.last() else {
+                continue;
+            };
+            let follows = match last.outcome {
+                Some(DnsOutcome::Ok) => false,
+                Some(_) => ts_ns <= last.done_ns.saturating_add(self.gap_ns),
+                None => ts_ns >= last.sent_ns.saturating_add(ABANDON_NS),
+            };
+            if follows && run.candidates.iter().any(|c| cands.contains(c)) {
+                chosen = Some(run_id);
+                break;
+            }
+        }
+        let run_id = match chosen {
+            Some(id) => id,
+            None => {
+                let id = self.next_run;
+                self.next_run += 1;
+                self.runs.insert(
+                    id,
+                    Run {
+                        client,
+                        qtype,
+                        members: Vec::new(),
+                        candidates: cands.clone(),
+                        servers: Vec::new(),
+                        tcp: false,
+                        udp: false,
+                        answers: Vec::new(),
+                    },
+                );
+                open.push(id);
+                id
+            }
+        };
+        let run = self
+            .runs
+            .get_mut(&run_id)
+            .expect("run ids in `open` are live");
+        run.candidates.retain(|c| cands.contains(c));
+        if !run.servers.contains(&server) {
+            run.servers.push(server);
+        }
+        run.tcp |= tcp;
+        run.udp |= !tcp;
+        run.members.push(Member {
+            tx,
+            qname: qname.to_string(),
+            sent_ns: ts_ns,
+            outcome: None,
+            done_ns: 0,
+        });
+        self.tx_run.insert(tx, run_id);
+    }
+
+    /// Transaction `tx` ended with `outcome`.
+    pub fn on_answer(&mut self, tx: u64, outcome: DnsOutcome, ts_ns: u64, addresses: &[IpAddr]) {
+        let Some(run_id) = self.tx_run.remove(&tx) else {
+            return;
+        };
+        let Some(run) = self.runs.get_mut(&run_id) else {
+            return;
+        };
+        if let Some(m) = run.members.iter_mut().find(|m| m.tx == tx) {
+            m.outcome = Some(outcome);
+            m.done_ns = ts_ns;
+        }
+        for a in addresses {
+            if run.answers.len() < MAX_ANSWERS && !run.answers.contains(a) {
+                run.answers.push(*a);
+            }
+        }
+        if outcome == DnsOutcome::Ok {
+            self.close(run_id);
+        }
+    }
+
+    /// Closes runs idle for longer than the gap.
+    pub fn sweep(&mut self, now_ns: u64) {
+        let idle: Vec<u64> = self
+            .runs
+            .iter()
+            .filter(|(_, r)| {
+                r.members.iter().all(|m| m.outcome.is_some())
+                    && now_ns > r.last_activity().saturating_add(self.gap_ns)
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in idle {
+            self.close(id);
+        }
+    }
+
+    /// Closes every run (end of input) and returns the records.
+    pub fn finish(mut self) -> (Vec<DnsRecord>, u64) {
+        let ids: Vec<u64> = self.runs.keys().copied().collect();
+        for id in ids {
+            self.close(id);
+        }
+        let mut out: Vec<DnsRecord> = self
+            .records
+            .into_iter()
+            .map(|((client, name, qtype), acc)| DnsRecord {
+                client: bits_ip(client),
+                name,
+                qtype: super::message::qtype_name(qtype),
+                outcomes: acc
+                    .outcomes
+                    .iter()
+                    .map(|(o, n)| (o.as_str().to_string(), *n))
+                    .collect(),
+                servers: acc.servers.iter().map(|s| bits_ip(*s)).collect(),
+                latency_ms: acc.latency.summary(),
+                expansions: acc.expansions,
+                queries: acc.queries,
+                resolved_as: acc.resolved_as,
+                answers: acc.answers,
+                transport: match (acc.udp, acc.tcp) {
+                    (true, true) => "udp+tcp",
+                    (false, true) => "tcp",
+                    _ => "udp",
+                }
+                .to_string(),
+                first_seen: rfc3339(acc.first_ns),
+                last_seen: rfc3339(acc.last_ns),
+            })
+            .collect();
+        out.sort_by(|a, b| (a.client, &a.name, &a.qtype).cmp(&(b.client, &b.name, &b.qtype)));
+        (out, self.dropped)
+    }
+
+    fn close(&mut self, run_id: u64) {
+        let Some(run) = self.runs.remove(&run_id) else {
+            return;
+        };
+        if let Some(list) = self.open.get_mut(&(run.client, run.qtype)) {
+            list.retain(|&id| id != run_id);
+            if list.is_empty() {
+                self.open.remove(&(run.client, run.qtype));
+            }
+        }
+        for m in &run.members {
+            self.tx_run.remove(&m.tx);
+        }
+        let name = if run.members.len() == 1 {
+            run.members[0].qname.clone()
+        } else {
+            run.candidates
+                .iter()
+                .min_by_key(|c| c.len())
+                .cloned()
+                .unwrap_or_else(|| run.members[0].qname.clone())
+        };
+        let ok = run
+            .members
+            .iter()
+            .find(|m| m.outcome == Some(DnsOutcome::Ok));
+        let outcome = match ok {
+            Some(_) => DnsOutcome::Ok,
+            None => run
+                .members
+                .iter()
+                .map(|m| m.outcome.unwrap_or(DnsOutcome::Incomplete))
+                .max_by_key(|o| o.weight())
+                .unwrap_or(DnsOutcome::Incomplete),
+        };
+        let first_ns = run.members.iter().map(|m| m.sent_ns).min().unwrap_or(0);
+        let last_ns = run.last_activity();
+        let mut distinct: Vec<&str> = run.members.iter().map(|m| m.qname.as_str()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let expansions = distinct.iter().filter(|q| **q != name).count() as u32;
+        let key = (run.client, name.clone(), run.qtype);
+        if !self.records.contains_key(&key) && self.records.len() >= self.record_limit {
+            self.dropped += 1;
+            return;
+        }
+        let acc = self.records.entry(key).or_insert_with(|| RecordAcc {
+            first_ns,
+            ..RecordAcc::default()
+        });
+        *acc.outcomes.entry(outcome).or_default() += 1;
+        for s in &run.servers {
+            if !acc.servers.contains(s) {
+                acc.servers.push(*s);
+            }
+        }
+        if !matches!(outcome, DnsOutcome::Incomplete) {
+            acc.latency.add(last_ns.saturating_sub(first_ns));
+        }
+        acc.expansions = acc.expansions.max(expansions);
+        acc.queries += run.members.len() as u64;
+        if let Some(m) = ok {
+            if m.qname != name {
+                acc.resolved_as = Some(m.qname.clone());
+            }
+        }
+        for a in run.answers {
+            if acc.answers.len() < MAX_ANSWERS && !acc.answers.contains(&a) {
+                acc.answers.push(a);
+            }
+        }
+        acc.tcp |= run.tcp;
+        acc.udp |= run.udp;
+        acc.first_ns = acc.first_ns.min(first_ns);
+        acc.last_ns = acc.last_ns.max(last_ns);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn folder() -> Folder {
+        Folder::new(SearchList::new("cluster.local", &[]), 1_000 * MS, 1000)
+    }
+
+    #[test]
+    fn search_expansions_then_success_are_one_ok_lookup() {
+        let mut f = folder();
+        let names = [
+            "api.example.com.default.svc.cluster.local",
+            "api.example.com.svc.cluster.local",
+            "api.example.com.cluster.local",
+            "api.example.com",
+        ];
+        for (i, n) in names.iter().enumerate() {
+            let t = i as u64 * 10 * MS;
+            f.on_query(i as u64, 1, 2, 1, n, t, false);
+            let o = if i == 3 {
+                DnsOutcome::Ok
+            } else {
+                DnsOutcome::NxDomain
+            };
+            f.on_answer(i as u64, o, t + MS, &[]);
+        }
+        let (recs, _) = f.finish();
+        assert_eq!(recs.len(), 1, "{recs:?}");
+        assert_eq!(recs[0].name, "api.example.com");
+        assert_eq!(recs[0].outcomes.get("ok"), Some(&1));
+        assert_eq!(recs[0].expansions, 3);
+        assert_eq!(recs[0].queries, 4);
+    }
+
+    #[test]
+    fn all_expansions_failing_is_one_nxdomain_lookup() {
+        let mut f = folder();
+        let names = [
+            "nx.example.com.default.svc.cluster.local",
+            "nx.example.com.svc.cluster.local",
+            "nx.example.com",
+        ];
+        for (i, n) in names.iter().enumerate() {
+            let t = i as u64 * 10 * MS;
+            f.on_query(i as u64, 1, 2, 1, n, t, false);
+            f.on_answer(i as u64, DnsOutcome::NxDomain, t + MS, &[]);
+        }
+        let (recs, _) = f.finish();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].name, "nx.example.com");
+        assert_eq!(recs[0].outcomes.get("nxdomain"), Some(&1));
+    }
+
+    #[test]
+    fn unrelated_names_are_separate_lookups() {
+        let mut f = folder();
+        f.on_query(1, 1, 2, 1, "a.example.com", 0, false);
+        f.on_answer(1, DnsOutcome::NxDomain, MS, &[]);
+        f.on_query(2, 1, 2, 1, "b.example.com", 2 * MS, false);
+        f.on_answer(2, DnsOutcome::NxDomain, 3 * MS, &[]);
+        let (recs, _) = f.finish();
+        assert_eq!(recs.len(), 2);
+    }
+
+    #[test]
+    fn a_timeout_explains_more_than_nxdomain() {
+        let mut f = folder();
+        f.on_query(
+            1,
+            1,
+            2,
+            1,
+            "x.example.com.default.svc.cluster.local",
+            0,
+            false,
+        );
+        f.on_answer(1, DnsOutcome::NxDomain, MS, &[]);
+        f.on_query(2, 1, 2, 1, "x.example.com", 2 * MS, false);
+        f.on_answer(2, DnsOutcome::Timeout, 5_002 * MS, &[]);
+        let (recs, _) = f.finish();
+        assert_eq!(recs[0].outcomes.get("timeout"), Some(&1), "{recs:?}");
+    }
+}

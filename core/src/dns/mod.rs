@@ -1,0 +1,75 @@
+//! DNS: messages, query/response transactions, and lookups folded across the search list.
+//!
+//! A *transaction* is one query and its response (or timeout), matched by client, server, ports,
+//! id, name and type. A *lookup* is what the application asked for: the transactions a resolver
+//! makes for one name while walking its search list (`name.ns.svc.cluster.local`,
+//! `name.svc.cluster.local`, …) fold into one, so an NXDOMAIN for a search expansion is not a
+//! failure when a later expansion or the bare name resolves.
+
+pub mod lookup;
+pub mod message;
+pub mod search_list;
+pub mod tcp_stream;
+pub mod transaction;
+
+use serde::{Deserialize, Serialize};
+
+/// Outcome of a DNS transaction or lookup (DESIGN.md §3, a contract; `unreachable` and
+/// `incomplete` extend it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsOutcome {
+    /// NOERROR with an answer.
+    Ok,
+    /// NOERROR without an answer of the asked type.
+    NoData,
+    /// The name does not exist.
+    #[serde(rename = "nxdomain")]
+    NxDomain,
+    /// The server failed.
+    #[serde(rename = "servfail")]
+    ServFail,
+    /// The server refused.
+    Refused,
+    /// No response within the DNS timeout.
+    Timeout,
+    /// Another response code.
+    Other,
+    /// An ICMP error said the server cannot be reached.
+    Unreachable,
+    /// The input ended before an answer or the timeout.
+    Incomplete,
+}
+
+impl DnsOutcome {
+    /// The contract spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnsOutcome::Ok => "ok",
+            DnsOutcome::NoData => "nodata",
+            DnsOutcome::NxDomain => "nxdomain",
+            DnsOutcome::ServFail => "servfail",
+            DnsOutcome::Refused => "refused",
+            DnsOutcome::Timeout => "timeout",
+            DnsOutcome::Other => "other",
+            DnsOutcome::Unreachable => "unreachable",
+            DnsOutcome::Incomplete => "incomplete",
+        }
+    }
+
+    /// How much a failed transaction explains a failed lookup: the most telling one is reported
+    /// (a timeout or SERVFAIL on one expansion explains more than NXDOMAIN on the others).
+    pub fn weight(self) -> u8 {
+        match self {
+            DnsOutcome::Ok => 9,
+            DnsOutcome::Incomplete => 8,
+            DnsOutcome::Unreachable => 7,
+            DnsOutcome::Timeout => 6,
+            DnsOutcome::ServFail => 5,
+            DnsOutcome::Refused => 4,
+            DnsOutcome::Other => 3,
+            DnsOutcome::NoData => 2,
+            DnsOutcome::NxDomain => 1,
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! The engine: packets in, a report out.
+//!
+//! One engine serves offline analysis and the live agent alike, so both decide the same way. It
+//! is fed packets with timestamps and interfaces, keeps bounded state (flows, groups, pending DNS
+//! queries; limits in `Config`), uses packet time as its only clock, and never touches files or
+//! sockets. Whatever could not be used is counted in `CaptureStats`, never dropped silently.
+
+use std::collections::VecDeque;
+
+use crate::app::{App, AppEvent};
+use crate::capfile::Packet;
+use crate::category::{Category, Classifier};
+use crate::conn::attempt::Effect;
+use crate::conn::group::{GroupKey, GroupStats, Groups};
+use crate::conn::table::{Flow, FlowTable};
+use crate::conn::{sender_is_client, FlowKey, Outcome};
+use crate::decode::{
+    self, bits_ip, ip_bits, proto, tcp_flags, DecodeError, Decoded, TcpSegment, L4,
+};
+use crate::dedup::Dedup;
+use crate::dns::lookup::Folder;
+use crate::dns::search_list::SearchList;
+use crate::dns::transaction::{DnsTracker, NameMap};
+use crate::icmp::Rejection;
+use crate::profile::Profile;
+use crate::report::{rfc3339, CaptureStats, ConnectionRecord, ProxyConnect, Report};
+
+const SECOND: u64 = 1_000_000_000;
+
+/// Limits and timeouts.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// A SYN with no answer for this long is `unanswered` (DESIGN.md: 3 s).
+    pub syn_timeout_ns: u64,
+    /// A DNS query with no response for this long is `timeout` (DESIGN.md: 5 s).
+    pub dns_timeout_ns: u64,
+    /// Search-list runs end after this long without a new query.
+    pub dns_fold_gap_ns: u64,
+    /// Flows tracked at once.
+    pub max_flows: usize,
+    /// Connection groups recorded.
+    pub max_groups: usize,
+    /// DNS queries awaiting an answer at once.
+    pub max_dns_pending: usize,
+    /// DNS records (client, name, type) recorded.
+    pub max_dns_records: usize,
+    /// Flows idle this long are forgotten.
+    pub flow_idle_ns: u64,
+    /// Recognise packets seen on several interfaces (`tcpdump -i any`) and count them once.
+    pub dedup: bool,
+    /// How far apart two copies of one packet may be.
+    pub dedup_window_ns: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            syn_timeout_ns: 3 * SECOND,
+            dns_timeout_ns: 5 * SECOND,
+            dns_fold_gap_ns: SECOND,
+            max_flows: 1 << 20,
+            max_groups: 200_000,
+            max_dns_pending: 65_536,
+            max_dns_records: 200_000,
+            flow_idle_ns: 300 * SECOND,
+            dedup: false,
+            dedup_window_ns: 50_000_000,
+        }
+    }
+}
+
+/// The engine.
+pub struct Engine {
+    cfg: Config,
+    classifier: Classifier,
+    flows: FlowTable,
+    groups: Groups,
+    dns: DnsTracker,
+    dedup: Option<Dedup>,
+    syn_deadlines: VecDeque<(u64, FlowKey, u64)>,
+    events: Vec<AppEvent>,
+    stats: CaptureStats,
+    first_ns: Option<u64>,
+    now_ns: u64,
+    next_sweep_ns: u64,
+    next_expire_ns: u64,
+}
+
+impl Engine {
+    /// An engine with default limits.
+    pub fn new(profile: &Profile) -> Engine {
+        Engine::with_config(profile, Config::default())
+    }
+
+    /// An engine with these limits.
+    pub fn with_config(profile: &Profile, cfg: Config) -> Engine {
+        let search = SearchList::new(&profile.cluster_domain, &profile.search_domains);
+        let folder = Folder::new(search, cfg.dns_fold_gap_ns, cfg.max_dns_records);
+        Engine {
+            classifier: Classifier::new(profile),
+            flows: FlowTable::new(cfg.max_flows),
+            groups: Groups::new(cfg.max_groups),
+            dns: DnsTracker::new(folder, cfg.dns_timeout_ns, cfg.max_dns_pending),
+            dedup: cfg.dedup.then(|| Dedup::new(cfg.dedup_window_ns)),
+            syn_deadlines: VecDeque::new(),
+            events: Vec::new(),
+            stats: CaptureStats::default(),
+            first_ns: None,
+            now_ns: 0,
+            next_sweep_ns: 0,
+            next_expire_ns: 0,
+            cfg,
+        }
+    }
+
+    /// Turns on recognition of packets captured on several interfaces.
+    pub fn enable_dedup(&mut self) {
+        if self.dedup.is_none() {
+            self.dedup = Some(Dedup::new(self.cfg.dedup_window_ns));
+        }
+    }
+
+    /// Records that a capture file ended mid-record; it becomes a finding.
+    pub fn note_truncated_file(&mut self, name: &str) {
+        self.stats.truncated_files.push(name.to_string());
+    }
+
+    /// Records a read error; it becomes a finding.
+    pub fn note_error(&mut self, message: String) {
+        self.stats.errors.push(message);
+    }
+
+    /// Feeds one packet.
+    pub fn observe(&mut self, packet: &Packet<'_>) {
+        self.stats.packets += 1;
+        let ts = packet.ts_ns;
+        self.first_ns.get_or_insert(ts);
+        if ts > self.now_ns {
+            self.now_ns = ts;
+        }
+        if self.now_ns >= self.next_sweep_ns {
+            self.sweep();
+        }
+        let d = match decode::decode(packet) {
+            Ok(d) => d,
+            Err(e) => {
+                match e {
+                    DecodeError::NotIp => self.stats.non_ip += 1,
+                    DecodeError::Truncated => self.stats.truncated_frames += 1,
+                    DecodeError::Undecodable => self.stats.undecodable += 1,
+                    DecodeError::UnsupportedLink => self.stats.unsupported_link += 1,
+                }
+                return;
+            }
+        };
+        if let Some(dedup) = &mut self.dedup {
+            let (ifindex, pkttype) = d.cooked_origin.unwrap_or((0, 0));
+            let origin = ((packet.iface as u64) << 32) ^ ((ifindex as u64) << 8) ^ pkttype as u64;
+            if dedup.is_copy(d.fingerprint, origin, ts) {
+                self.stats.duplicates += 1;
+                return;
+            }
+        }
+        self.stats.ip_packets += 1;
+        match &d.l4 {
+            L4::Tcp(seg) => self.on_tcp(ts, &d, seg),
+            L4::Udp {
+                sport,
+                dport,
+                payload,
+            } => self.on_udp(ts, &d, *sport, *dport, payload),
+            L4::IcmpError(r) => self.on_icmp(ts, r),
+            L4::Other => {}
+        }
+    }
+
+    fn flow_entry(
+        &mut self,
+        ts: u64,
+        key: FlowKey,
+        src_is_lo: bool,
+        src_is_client: bool,
+        sport: u16,
+        dport: u16,
+    ) {
+        if self.flows.get_mut(&key).is_some() {
+            return;
+        }
+        let (client_lo, server_port) = if src_is_client {
+            (src_is_lo, dport)
+        } else {
+            (!src_is_lo, sport)
+        };
+        let (client, _) = key.endpoint(client_lo);
+        let (server, _) = key.endpoint(!client_lo);
+        let gid = self.groups.id(
+            GroupKey {
+                src: client,
+                dst: server,
+                dst_port: server_port,
+                proto: key.proto(),
+            },
+            ts,
+        );
+        let app = if key.proto() == proto::TCP {
+            App::for_port(server_port)
+        } else {
+            App::Opaque
+        };
+        let (groups, events) = (&mut self.groups, &mut self.events);
+        self.flows
+            .insert(key, Flow::new(gid, client_lo, ts, app), |_, f| {
+                close_flow(groups, events, f)
+            });
+    }
+
+    fn on_tcp(&mut self, ts: u64, d: &Decoded<'_>, seg: &TcpSegment<'_>) {
+        let (src, dst) = (ip_bits(d.src), ip_bits(d.dst));
+        let (key, src_is_lo) = FlowKey::new(src, seg.sport, dst, seg.dport, proto::TCP);
+        let syn = seg.flags & tcp_flags::SYN != 0;
+        let ack = seg.flags & tcp_flags::ACK != 0;
+        let rst = seg.flags & tcp_flags::RST != 0;
+        let src_is_client = if syn {
+            !ack
+        } else {
+            sender_is_client(seg.sport, seg.dport)
+        };
+        self.flow_entry(ts, key, src_is_lo, src_is_client, seg.sport, seg.dport);
+        let flow = self.flows.get_mut(&key).expect("flow_entry inserted it");
+        flow.last_ns = ts;
+        let from_client = src_is_lo == flow.client_is_lo;
+        let effect = if syn && !ack && from_client {
+            flow.attempt.on_syn(seg.seq, ts, self.cfg.syn_timeout_ns)
+        } else if syn && ack && !from_client {
+            flow.attempt.on_syn_ack(seg.ack, ts)
+        } else if rst && !from_client {
+            flow.attempt.on_rst(ack.then_some(seg.ack))
+        } else {
+            Effect::None
+        };
+        let group = flow.group;
+        if let Effect::Opened(_) = effect {
+            self.syn_deadlines
+                .push_back((ts + self.cfg.syn_timeout_ns, key, ts));
+        }
+        if !seg.payload.is_empty() && !matches!(flow.app, App::Opaque) {
+            flow.app
+                .on_payload(from_client, seg.seq, seg.payload, &mut self.events);
+        }
+        if let Some(g) = self.groups.get_mut(group) {
+            count_packet(g, from_client, d.ip_len, ts);
+            apply(g, effect);
+        }
+        if !self.events.is_empty() {
+            self.apply_events(ts, group, (src, seg.sport), (dst, seg.dport), from_client);
+        }
+    }
+
+    fn apply_events(
+        &mut self,
+        ts: u64,
+        group: u32,
+        src: (u128, u16),
+        dst: (u128, u16),
+        from_client: bool,
+    ) {
+        for ev in std::mem::take(&mut self.events) {
+            match ev {
+                AppEvent::DnsMessage {
+                    bytes,
+                    from_client: dir,
+                } => {
+                    // Events of one segment all travel in that segment's direction.
+                    let _ = (dir, from_client);
+                    self.dns
+                        .on_message(ts, src.0, src.1, dst.0, dst.1, true, &bytes);
+                }
+                other => {
+                    if let Some(g) = self.groups.get_mut(group) {
+                        apply_app_event(g, other);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_udp(&mut self, ts: u64, d: &Decoded<'_>, sport: u16, dport: u16, payload: &[u8]) {
+        let (src, dst) = (ip_bits(d.src), ip_bits(d.dst));
+        let (key, src_is_lo) = FlowKey::new(src, sport, dst, dport, proto::UDP);
+        let src_is_client = sport != 53 && sender_is_client(sport, dport);
+        self.flow_entry(ts, key, src_is_lo, src_is_client, sport, dport);
+        let flow = self.flows.get_mut(&key).expect("flow_entry inserted it");
+        flow.last_ns = ts;
+        let from_client = src_is_lo == flow.client_is_lo;
+        let group = flow.group;
+        if let Some(g) = self.groups.get_mut(group) {
+            count_packet(g, from_client, d.ip_len, ts);
+        }
+        if sport == 53 || dport == 53 {
+            self.dns
+                .on_message(ts, src, sport, dst, dport, false, payload);
+        }
+    }
+
+    fn on_icmp(&mut self, ts: u64, r: &Rejection) {
+        if r.reason.is_mtu_signal() || (r.proto != proto::TCP && r.proto != proto::UDP) {
+            return;
+        }
+        let (src, dst) = (ip_bits(r.src), ip_bits(r.dst));
+        let (key, src_is_lo) = FlowKey::new(src, r.sport, dst, r.dport, r.proto);
+        let known = self.flows.get_mut(&key).is_some();
+        self.flow_entry(ts, key, src_is_lo, true, r.sport, r.dport);
+        let flow = self.flows.get_mut(&key).expect("flow_entry inserted it");
+        let counts = if r.proto == proto::TCP {
+            match flow.attempt.on_icmp_error() {
+                Effect::Decided { .. } => true,
+                // An ICMP error for a SYN the capture did not see still ends an attempt.
+                _ => !known,
+            }
+        } else {
+            !std::mem::replace(&mut flow.rejected, true)
+        };
+        let group = flow.group;
+        if counts {
+            if let Some(g) = self.groups.get_mut(group) {
+                g.count(Outcome::Unreachable);
+                g.reject(r.reason, ip_bits(r.from));
+            }
+        }
+        if r.proto == proto::UDP && r.dport == 53 {
+            self.dns.on_unreachable(ts, src, r.sport, dst, r.dport);
+        }
+    }
+
+    /// Applies timeouts that packet time has passed; runs every 100 ms of packet time.
+    fn sweep(&mut self) {
+        let now = self.now_ns;
+        self.next_sweep_ns = now + SECOND / 10;
+        while let Some(&(deadline, key, syn_ns)) = self.syn_deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.syn_deadlines.pop_front();
+            if let Some(flow) = self.flows.get_mut(&key) {
+                let effect = flow.attempt.on_timeout(syn_ns);
+                if let Some(g) = self.groups.get_mut(flow.group) {
+                    apply(g, effect);
+                }
+            }
+        }
+        self.dns.sweep(now);
+        if now >= self.next_expire_ns {
+            self.next_expire_ns = now + 10 * SECOND;
+            let (groups, events) = (&mut self.groups, &mut self.events);
+            self.flows
+                .expire(now.saturating_sub(self.cfg.flow_idle_ns), |_, f| {
+                    close_flow(groups, events, f)
+                });
+        }
+    }
+
+    /// Ends the input and builds the report.
+    pub fn finish(mut self) -> Report {
+        self.sweep();
+        let (groups, events) = (&mut self.groups, &mut self.events);
+        self.flows.for_each(|_, f| close_flow(groups, events, f));
+        self.dns.finish(self.now_ns);
+        let connections: Vec<ConnectionRecord> = self
+            .groups
+            .stats
+            .iter()
+            .map(|g| record(g, &self.classifier, &self.dns.names))
+            .collect();
+        let servers = self.dns.servers.clone();
+        let (dns_records, dns_dropped) = std::mem::replace(
+            &mut self.dns.folder,
+            Folder::new(SearchList::new("", &[]), 0, 0),
+        )
+        .finish();
+        let mut stats = self.stats;
+        stats.dns_malformed = self.dns.malformed;
+        stats.dns_unmatched_responses = self.dns.unmatched;
+        stats.dns_dropped = self.dns.dropped + dns_dropped;
+        stats.flows_evicted = self.flows.evicted;
+        stats.groups_dropped = self.groups.dropped;
+        stats.first_seen = self.first_ns.map(rfc3339);
+        stats.last_seen = self.first_ns.map(|_| rfc3339(self.now_ns));
+        let mut connections = connections;
+        connections.sort_by(|a, b| {
+            (a.src, a.dst, a.dst_port, &a.proto).cmp(&(b.src, b.dst, b.dst_port, &b.proto))
+        });
+        let findings = crate::findings::build(&connections, &dns_records, &servers, &stats);
+        Report {
+            connections,
+            dns: dns_records,
+            findings,
+            capture: stats,
+        }
+    }
+}
+
+fn count_packet(g: &mut GroupStats, from_client: bool, ip_len: u32, ts: u64) {
+    if from_client {
+        g.packets_out += 1;
+        g.bytes_out += ip_len as u64;
+    } else {
+        g.packets_in += 1;
+        g.bytes_in += ip_len as u64;
+    }
+    g.last_ns = ts;
+}
+
+fn apply(g: &mut GroupStats, effect: Effect) {
+    match effect {
+        Effect::None => {}
+        Effect::Opened(previous) => {
+            if let Some(o) = previous {
+                g.count(o);
+            }
+        }
+        Effect::Retransmitted => g.syn_retransmissions += 1,
+        Effect::Decided {
+            outcome,
+            latency_ns,
+            retracted,
+        } => {
+            if let Some(r) = retracted {
+                g.uncount(r);
+            }
+            g.count(outcome);
+            if let Some(l) = latency_ns {
+                g.handshake.add(l);
+            }
+        }
+    }
+}
+
+fn apply_app_event(g: &mut GroupStats, ev: AppEvent) {
+    match ev {
+        AppEvent::Name(n) => g.add_name(&n),
+        AppEvent::HttpStatus(s) => *g.http_statuses.entry(s).or_default() += 1,
+        AppEvent::Connect { target, status } => g.add_connect(&target, status),
+        AppEvent::DnsMessage { .. } => {}
+    }
+}
+
+/// A flow leaves the table: its open attempt is incomplete, its unanswered CONNECTs are counted.
+fn close_flow(groups: &mut Groups, events: &mut Vec<AppEvent>, f: &mut Flow) {
+    let effect = f.attempt.on_end();
+    f.app.on_end(events);
+    if let Some(g) = groups.get_mut(f.group) {
+        apply(g, effect);
+        for ev in events.drain(..) {
+            apply_app_event(g, ev);
+        }
+    }
+    events.clear();
+}
+
+fn record(g: &GroupStats, classifier: &Classifier, names: &NameMap) -> ConnectionRecord {
+    let dst = bits_ip(g.key.dst);
+    let category = classifier.category(dst);
+    let mut all_names: Vec<String> = names.get(g.key.dst).to_vec();
+    for n in &g.names {
+        if !all_names.contains(n) {
+            all_names.push(n.clone());
+        }
+    }
+    ConnectionRecord {
+        src: bits_ip(g.key.src),
+        dst,
+        dst_port: g.key.dst_port,
+        proto: if g.key.proto == proto::TCP {
+            "tcp"
+        } else {
+            "udp"
+        }
+        .to_string(),
+        category,
+        label: classifier.platform_label(dst).map(str::to_string),
+        egress: (category == Category::Public).then(|| classifier.egress_label().to_string()),
+        outcomes: Outcome::ALL
+            .iter()
+            .filter(|o| g.outcomes[o.index()] > 0)
+            .map(|o| (o.as_str().to_string(), g.outcomes[o.index()]))
+            .collect(),
+        unreachable_codes: g
+            .unreachable_codes
+            .iter()
+            .map(|(r, n)| (r.name().to_string(), *n))
+            .collect(),
+        icmp_from: g.icmp_from.iter().map(|b| bits_ip(*b)).collect(),
+        syn_retransmissions: g.syn_retransmissions,
+        handshake_ms: g.handshake.summary(),
+        packets_out: g.packets_out,
+        packets_in: g.packets_in,
+        bytes_out: g.bytes_out,
+        bytes_in: g.bytes_in,
+        names: all_names,
+        http_statuses: g
+            .http_statuses
+            .iter()
+            .map(|(s, n)| (s.to_string(), *n))
+            .collect(),
+        proxy_connects: g
+            .proxy_connects
+            .iter()
+            .map(|(t, s)| ProxyConnect {
+                target: t.clone(),
+                statuses: s.clone(),
+            })
+            .collect(),
+        first_seen: rfc3339(g.first_ns),
+        last_seen: rfc3339(g.last_ns),
+    }
+}

@@ -1,0 +1,335 @@
+//! Engine behaviour, end to end from frames to report records.
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+use crate::decode::tcp_flags::{ACK, RST, SYN};
+use crate::report::Report;
+use crate::testutil::{dns_query, dns_response, icmp_unreachable, tcp, udp, Frame};
+use crate::{Engine, Profile};
+
+const POD: &str = "10.244.1.10";
+
+fn run(frames: &[Frame]) -> Report {
+    run_with(frames, false)
+}
+
+fn run_with(frames: &[Frame], dedup: bool) -> Report {
+    let profile = Profile::from_yaml(
+        "podCIDRs: [10.244.0.0/16]\nserviceCIDRs: [10.0.0.0/16]\n",
+        "p",
+    )
+    .unwrap();
+    let mut e = Engine::new(&profile);
+    if dedup {
+        e.enable_dedup();
+    }
+    for f in frames {
+        e.observe(&f.packet());
+    }
+    e.finish()
+}
+
+fn outcome(r: &Report, dst: &str, port: u16, kind: &str) -> u64 {
+    let c = r
+        .connections
+        .iter()
+        .find(|c| c.dst.to_string() == dst && c.dst_port == port)
+        .unwrap_or_else(|| panic!("no group for {dst}:{port} in {:#?}", r.connections));
+    c.outcomes.get(kind).copied().unwrap_or(0)
+}
+
+#[test]
+fn handshake_is_established_with_latency_and_bytes() {
+    let r = run(&[
+        tcp(POD, 40000, "198.51.100.80", 80, SYN, 100, 0, b"").at_ms(0),
+        tcp("198.51.100.80", 80, POD, 40000, SYN | ACK, 900, 101, b"").at_ms(12),
+        tcp(POD, 40000, "198.51.100.80", 80, ACK, 101, 901, b"").at_ms(13),
+    ]);
+    assert_eq!(outcome(&r, "198.51.100.80", 80, "established"), 1);
+    let c = &r.connections[0];
+    assert_eq!(c.category.as_str(), "public");
+    assert_eq!((c.packets_out, c.packets_in), (2, 1));
+    assert_eq!(c.handshake_ms.unwrap().max, 12.0);
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+}
+
+#[test]
+fn rst_answer_is_refused_with_a_finding() {
+    let r = run(&[
+        tcp(POD, 40001, "192.168.50.5", 8080, SYN, 5, 0, b"").at_ms(0),
+        tcp("192.168.50.5", 8080, POD, 40001, RST | ACK, 0, 6, b"").at_ms(1),
+    ]);
+    assert_eq!(outcome(&r, "192.168.50.5", 8080, "refused"), 1);
+    assert_eq!(r.findings[0].kind, "connection_refused");
+}
+
+#[test]
+fn syn_without_answer_past_timeout_is_unanswered_with_retransmissions() {
+    let r = run(&[
+        tcp(POD, 40002, "198.51.100.20", 443, SYN, 7, 0, b"").at_ms(0),
+        tcp(POD, 40002, "198.51.100.20", 443, SYN, 7, 0, b"").at_ms(1000),
+        tcp(POD, 40002, "198.51.100.20", 443, SYN, 7, 0, b"").at_ms(3000),
+        // Unrelated later traffic moves packet time past the timeout.
+        udp(POD, 5000, "10.0.0.10", 9999, b"x").at_ms(4000),
+    ]);
+    assert_eq!(outcome(&r, "198.51.100.20", 443, "unanswered"), 1);
+    let c = r.connections.iter().find(|c| c.dst_port == 443).unwrap();
+    assert_eq!(c.syn_retransmissions, 2);
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.kind == "syn_unanswered")
+        .expect("finding");
+    assert_eq!(f.severity, crate::report::Severity::Error);
+}
+
+#[test]
+fn syn_at_end_of_capture_is_incomplete() {
+    let r = run(&[tcp(POD, 40003, "198.51.100.20", 443, SYN, 7, 0, b"").at_ms(0)]);
+    assert_eq!(outcome(&r, "198.51.100.20", 443, "incomplete"), 1);
+}
+
+#[test]
+fn icmp_prohibited_is_unreachable_with_code_and_sender() {
+    let syn = tcp(POD, 40004, "203.0.113.7", 80, SYN, 9, 0, b"").at_ms(0);
+    let icmp = icmp_unreachable("10.244.1.1", POD, 13, &syn).at_ms(1);
+    let r = run(&[syn, icmp]);
+    assert_eq!(outcome(&r, "203.0.113.7", 80, "unreachable"), 1);
+    let c = &r.connections[0];
+    assert_eq!(c.unreachable_codes.get("admin-prohibited"), Some(&1));
+    assert_eq!(c.icmp_from[0].to_string(), "10.244.1.1");
+}
+
+#[test]
+fn late_syn_ack_turns_unanswered_into_established() {
+    let r = run(&[
+        tcp(POD, 40005, "198.51.100.9", 443, SYN, 1, 0, b"").at_ms(0),
+        tcp(POD, 40005, "198.51.100.9", 443, SYN, 1, 0, b"").at_ms(3000),
+        tcp("198.51.100.9", 443, POD, 40005, SYN | ACK, 50, 2, b"").at_ms(3100),
+    ]);
+    assert_eq!(outcome(&r, "198.51.100.9", 443, "established"), 1);
+    assert_eq!(outcome(&r, "198.51.100.9", 443, "unanswered"), 0);
+}
+
+fn exchange(id: u16, name: &str, rcode: ResponseCode, answers: &[&str], ms: u64) -> [Frame; 2] {
+    [
+        udp(
+            POD,
+            33000,
+            "10.0.0.10",
+            53,
+            &dns_query(id, name, RecordType::A),
+        )
+        .at_ms(ms),
+        udp(
+            "10.0.0.10",
+            53,
+            POD,
+            33000,
+            &dns_response(id, name, RecordType::A, rcode, answers),
+        )
+        .at_ms(ms + 1),
+    ]
+}
+
+#[test]
+fn search_list_nxdomains_fold_into_one_successful_lookup_and_name_the_destination() {
+    let mut frames = Vec::new();
+    for (i, n) in [
+        "web.example.com.default.svc.cluster.local",
+        "web.example.com.svc.cluster.local",
+        "web.example.com.cluster.local",
+    ]
+    .iter()
+    .enumerate()
+    {
+        frames.extend(exchange(
+            i as u16 + 1,
+            n,
+            ResponseCode::NXDomain,
+            &[],
+            i as u64 * 5,
+        ));
+    }
+    frames.extend(exchange(
+        9,
+        "web.example.com",
+        ResponseCode::NoError,
+        &["198.51.100.80"],
+        20,
+    ));
+    frames.push(tcp(POD, 40010, "198.51.100.80", 80, SYN, 1, 0, b"").at_ms(30));
+    frames.push(tcp("198.51.100.80", 80, POD, 40010, SYN | ACK, 1, 2, b"").at_ms(31));
+    let r = run(&frames);
+    assert_eq!(r.dns.len(), 1, "{:#?}", r.dns);
+    let d = &r.dns[0];
+    assert_eq!(d.name, "web.example.com");
+    assert_eq!(d.outcomes.get("ok"), Some(&1));
+    assert_eq!((d.expansions, d.queries), (3, 4));
+    assert!(
+        r.findings.iter().all(|f| !f.kind.starts_with("dns")),
+        "{:#?}",
+        r.findings
+    );
+    let c = r.connections.iter().find(|c| c.dst_port == 80).unwrap();
+    assert_eq!(c.names, vec!["web.example.com".to_string()]);
+}
+
+#[test]
+fn unanswered_query_is_a_timeout_lookup() {
+    let r = run(&[
+        udp(
+            POD,
+            33001,
+            "10.0.0.99",
+            53,
+            &dns_query(5, "web.example.com", RecordType::A),
+        )
+        .at_ms(0),
+        udp(POD, 5000, "10.0.0.10", 9999, b"x").at_ms(6000),
+    ]);
+    assert_eq!(r.dns[0].outcomes.get("timeout"), Some(&1));
+    assert!(r.findings.iter().any(|f| f.kind == "dns_timeout"));
+}
+
+#[test]
+fn response_to_another_question_does_not_match() {
+    let r = run(&[
+        udp(
+            POD,
+            33002,
+            "10.0.0.10",
+            53,
+            &dns_query(5, "a.example.com", RecordType::A),
+        )
+        .at_ms(0),
+        udp(
+            "10.0.0.10",
+            53,
+            POD,
+            33002,
+            &dns_response(
+                5,
+                "b.example.com",
+                RecordType::A,
+                ResponseCode::NoError,
+                &["1.2.3.4"],
+            ),
+        )
+        .at_ms(1),
+    ]);
+    assert_eq!(r.capture.dns_unmatched_responses, 1);
+    assert_eq!(r.dns[0].outcomes.get("incomplete"), Some(&1));
+}
+
+#[test]
+fn http_status_and_host_are_recorded() {
+    let r = run(&[
+        tcp(POD, 40020, "198.51.100.80", 80, SYN, 1, 0, b"").at_ms(0),
+        tcp("198.51.100.80", 80, POD, 40020, SYN | ACK, 1, 2, b"").at_ms(1),
+        tcp(
+            POD,
+            40020,
+            "198.51.100.80",
+            80,
+            ACK,
+            2,
+            2,
+            b"GET /x HTTP/1.1\r\nHost: web.example.com\r\n\r\n",
+        )
+        .at_ms(2),
+        tcp(
+            "198.51.100.80",
+            80,
+            POD,
+            40020,
+            ACK,
+            2,
+            40,
+            b"HTTP/1.1 403 Forbidden\r\n\r\n",
+        )
+        .at_ms(3),
+    ]);
+    let c = &r.connections[0];
+    assert_eq!(c.http_statuses.get("403"), Some(&1));
+    assert_eq!(c.names, vec!["web.example.com".to_string()]);
+    assert!(r.findings.iter().any(|f| f.kind == "http_forbidden"));
+}
+
+#[test]
+fn proxy_connect_407_is_attributed_to_its_target() {
+    let r = run(&[
+        tcp(POD, 40030, "10.224.0.1", 3128, SYN, 1, 0, b"").at_ms(0),
+        tcp("10.224.0.1", 3128, POD, 40030, SYN | ACK, 1, 2, b"").at_ms(1),
+        tcp(
+            POD,
+            40030,
+            "10.224.0.1",
+            3128,
+            ACK,
+            2,
+            2,
+            b"CONNECT api.example.com:443 HTTP/1.1\r\nHost: api.example.com:443\r\n\r\n",
+        )
+        .at_ms(2),
+        tcp(
+            "10.224.0.1",
+            3128,
+            POD,
+            40030,
+            ACK,
+            2,
+            80,
+            b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n",
+        )
+        .at_ms(3),
+    ]);
+    let c = &r.connections[0];
+    assert_eq!(c.proxy_connects[0].target, "api.example.com:443");
+    assert_eq!(c.proxy_connects[0].statuses.get("407"), Some(&1));
+    assert!(r.findings.iter().any(|f| f.kind == "proxy_connect_failed"));
+}
+
+#[test]
+fn the_same_packet_on_two_interfaces_counts_once() {
+    let syn = tcp(POD, 40040, "198.51.100.80", 80, SYN, 1, 0, b"").at_ms(0);
+    let synack = tcp("198.51.100.80", 80, POD, 40040, SYN | ACK, 1, 2, b"").at_ms(1);
+    let r = run_with(
+        &[
+            syn.clone(),
+            syn.on_iface(1),
+            synack.clone(),
+            synack.on_iface(1),
+        ],
+        true,
+    );
+    assert_eq!(r.capture.duplicates, 2);
+    assert_eq!(outcome(&r, "198.51.100.80", 80, "established"), 1);
+    assert_eq!(r.connections[0].packets_out, 1);
+}
+
+#[test]
+fn garbage_frames_are_counted_not_fatal() {
+    let mut frames = vec![Frame {
+        ts_ns: 0,
+        iface: 0,
+        link: crate::capfile::LinkType::Ethernet,
+        data: vec![0xff; 7],
+    }];
+    let mut bad_ip = tcp(POD, 1, "1.1.1.1", 2, SYN, 1, 0, b"");
+    bad_ip.data[14] = 0x41; // IPv4 with a header length of 4 bytes
+    frames.push(bad_ip);
+    let mut bad_dns = udp(POD, 33003, "10.0.0.10", 53, &[0xde, 0xad, 0xbe]);
+    bad_dns.ts_ns = 5;
+    frames.push(bad_dns);
+    let r = run(&frames);
+    assert_eq!(r.capture.packets, 3);
+    assert_eq!(
+        r.capture.truncated_frames + r.capture.undecodable,
+        2,
+        "{:?}",
+        r.capture
+    );
+    assert_eq!(r.capture.dns_malformed, 1);
+}

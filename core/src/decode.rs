@@ -1,8 +1,8 @@
 //! Turns captured frames into the few facts the engine tracks.
 //!
-//! Link layers are stripped here (Ethernet and VLAN by etherparse; the fixed Linux cooked v1/v2 and
-//! BSD loopback headers by hand, since etherparse's lax slicer starts at an EtherType), then
-//! etherparse slices IP and the transport header without copying. Truncated frames (snaplen) are
+//! Headers are read with etherparse's header slices (zero-copy views; its whole-packet slicer copies
+//! large structs per packet, which costs a third of the analysis time). The fixed Linux cooked v1/v2
+//! and BSD loopback headers are read by hand. Truncated frames (snaplen) are
 //! decoded as far as they go; what cannot be decoded is reported as a `DecodeError` for the engine
 //! to count. ICMP errors are decoded together with the header they quote, because that quote is how
 //! an ICMP error is tied to the connection it rejects.
@@ -10,7 +10,10 @@
 use std::hash::Hasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use etherparse::{
+    Ethernet2HeaderSlice, Ipv4HeaderSlice, Ipv6ExtensionsSlice, Ipv6HeaderSlice,
+    SingleVlanHeaderSlice, TcpHeaderSlice, UdpHeaderSlice,
+};
 
 use crate::capfile::{LinkType, Packet};
 use crate::icmp::Rejection;
@@ -46,9 +49,10 @@ pub struct Decoded<'a> {
     pub ip_len: u32,
     /// The transport layer.
     pub l4: L4<'a>,
-    /// Identity of the packet apart from fields routers rewrite (TTL, checksum), for recognising
-    /// the same packet captured on two interfaces.
-    pub fingerprint: u64,
+    /// The IP header, for fingerprints.
+    pub ip_header: &'a [u8],
+    /// The first transport bytes, for fingerprints.
+    pub l4_head: &'a [u8],
     /// Linux cooked capture: interface index (v2) and packet type, to tell copies apart.
     pub cooked_origin: Option<(u32, u16)>,
 }
@@ -108,156 +112,220 @@ pub enum DecodeError {
 /// Decodes one captured frame.
 pub fn decode<'a>(packet: &Packet<'a>) -> Result<Decoded<'a>, DecodeError> {
     let data = packet.data;
-    let mut cooked_origin = None;
-    let sliced = match packet.link {
+    let (ether_type, rest, cooked_origin) = match packet.link {
         LinkType::Ethernet => {
-            LaxSlicedPacket::from_ethernet(data).map_err(|_| DecodeError::Truncated)?
+            let (et, rest) = ethernet(data)?;
+            (et, rest, None)
         }
-        LinkType::RawIp | LinkType::Ipv4 | LinkType::Ipv6 => from_ip(data)?,
-        LinkType::Null => from_ip(data.get(4..).ok_or(DecodeError::Truncated)?)?,
+        LinkType::RawIp | LinkType::Ipv4 | LinkType::Ipv6 => return from_ip(data, None),
+        LinkType::Null => return from_ip(data.get(4..).ok_or(DecodeError::Truncated)?, None),
         LinkType::LinuxSll => {
             // struct sll_header: pkttype, hatype, halen, addr[8], protocol (all big-endian).
             let h = data.get(..16).ok_or(DecodeError::Truncated)?;
-            cooked_origin = Some((0, u16::from_be_bytes([h[0], h[1]])));
-            let ether_type = u16::from_be_bytes([h[14], h[15]]);
-            LaxSlicedPacket::from_ether_type(EtherType(ether_type), &data[16..])
+            let origin = (0, u16::from_be_bytes([h[0], h[1]]));
+            (
+                u16::from_be_bytes([h[14], h[15]]),
+                &data[16..],
+                Some(origin),
+            )
         }
         LinkType::LinuxSll2 => {
             // struct sll2_header: protocol, reserved, if_index, hatype, pkttype, halen, addr[8].
             let h = data.get(..20).ok_or(DecodeError::Truncated)?;
-            let ifindex = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
-            cooked_origin = Some((ifindex, h[10] as u16));
-            LaxSlicedPacket::from_ether_type(
-                EtherType(u16::from_be_bytes([h[0], h[1]])),
-                &data[20..],
-            )
+            let origin = (u32::from_be_bytes([h[4], h[5], h[6], h[7]]), h[10] as u16);
+            (u16::from_be_bytes([h[0], h[1]]), &data[20..], Some(origin))
         }
         LinkType::Other(_) => return Err(DecodeError::UnsupportedLink),
     };
-    let mut decoded = from_sliced(&sliced)?;
-    decoded.cooked_origin = cooked_origin;
-    Ok(decoded)
+    match ether_type {
+        0x0800 | 0x86dd => from_ip(rest, cooked_origin),
+        _ => Err(DecodeError::NotIp),
+    }
 }
 
-fn from_ip(data: &[u8]) -> Result<LaxSlicedPacket<'_>, DecodeError> {
-    LaxSlicedPacket::from_ip(data).map_err(|e| match e {
-        etherparse::err::ip::LaxHeaderSliceError::Len(_) => DecodeError::Truncated,
-        etherparse::err::ip::LaxHeaderSliceError::Content(_) => DecodeError::Undecodable,
-    })
+/// The EtherType and payload of an Ethernet II frame, through up to two VLAN tags.
+fn ethernet(data: &[u8]) -> Result<(u16, &[u8]), DecodeError> {
+    let eth = Ethernet2HeaderSlice::from_slice(data).map_err(|_| DecodeError::Truncated)?;
+    let mut ether_type = eth.ether_type().0;
+    let mut rest = &data[eth.slice().len()..];
+    for _ in 0..2 {
+        if !matches!(ether_type, 0x8100 | 0x88a8 | 0x9100) {
+            break;
+        }
+        let vlan = SingleVlanHeaderSlice::from_slice(rest).map_err(|_| DecodeError::Truncated)?;
+        ether_type = vlan.ether_type().0;
+        rest = &rest[vlan.slice().len()..];
+    }
+    Ok((ether_type, rest))
 }
 
-fn from_sliced<'a>(sliced: &LaxSlicedPacket<'a>) -> Result<Decoded<'a>, DecodeError> {
-    let mut fp = rustc_hash::FxHasher::default();
-    let (src, dst, ip_len, ip_hdr_len, ip_payload) = match &sliced.net {
-        Some(LaxNetSlice::Ipv4(v4)) => {
-            let h = v4.header();
-            let raw = h.slice();
-            // Everything but TOS (1), TTL (8) and checksum (10..12), which forwarding rewrites.
-            fp.write(&raw[2..8]);
-            fp.write_u8(raw[9]);
-            fp.write(&raw[12..20]);
-            (
-                IpAddr::V4(h.source_addr()),
-                IpAddr::V4(h.destination_addr()),
-                h.total_len() as u32,
-                raw.len() as u32 + v4.extensions().auth.map_or(0, |a| a.slice().len() as u32),
-                v4.payload(),
-            )
-        }
-        Some(LaxNetSlice::Ipv6(v6)) => {
-            let h = v6.header();
-            let raw = h.slice();
-            // Everything but the hop limit (7).
-            fp.write(&raw[..7]);
-            fp.write(&raw[8..40]);
-            (
-                IpAddr::V6(h.source_addr()),
-                IpAddr::V6(h.destination_addr()),
-                h.payload_length() as u32 + 40,
-                40 + v6.extensions().slice().len() as u32,
-                v6.payload(),
-            )
-        }
-        Some(LaxNetSlice::Arp(_)) => return Err(DecodeError::NotIp),
-        None => {
-            return Err(match &sliced.stop_err {
-                Some(_) => DecodeError::Undecodable,
-                None => DecodeError::NotIp,
+/// The IP layer of a packet: addresses, protocol, lengths, and the start of the transport layer.
+struct IpLayer<'a> {
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    /// Total length from the header (bytes on the wire).
+    ip_len: u32,
+    /// IP header plus extension headers.
+    hdr_len: u32,
+    /// The IP header itself, for fingerprints.
+    header: &'a [u8],
+    /// Captured transport bytes (cut by snaplen, and by the IP length).
+    payload: &'a [u8],
+    /// A non-first fragment: no transport header.
+    is_fragment_tail: bool,
+}
+
+fn ip_layer(data: &[u8]) -> Result<IpLayer<'_>, DecodeError> {
+    use etherparse::err::{ipv4, ipv6};
+    match data.first().map(|b| b >> 4) {
+        Some(4) => {
+            let h = Ipv4HeaderSlice::from_slice(data).map_err(|e| match e {
+                ipv4::HeaderSliceError::Len(_) => DecodeError::Truncated,
+                ipv4::HeaderSliceError::Content(_) => DecodeError::Undecodable,
+            })?;
+            let hdr_len = h.slice().len();
+            // TSO/GSO captures may carry a zero total length; then the capture is the packet.
+            let total = match h.total_len() as usize {
+                0 => data.len(),
+                t => t,
+            };
+            let end = total.min(data.len()).max(hdr_len);
+            Ok(IpLayer {
+                src: IpAddr::V4(h.source_addr()),
+                dst: IpAddr::V4(h.destination_addr()),
+                proto: h.protocol().0,
+                ip_len: total as u32,
+                hdr_len: hdr_len as u32,
+                header: h.slice(),
+                payload: &data[hdr_len..end],
+                is_fragment_tail: h.fragments_offset().value() != 0,
             })
         }
-    };
-    let p = ip_payload.payload;
-    fp.write(&p[..p.len().min(24)]);
-    let l4 = match &sliced.transport {
-        Some(TransportSlice::Tcp(t)) => {
-            let header_len = t.header_len() as u32;
-            let payload_len = ip_len.saturating_sub(ip_hdr_len).saturating_sub(header_len);
-            L4::Tcp(TcpSegment {
-                sport: t.source_port(),
-                dport: t.destination_port(),
-                flags: t.slice()[13],
-                seq: t.sequence_number(),
-                ack: t.acknowledgment_number(),
-                payload: t.payload(),
-                payload_len,
+        Some(6) => {
+            let h = Ipv6HeaderSlice::from_slice(data).map_err(|e| match e {
+                ipv6::HeaderSliceError::Len(_) => DecodeError::Truncated,
+                ipv6::HeaderSliceError::Content(_) => DecodeError::Undecodable,
+            })?;
+            let total = 40 + h.payload_length() as usize;
+            let after = &data[40..total.min(data.len()).max(40)];
+            let (exts, next, rest, _) = Ipv6ExtensionsSlice::from_slice_lax(h.next_header(), after);
+            Ok(IpLayer {
+                src: IpAddr::V6(h.source_addr()),
+                dst: IpAddr::V6(h.destination_addr()),
+                proto: next.0,
+                ip_len: total as u32,
+                hdr_len: (40 + after.len() - rest.len()) as u32,
+                header: h.slice(),
+                payload: rest,
+                // A first fragment carries the transport header but rarely a whole message; all
+                // IPv6 fragments are left alone.
+                is_fragment_tail: exts.is_fragmenting_payload(),
             })
         }
-        Some(TransportSlice::Udp(u)) => L4::Udp {
-            sport: u.source_port(),
-            dport: u.destination_port(),
-            payload: u.payload(),
-        },
-        Some(TransportSlice::Icmpv4(i)) => {
-            match crate::icmp::v4_rejection(i.type_u8(), i.code_u8()) {
-                Some(reason) => quote(src, reason, i.payload()).map_or(L4::Other, L4::IcmpError),
-                None => L4::Other,
+        Some(_) => Err(DecodeError::Undecodable),
+        None => Err(DecodeError::Truncated),
+    }
+}
+
+fn from_ip(data: &[u8], cooked_origin: Option<(u32, u16)>) -> Result<Decoded<'_>, DecodeError> {
+    let ip = ip_layer(data)?;
+    let l4 = if ip.is_fragment_tail {
+        L4::Other
+    } else {
+        match ip.proto {
+            proto::TCP => {
+                let t =
+                    TcpHeaderSlice::from_slice(ip.payload).map_err(|_| DecodeError::Truncated)?;
+                let header_len = t.slice().len();
+                L4::Tcp(TcpSegment {
+                    sport: t.source_port(),
+                    dport: t.destination_port(),
+                    flags: t.slice()[13],
+                    seq: t.sequence_number(),
+                    ack: t.acknowledgment_number(),
+                    payload: &ip.payload[header_len..],
+                    payload_len: ip
+                        .ip_len
+                        .saturating_sub(ip.hdr_len)
+                        .saturating_sub(header_len as u32),
+                })
             }
-        }
-        Some(TransportSlice::Icmpv6(i)) => {
-            match crate::icmp::v6_rejection(i.type_u8(), i.code_u8()) {
-                Some(reason) => quote(src, reason, i.payload()).map_or(L4::Other, L4::IcmpError),
-                None => L4::Other,
+            proto::UDP => {
+                let u =
+                    UdpHeaderSlice::from_slice(ip.payload).map_err(|_| DecodeError::Truncated)?;
+                let end = (u.length() as usize)
+                    .clamp(8, 8.max(ip.payload.len()))
+                    .min(ip.payload.len());
+                L4::Udp {
+                    sport: u.source_port(),
+                    dport: u.destination_port(),
+                    payload: &ip.payload[8..end],
+                }
             }
+            ICMPV4 => icmp_error(&ip, crate::icmp::v4_rejection),
+            ICMPV6 => icmp_error(&ip, crate::icmp::v6_rejection),
+            _ => L4::Other,
         }
-        _ => L4::Other,
     };
     Ok(Decoded {
-        src,
-        dst,
-        ip_len,
+        src: ip.src,
+        dst: ip.dst,
+        ip_len: ip.ip_len,
         l4,
-        fingerprint: fp.finish(),
-        cooked_origin: None,
+        ip_header: ip.header,
+        l4_head: &ip.payload[..ip.payload.len().min(24)],
+        cooked_origin,
     })
+}
+
+const ICMPV4: u8 = 1;
+const ICMPV6: u8 = 58;
+
+fn icmp_error<'a>(ip: &IpLayer<'a>, classify: fn(u8, u8) -> Option<crate::icmp::Reason>) -> L4<'a> {
+    // Both ICMP versions: type, code, checksum, 4 bytes, then the quoted packet (RFC 792, 4443).
+    let Some(head) = ip.payload.get(..8) else {
+        return L4::Other;
+    };
+    match classify(head[0], head[1]) {
+        Some(reason) => quote(ip.src, reason, &ip.payload[8..]).map_or(L4::Other, L4::IcmpError),
+        None => L4::Other,
+    }
 }
 
 /// Parses the packet an ICMP error quotes: its addresses, protocol and ports.
 fn quote(from: IpAddr, reason: crate::icmp::Reason, quoted: &[u8]) -> Option<Rejection> {
-    let inner = LaxSlicedPacket::from_ip(quoted).ok()?;
-    let (src, dst, payload) = match &inner.net {
-        Some(LaxNetSlice::Ipv4(v4)) => (
-            IpAddr::V4(v4.header().source_addr()),
-            IpAddr::V4(v4.header().destination_addr()),
-            v4.payload(),
-        ),
-        Some(LaxNetSlice::Ipv6(v6)) => (
-            IpAddr::V6(v6.header().source_addr()),
-            IpAddr::V6(v6.header().destination_addr()),
-            v6.payload(),
-        ),
-        _ => return None,
-    };
+    let inner = ip_layer(quoted).ok()?;
     // RFC 792 guarantees the first 8 bytes of the quoted datagram: enough for both ports.
-    let ports = payload.payload.get(..4)?;
+    let ports = inner.payload.get(..4)?;
     Some(Rejection {
         from,
         reason,
-        proto: payload.ip_number.0,
-        src,
-        dst,
+        proto: inner.proto,
+        src: inner.src,
+        dst: inner.dst,
         sport: u16::from_be_bytes([ports[0], ports[1]]),
         dport: u16::from_be_bytes([ports[2], ports[3]]),
     })
+}
+
+impl Decoded<'_> {
+    /// Identity of the packet apart from fields routers rewrite (TOS, TTL or hop limit, checksum),
+    /// for recognising the same packet captured on two interfaces.
+    pub fn fingerprint(&self) -> u64 {
+        let mut fp = rustc_hash::FxHasher::default();
+        let h = self.ip_header;
+        if h.len() >= 40 && h[0] >> 4 == 6 {
+            fp.write(&h[..7]);
+            fp.write(&h[8..40]);
+        } else if h.len() >= 20 {
+            fp.write(&h[2..8]);
+            fp.write_u8(h[9]);
+            fp.write(&h[12..20]);
+        }
+        fp.write(self.l4_head);
+        fp.finish()
+    }
 }
 
 /// Maps an address to the 128-bit form used in flow keys (IPv4 as IPv4-mapped IPv6).

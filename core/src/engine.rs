@@ -156,7 +156,7 @@ impl Engine {
         if let Some(dedup) = &mut self.dedup {
             let (ifindex, pkttype) = d.cooked_origin.unwrap_or((0, 0));
             let origin = ((packet.iface as u64) << 32) ^ ((ifindex as u64) << 8) ^ pkttype as u64;
-            if dedup.is_copy(d.fingerprint, origin, ts) {
+            if dedup.is_copy(d.fingerprint(), origin, ts) {
                 self.stats.duplicates += 1;
                 return;
             }
@@ -174,46 +174,6 @@ impl Engine {
         }
     }
 
-    fn flow_entry(
-        &mut self,
-        ts: u64,
-        key: FlowKey,
-        src_is_lo: bool,
-        src_is_client: bool,
-        sport: u16,
-        dport: u16,
-    ) {
-        if self.flows.get_mut(&key).is_some() {
-            return;
-        }
-        let (client_lo, server_port) = if src_is_client {
-            (src_is_lo, dport)
-        } else {
-            (!src_is_lo, sport)
-        };
-        let (client, _) = key.endpoint(client_lo);
-        let (server, _) = key.endpoint(!client_lo);
-        let gid = self.groups.id(
-            GroupKey {
-                src: client,
-                dst: server,
-                dst_port: server_port,
-                proto: key.proto(),
-            },
-            ts,
-        );
-        let app = if key.proto() == proto::TCP {
-            App::for_port(server_port)
-        } else {
-            App::Opaque
-        };
-        let (groups, events) = (&mut self.groups, &mut self.events);
-        self.flows
-            .insert(key, Flow::new(gid, client_lo, ts, app), |_, f| {
-                close_flow(groups, events, f)
-            });
-    }
-
     fn on_tcp(&mut self, ts: u64, d: &Decoded<'_>, seg: &TcpSegment<'_>) {
         let (src, dst) = (ip_bits(d.src), ip_bits(d.dst));
         let (key, src_is_lo) = FlowKey::new(src, seg.sport, dst, seg.dport, proto::TCP);
@@ -225,8 +185,16 @@ impl Engine {
         } else {
             sender_is_client(seg.sport, seg.dport)
         };
-        self.flow_entry(ts, key, src_is_lo, src_is_client, seg.sport, seg.dport);
-        let flow = self.flows.get_mut(&key).expect("flow_entry inserted it");
+        let flow = flow_entry(
+            &mut self.flows,
+            &mut self.groups,
+            &mut self.events,
+            ts,
+            key,
+            src_is_lo,
+            src_is_client,
+            (seg.sport, seg.dport),
+        );
         flow.last_ns = ts;
         let from_client = src_is_lo == flow.client_is_lo;
         let effect = if syn && !ack && from_client {
@@ -288,8 +256,16 @@ impl Engine {
         let (src, dst) = (ip_bits(d.src), ip_bits(d.dst));
         let (key, src_is_lo) = FlowKey::new(src, sport, dst, dport, proto::UDP);
         let src_is_client = sport != 53 && sender_is_client(sport, dport);
-        self.flow_entry(ts, key, src_is_lo, src_is_client, sport, dport);
-        let flow = self.flows.get_mut(&key).expect("flow_entry inserted it");
+        let flow = flow_entry(
+            &mut self.flows,
+            &mut self.groups,
+            &mut self.events,
+            ts,
+            key,
+            src_is_lo,
+            src_is_client,
+            (sport, dport),
+        );
         flow.last_ns = ts;
         let from_client = src_is_lo == flow.client_is_lo;
         let group = flow.group;
@@ -309,8 +285,16 @@ impl Engine {
         let (src, dst) = (ip_bits(r.src), ip_bits(r.dst));
         let (key, src_is_lo) = FlowKey::new(src, r.sport, dst, r.dport, r.proto);
         let known = self.flows.get_mut(&key).is_some();
-        self.flow_entry(ts, key, src_is_lo, true, r.sport, r.dport);
-        let flow = self.flows.get_mut(&key).expect("flow_entry inserted it");
+        let flow = flow_entry(
+            &mut self.flows,
+            &mut self.groups,
+            &mut self.events,
+            ts,
+            key,
+            src_is_lo,
+            true,
+            (r.sport, r.dport),
+        );
         let counts = if r.proto == proto::TCP {
             match flow.attempt.on_icmp_error() {
                 Effect::Decided { .. } => true,
@@ -397,6 +381,48 @@ impl Engine {
             capture: stats,
         }
     }
+}
+
+/// The flow for `key`, created (with its group) if new. `src_is_client` says which side opened it.
+#[allow(clippy::too_many_arguments)]
+fn flow_entry<'t>(
+    flows: &'t mut FlowTable,
+    groups: &mut Groups,
+    events: &mut Vec<AppEvent>,
+    ts: u64,
+    key: FlowKey,
+    src_is_lo: bool,
+    src_is_client: bool,
+    (sport, dport): (u16, u16),
+) -> &'t mut Flow {
+    let mut ctx = (groups, events);
+    let make = |(groups, _): &mut (&mut Groups, &mut Vec<AppEvent>)| {
+        let (client_lo, server_port) = if src_is_client {
+            (src_is_lo, dport)
+        } else {
+            (!src_is_lo, sport)
+        };
+        let (client, _) = key.endpoint(client_lo);
+        let (server, _) = key.endpoint(!client_lo);
+        let gid = groups.id(
+            GroupKey {
+                src: client,
+                dst: server,
+                dst_port: server_port,
+                proto: key.proto(),
+            },
+            ts,
+        );
+        let app = if key.proto() == proto::TCP {
+            App::for_port(server_port)
+        } else {
+            App::Opaque
+        };
+        Flow::new(gid, client_lo, ts, app)
+    };
+    flows.get_or_insert(key, &mut ctx, make, |(groups, events), f| {
+        close_flow(groups, events, f)
+    })
 }
 
 fn count_packet(g: &mut GroupStats, from_client: bool, ip_len: u32, ts: u64) {

@@ -72,6 +72,7 @@ fn frame(data: Vec<u8>) -> Frame {
 }
 
 /// A TCP segment; `flags` as in `decode::tcp_flags`.
+#[allow(clippy::too_many_arguments)]
 pub fn tcp(
     src: &str,
     sport: u16,

@@ -1,1 +1,162 @@
-fn main() {}
+//! Project automation: `cargo xtask setup | demo | test | lab | bench-analyze`.
+//!
+//! Everything a fresh machine needs is installed from here (Debian packages with apt-get), so the
+//! README's two commands work on a machine that has only the Rust toolchain.
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+
+mod bench;
+mod gen;
+
+/// Debian packages the build, the labs and the benchmarks use.
+const PACKAGES: &[&str] = &[
+    "clang",
+    "llvm",
+    "libpcap-dev",
+    "libbpf-dev",
+    "tcpdump",
+    "tshark",
+    "dnsmasq-base",
+    "nginx-light",
+    "tinyproxy",
+    "iperf3",
+    "dnsutils",
+    "iproute2",
+    "curl",
+    "procps",
+    "time",
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup(),
+        Some("demo") => demo(),
+        Some("test") => test(),
+        Some("bench-analyze") => bench::run(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <setup | demo | test | bench-analyze [--packets N]>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a command, failing with its name if it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn root_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Installs the Debian packages that are missing.
+fn setup() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            let out = Command::new("dpkg-query").args(["-W", "-f=${Status}", p]).output();
+            !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("installing {}", missing.join(" "));
+    let sudo = if is_root() { vec![] } else { vec!["sudo"] };
+    let apt = |args: &[&str]| {
+        let mut c = Command::new(sudo.first().copied().unwrap_or("apt-get"));
+        if !sudo.is_empty() {
+            c.arg("apt-get");
+        }
+        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut c)
+    };
+    apt(&["update", "-qq"])?;
+    let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    install.extend(&missing);
+    apt(&install)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// Sets up, builds, runs the lab with real clients and servers, and analyses what it captured.
+fn demo() -> Result<()> {
+    setup()?;
+    let root = root_dir();
+    run(Command::new("cargo")
+        .args(["build", "--release", "-p", "outflow"])
+        .current_dir(&root))?;
+    if !is_root() {
+        bail!("the demo lab creates network namespaces: run it as root");
+    }
+    let out = std::env::temp_dir().join("outflow-demo");
+    std::fs::create_dir_all(&out)?;
+    let lab = root.join("tests/lab/lab.sh");
+    let _ = Command::new(&lab).args(["down", "ofdemo"]).status();
+    run(Command::new(&lab).args(["up", "ofdemo"]))?;
+    let captured = run(Command::new(&lab).args(["capture", "ofdemo"]).arg(&out));
+    run(Command::new(&lab).args(["down", "ofdemo"]))?;
+    captured?;
+    let pcap = out.join("pod-veth.pcap");
+    eprintln!(
+        "\n$ outflow analyze {} --profile examples/lab-profile.yaml\n",
+        pcap.display()
+    );
+    let status = Command::new(root.join("target/release/outflow"))
+        .arg("analyze")
+        .arg(&pcap)
+        .arg("--profile")
+        .arg(root.join("examples/lab-profile.yaml"))
+        .status()?;
+    if !status.success() {
+        bail!("outflow analyze failed");
+    }
+    Ok(())
+}
+
+/// Sets up and runs every check and test; the tests run last so their summary closes the output.
+fn test() -> Result<()> {
+    setup()?;
+    let root = root_dir();
+    run(Command::new("cargo")
+        .args(["fmt", "--all", "--check"])
+        .current_dir(&root))?;
+    run(Command::new("cargo")
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .current_dir(&root))?;
+    run(Command::new("cargo")
+        .args(["test", "--workspace"])
+        .current_dir(&root))
+}

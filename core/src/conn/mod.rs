@@ -116,7 +116,7 @@ pub fn sender_is_client(sport: u16, dport: u16) -> bool {
     match (service(sport), service(dport)) {
         (true, false) => false,
         (false, true) => true,
-        _ => !(ephemeral(dport) && !ephemeral(sport)),
+        _ => !ephemeral(dport) || ephemeral(sport),
     }
 }
 

@@ -66,30 +66,32 @@ impl FlowTable {
         self.map.get_mut(key)
     }
 
-    /// Inserts a flow, evicting the least recently active quarter first if the table is full.
-    /// `on_remove` sees each evicted flow so its open attempt can be closed.
-    pub fn insert(
+    /// The flow for `key`, made by `make` if new. When the table is full, the least recently
+    /// active quarter is evicted first; `on_remove` sees each evicted flow so its open attempt can
+    /// be closed. `ctx` is shared by both callbacks. One hash lookup when the flow exists.
+    pub fn get_or_insert<C>(
         &mut self,
         key: FlowKey,
-        flow: Flow,
-        mut on_remove: impl FnMut(&FlowKey, &mut Flow),
+        ctx: &mut C,
+        make: impl FnOnce(&mut C) -> Flow,
+        mut on_remove: impl FnMut(&mut C, &mut Flow),
     ) -> &mut Flow {
-        if self.map.len() >= self.limit {
+        if self.map.len() >= self.limit && !self.map.contains_key(&key) {
             let mut times: Vec<u64> = self.map.values().map(|f| f.last_ns).collect();
             let nth = times.len() / 4;
             let (_, threshold, _) = times.select_nth_unstable(nth);
             let threshold = *threshold;
             let before = self.map.len();
-            self.map.retain(|k, f| {
+            self.map.retain(|_, f| {
                 let keep = f.last_ns > threshold;
                 if !keep {
-                    on_remove(k, f);
+                    on_remove(ctx, f);
                 }
                 keep
             });
             self.evicted += (before - self.map.len()) as u64;
         }
-        self.map.entry(key).insert_entry(flow).into_mut()
+        self.map.entry(key).or_insert_with(|| make(ctx))
     }
 
     /// Removes flows idle since before `cutoff_ns`.
@@ -130,13 +132,21 @@ mod tests {
         let mut t = FlowTable::new(8);
         for i in 0..8u16 {
             let (k, _) = FlowKey::new(1, i, 2, 80, 6);
-            t.insert(k, Flow::new(0, true, i as u64, App::Opaque), |_, _| {});
+            t.get_or_insert(
+                k,
+                &mut (),
+                |_| Flow::new(0, true, i as u64, App::Opaque),
+                |_, _| {},
+            );
         }
         let mut removed = Vec::new();
         let (k, _) = FlowKey::new(1, 100, 2, 80, 6);
-        t.insert(k, Flow::new(0, true, 100, App::Opaque), |_, f| {
-            removed.push(f.last_ns)
-        });
+        t.get_or_insert(
+            k,
+            &mut removed,
+            |_| Flow::new(0, true, 100, App::Opaque),
+            |r, f| r.push(f.last_ns),
+        );
         removed.sort();
         assert_eq!(removed, vec![0, 1, 2]);
         assert_eq!(t.evicted, 3);

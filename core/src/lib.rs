@@ -38,4 +38,6 @@ pub use report::Report;
 #[cfg(test)]
 mod engine_tests;
 #[cfg(test)]
+mod robustness_tests;
+#[cfg(test)]
 pub mod testutil;

@@ -97,8 +97,12 @@ listening() {
 	[[ -n $(nsx "$ns" ss -Hln"$proto" "sport = :$port") ]]
 }
 
+# A zombie counts as gone: daemons are reparented to PID 1, which may take its time reaping them.
 pid_alive() {
-	[[ -n $1 && -d /proc/$1 ]]
+	local stat
+	[[ -n $1 ]] && stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[[ ${stat%% *} != Z ]]
 }
 
 # Stops the process named in a pid file, provided it still is the program we started.
@@ -482,22 +486,21 @@ cmd_capture() {
 	mkdir -p "$out"
 	out=$(realpath "$out")
 	rm -f "$out/pod-veth.pcap" "$out/node-any.pcapng" "$out/node-any-sll2.pcap"
+	# Start from empty neighbour tables, so that every capture holds its own ARP and NDP and no
+	# NUD probe left over from earlier traffic fires during it.
+	ip -n "$POD" neigh flush all
+	ip -n "$NODE" neigh flush all
+	ip -n "$NET" neigh flush all
+
 	trap stop_captures EXIT
 	trap 'exit 130' INT TERM
-
 	start_capture veth 'listening on' \
 		tcpdump -i "$VETH" -n -U -B 8192 -Z root -w "$out/pod-veth.pcap"
 	start_capture any 'Capturing on' \
 		dumpcap -i any -q -w "$out/node-any.pcapng"
 	start_capture sll2 'listening on' \
 		tcpdump -i any -y LINUX_SLL2 -n -U -B 8192 -Z root -w "$out/node-any-sll2.pcap"
-
-	# Start from empty neighbour tables so that every capture holds its own ARP and NDP.
-	ip -n "$POD" neigh flush all
-	ip -n "$NODE" neigh flush all
-	ip -n "$NET" neigh flush all
 	sleep 1
-
 	cmd_traffic
 	# Late packets (FIN exchanges, the proxy's teardown), and the 1 s block timeout of libpcap's
 	# TPACKET_V3 ring: a block that has not timed out when tcpdump gets SIGINT is lost. The
@@ -509,6 +512,7 @@ cmd_capture() {
 	local f
 	for f in pod-veth.pcap node-any.pcapng node-any-sll2.pcap; do
 		[[ -s $out/$f ]] || die "capture $f is missing or empty"
+		chmod 0644 "$out/$f"
 		log "$f: $(capinfos -c -M "$out/$f" | sed -n 's/^Number of packets: *//p') packets"
 	done
 	log "capture done ($((SECONDS - t0)) s), files in $out"

@@ -109,7 +109,7 @@ fn write_connections(out: &mut impl Write, conns: &[ConnectionRecord]) -> io::Re
                 oc,
                 c.syn_retransmissions.to_string(),
                 c.handshake_ms
-                    .map_or("-".into(), |h| format!("{:.1}ms", h.avg)),
+                    .map_or("-".into(), |h| format!("{:.2}ms", h.avg)),
                 format!("{}/{}", c.packets_out, c.packets_in),
                 format!("{}/{}", human(c.bytes_out), human(c.bytes_in)),
                 if app.is_empty() {
@@ -150,7 +150,7 @@ fn write_dns(out: &mut impl Write, dns: &[DnsRecord]) -> io::Result<()> {
                     .collect::<Vec<_>>()
                     .join(","),
                 d.latency_ms
-                    .map_or("-".into(), |l| format!("{:.1}ms", l.avg)),
+                    .map_or("-".into(), |l| format!("{:.2}ms", l.avg)),
                 d.expansions.to_string(),
                 d.queries.to_string(),
                 if d.answers.is_empty() {

@@ -53,7 +53,7 @@ pub struct Decoded<'a> {
     pub ip_header: &'a [u8],
     /// The first transport bytes, for fingerprints.
     pub l4_head: &'a [u8],
-    /// Linux cooked capture: interface index (v2) and packet type, to tell copies apart.
+    /// Linux cooked v2 capture: interface index and packet type, to tell copies apart.
     pub cooked_origin: Option<(u32, u16)>,
 }
 
@@ -274,7 +274,8 @@ fn from_ip(data: &[u8], cooked_origin: Option<(u32, u16)>) -> Result<Decoded<'_>
         ip_len: ip.ip_len,
         l4,
         ip_header: ip.header,
-        l4_head: &ip.payload[..ip.payload.len().min(24)],
+        // 40 bytes reach into TCP options: the timestamp tells a retransmission from a copy.
+        l4_head: &ip.payload[..ip.payload.len().min(40)],
         cooked_origin,
     })
 }

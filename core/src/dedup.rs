@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 #[derive(Debug)]
 pub struct Dedup {
     window_ns: u64,
-    seen: FxHashMap<u64, (u64, u64)>,
+    seen: FxHashMap<u64, (u64, Option<u64>)>,
     order: VecDeque<(u64, u64)>,
 }
 
@@ -28,8 +28,9 @@ impl Dedup {
     }
 
     /// Whether the packet with `fingerprint`, captured at `ts_ns` on `origin` (an interface and
-    /// packet-type identity), is a copy of one already counted.
-    pub fn is_copy(&mut self, fingerprint: u64, origin: u64, ts_ns: u64) -> bool {
+    /// packet-type identity; `None` when the capture does not record one), is a copy of one
+    /// already counted.
+    pub fn is_copy(&mut self, fingerprint: u64, origin: Option<u64>, ts_ns: u64) -> bool {
         while let Some(&(t, fp)) = self.order.front() {
             if t.saturating_add(self.window_ns) >= ts_ns {
                 break;
@@ -40,7 +41,7 @@ impl Dedup {
             }
         }
         if let Some(&(t, o)) = self.seen.get(&fingerprint) {
-            if o != origin && ts_ns.saturating_sub(t) <= self.window_ns {
+            if (origin.is_none() || o != origin) && ts_ns.saturating_sub(t) <= self.window_ns {
                 return true;
             }
         }
@@ -57,21 +58,28 @@ mod tests {
     #[test]
     fn same_packet_on_another_interface_is_a_copy() {
         let mut d = Dedup::new(50_000_000);
-        assert!(!d.is_copy(7, 1, 1_000));
-        assert!(d.is_copy(7, 2, 2_000));
+        assert!(!d.is_copy(7, Some(1), 1_000));
+        assert!(d.is_copy(7, Some(2), 2_000));
     }
 
     #[test]
     fn same_packet_on_the_same_interface_is_a_retransmission() {
         let mut d = Dedup::new(50_000_000);
-        assert!(!d.is_copy(7, 1, 1_000));
-        assert!(!d.is_copy(7, 1, 2_000));
+        assert!(!d.is_copy(7, Some(1), 1_000));
+        assert!(!d.is_copy(7, Some(1), 2_000));
+    }
+
+    #[test]
+    fn without_interface_identity_any_quick_repeat_is_a_copy() {
+        let mut d = Dedup::new(50_000_000);
+        assert!(!d.is_copy(7, None, 1_000));
+        assert!(d.is_copy(7, None, 2_000));
     }
 
     #[test]
     fn copies_outside_the_window_are_new_packets() {
         let mut d = Dedup::new(50_000_000);
-        assert!(!d.is_copy(7, 1, 0));
-        assert!(!d.is_copy(7, 2, 1_000_000_000));
+        assert!(!d.is_copy(7, Some(1), 0));
+        assert!(!d.is_copy(7, Some(2), 1_000_000_000));
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 
 use crate::app::{App, AppEvent};
-use crate::capfile::Packet;
+use crate::capfile::{LinkType, Packet};
 use crate::category::{Category, Classifier};
 use crate::conn::attempt::Effect;
 use crate::conn::group::{GroupKey, GroupStats, Groups};
@@ -153,9 +153,18 @@ impl Engine {
                 return;
             }
         };
+        if self.dedup.is_none() && matches!(packet.link, LinkType::LinuxSll | LinkType::LinuxSll2) {
+            // An `any` capture shows forwarded packets on every interface they cross.
+            self.enable_dedup();
+        }
         if let Some(dedup) = &mut self.dedup {
-            let (ifindex, pkttype) = d.cooked_origin.unwrap_or((0, 0));
-            let origin = ((packet.iface as u64) << 32) ^ ((ifindex as u64) << 8) ^ pkttype as u64;
+            let origin = match (packet.link, d.cooked_origin) {
+                (LinkType::LinuxSll, _) => None,
+                (_, Some((ifindex, pkttype))) => {
+                    Some(((packet.iface as u64) << 32) ^ ((ifindex as u64) << 8) ^ pkttype as u64)
+                }
+                (_, None) => Some(packet.iface as u64),
+            };
             if dedup.is_copy(d.fingerprint(), origin, ts) {
                 self.stats.duplicates += 1;
                 return;

@@ -31,13 +31,13 @@ pub fn build(
         connection_findings(c, reaches.get(&c.src).copied().unwrap_or(0), &mut out);
     }
     for r in dns {
-        dns_findings(r, &mut out);
+        dns_findings(r, servers, &mut out);
     }
     for (server, s) in servers {
-        if s.queries >= 2 && s.answered == 0 {
+        if s.answered == 0 && s.timeouts > 0 {
             out.push(Finding {
                 kind: "dns_server_unresponsive".into(),
-                severity: Severity::Error,
+                severity: if s.timeouts >= 2 { Severity::Error } else { Severity::Warning },
                 message: format!(
                     "DNS server {} answered none of {} queries",
                     bits_ip(*server),
@@ -303,42 +303,63 @@ fn http_findings(c: &ConnectionRecord, out: &mut Vec<Finding>) {
         });
     }
     for pc in &c.proxy_connects {
-        let failed: u64 = pc
+        let ok: u64 = pc
+            .statuses
+            .iter()
+            .filter(|(s, _)| s.starts_with('2'))
+            .map(|(_, n)| *n)
+            .sum();
+        let failed: Vec<String> = pc
+            .statuses
+            .iter()
+            .filter(|(s, _)| !s.starts_with('2'))
+            .map(|(k, v)| format!("{k} ×{v}"))
+            .collect();
+        let failed_count: u64 = pc
             .statuses
             .iter()
             .filter(|(s, _)| !s.starts_with('2'))
             .map(|(_, n)| *n)
             .sum();
-        if failed == 0 {
+        if failed_count == 0 {
             continue;
         }
-        let statuses: Vec<String> = pc
+        let all: Vec<String> = pc
             .statuses
             .iter()
             .map(|(k, v)| format!("{k} ×{v}"))
             .collect();
         out.push(Finding {
             kind: "proxy_connect_failed".into(),
-            severity: Severity::Error,
-            message: format!("{} → proxy {}: CONNECT {} failed ({})", c.src, target(c), pc.target, statuses.join(", ")),
+            severity: if ok == 0 { Severity::Error } else { Severity::Warning },
+            message: format!(
+                "{} → proxy {}: {failed_count} of {} CONNECTs to {} rejected ({})",
+                c.src,
+                target(c),
+                failed_count + ok,
+                pc.target,
+                failed.join(", ")
+            ),
             src: Some(c.src),
             target: Some(pc.target.clone()),
             category: Some(c.category),
-            count: failed,
-            evidence: vec![format!("proxy answers to CONNECT {}: {}", pc.target, statuses.join(", "))],
+            count: failed_count,
+            evidence: vec![format!("proxy answers to CONNECT {}: {}", pc.target, all.join(", "))],
             next_checks: vec![
-                "407: the proxy wants credentials; 403: its policy denies this host; none: the proxy did not answer (is it up, and does it allow the cluster's source IPs?)".into(),
-                format!("Check the proxy's allow-list for {}", pc.target),
+                "407: the proxy wants credentials (user:password in HTTPS_PROXY); 403: its policy denies this host; none: the proxy did not answer (is it up, and does it allow the cluster's source IPs?)".into(),
+                format!("Check the proxy's allow-list and logs for {}", pc.target),
             ],
         });
     }
 }
 
-fn dns_findings(r: &DnsRecord, out: &mut Vec<Finding>) {
+fn dns_findings(
+    r: &DnsRecord,
+    server_stats: &FxHashMap<u128, ServerStats>,
+    out: &mut Vec<Finding>,
+) {
     let n = |k: &str| r.outcomes.get(k).copied().unwrap_or(0);
     let ok = n("ok");
-    let servers: Vec<String> = r.servers.iter().map(|s| s.to_string()).collect();
-    let servers = servers.join(", ");
     let total: u64 = r.outcomes.values().sum();
     let expansions = if r.expansions > 0 {
         format!(", after {} search expansions", r.expansions)
@@ -395,10 +416,24 @@ fn dns_findings(r: &DnsRecord, out: &mut Vec<Finding>) {
             target: Some(r.name.clone()),
             category: None,
             count: failed,
-            evidence: vec![format!("{} queries to {servers}", r.queries)],
+            evidence: server_evidence(r, server_stats),
             next_checks: checks,
         });
     }
+}
+
+/// What each server this record's queries went to did overall.
+fn server_evidence(r: &DnsRecord, servers: &FxHashMap<u128, ServerStats>) -> Vec<String> {
+    let mut v = vec![format!("{} queries for these lookups", r.queries)];
+    for s in &r.servers {
+        if let Some(st) = servers.get(&crate::decode::ip_bits(*s)) {
+            v.push(format!(
+                "server {s}: answered {} of {} queries in the capture, {} timed out, {} SERVFAIL",
+                st.answered, st.queries, st.timeouts, st.servfails
+            ));
+        }
+    }
+    v
 }
 
 fn capture_findings(stats: &CaptureStats, out: &mut Vec<Finding>) {

@@ -296,7 +296,8 @@ fn render(c: &Conn, p: &P, payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
                 .wrapping_add(expansion as u16);
             let failed = nx || expansion < 3;
             let msg = dns_message(id, &name, response, failed);
-            let sport = 40000 + (p.conn % 20000) as u16;
+            // Unique per lookup for 64k lookups; pairs with the same client and name are rarer still.
+            let sport = 1024 + (p.conn % 64000) as u16;
             let b = if response {
                 PacketBuilder::ethernet2(GW_MAC, POD_MAC)
                     .ipv4(DNS_SERVER, c.client, 64)

@@ -34,6 +34,9 @@ pub struct CaptureReader<R> {
     truncated_tail: bool,
     iface_base: u32,
     packets: u64,
+    /// `new` already moved to the first packet (to learn a pcapng's interfaces); the next
+    /// `advance` returns it.
+    primed: bool,
 }
 
 enum Format {
@@ -93,6 +96,7 @@ impl<R: Read> CaptureReader<R> {
             truncated_tail: false,
             iface_base: 0,
             packets: 0,
+            primed: false,
         };
         while reader.end < 4 && !reader.eof {
             reader.fill()?;
@@ -151,6 +155,12 @@ impl<R: Read> CaptureReader<R> {
                 Ok((used, format)) => {
                     reader.start += used;
                     reader.format = format;
+                    if is_pcapng {
+                        // Interface descriptions precede the packets: read up to the first packet
+                        // so link types and interface count are known before anything is fed.
+                        reader.advance()?;
+                        reader.primed = true;
+                    }
                     return Ok(reader);
                 }
                 Err(PcapError::IncompleteBuffer) if !reader.eof => reader.fill()?,
@@ -172,11 +182,17 @@ impl<R: Read> CaptureReader<R> {
 
     /// Makes interface ids of this reader start at `base`, so merged files do not collide.
     pub fn set_iface_base(&mut self, base: u32) {
+        if let Some(c) = &mut self.current {
+            c.iface = c.iface - self.iface_base + base;
+        }
         self.iface_base = base;
     }
 
     /// Moves to the next packet; `Ok(false)` at the end of the capture.
     pub fn advance(&mut self) -> Result<bool, CapfileError> {
+        if std::mem::take(&mut self.primed) {
+            return Ok(self.current.is_some());
+        }
         self.current = None;
         loop {
             let avail = &self.buf[self.start..self.end];

@@ -17,8 +17,8 @@ use super::DnsOutcome;
 use crate::decode::bits_ip;
 use crate::report::{rfc3339, DnsRecord, LatencyAcc};
 
-/// A query the resolver gave up waiting for is abandoned after this long, so the next one may
-/// continue the run even before the timeout is declared.
+/// A query sent again on the same socket after this long is the resolver retrying it (with
+/// `options timeout:N` shorter than outflow's DNS timeout), part of the same lookup.
 const ABANDON_NS: u64 = 500_000_000;
 /// Addresses kept per record.
 const MAX_ANSWERS: usize = 8;
@@ -26,6 +26,7 @@ const MAX_ANSWERS: usize = 8;
 #[derive(Debug)]
 struct Member {
     tx: u64,
+    client_port: u16,
     qname: String,
     sent_ns: u64,
     outcome: Option<DnsOutcome>,
@@ -109,7 +110,7 @@ impl Folder {
     pub fn on_query(
         &mut self,
         tx: u64,
-        client: u128,
+        (client, client_port): (u128, u16),
         server: u128,
         qtype: u16,
         qname: &str,
@@ -127,11 +128,30 @@ impl Folder {
             let follows = match last.outcome {
                 Some(DnsOutcome::Ok) => false,
                 Some(_) => ts_ns <= last.done_ns.saturating_add(self.gap_ns),
-                None => ts_ns >= last.sent_ns.saturating_add(ABANDON_NS),
+                // A resolver retrying a query it gave up on reuses its socket and the name.
+                None => {
+                    last.qname == qname
+                        && last.client_port == client_port
+                        && ts_ns >= last.sent_ns.saturating_add(ABANDON_NS)
+                }
             };
-            if follows && run.candidates.iter().any(|c| cands.contains(c)) {
-                chosen = Some(run_id);
-                break;
+            // A name the run already got a definitive answer for means the resolver started over:
+            // a new lookup. Only timeouts and server failures are retried within one lookup.
+            let restarts = run.members.iter().any(|m| {
+                m.qname == qname
+                    && matches!(
+                        m.outcome,
+                        Some(DnsOutcome::NxDomain | DnsOutcome::NoData | DnsOutcome::Ok)
+                    )
+            });
+            if follows && !restarts && run.candidates.iter().any(|c| cands.contains(c)) {
+                // Several runs may fit when one client resolves the same name twice at once;
+                // the one on the same source port is the same resolver call.
+                if last.client_port == client_port {
+                    chosen = Some(run_id);
+                    break;
+                }
+                chosen.get_or_insert(run_id);
             }
         }
         let run_id = match chosen {
@@ -168,6 +188,7 @@ impl Folder {
         run.udp |= !tcp;
         run.members.push(Member {
             tx,
+            client_port,
             qname: qname.to_string(),
             sent_ns: ts_ns,
             outcome: None,
@@ -308,7 +329,11 @@ impl Folder {
                 acc.servers.push(*s);
             }
         }
-        if !matches!(outcome, DnsOutcome::Incomplete) {
+        // Latency is time to an answer; a timeout's "latency" is the timeout itself.
+        if !matches!(
+            outcome,
+            DnsOutcome::Incomplete | DnsOutcome::Timeout | DnsOutcome::Unreachable
+        ) {
             acc.latency.add(last_ns.saturating_sub(first_ns));
         }
         acc.expansions = acc.expansions.max(expansions);
@@ -351,7 +376,7 @@ mod tests {
         ];
         for (i, n) in names.iter().enumerate() {
             let t = i as u64 * 10 * MS;
-            f.on_query(i as u64, 1, 2, 1, n, t, false);
+            f.on_query(i as u64, (1, 5353), 2, 1, n, t, false);
             let o = if i == 3 {
                 DnsOutcome::Ok
             } else {
@@ -377,7 +402,7 @@ mod tests {
         ];
         for (i, n) in names.iter().enumerate() {
             let t = i as u64 * 10 * MS;
-            f.on_query(i as u64, 1, 2, 1, n, t, false);
+            f.on_query(i as u64, (1, 5353), 2, 1, n, t, false);
             f.on_answer(i as u64, DnsOutcome::NxDomain, t + MS, &[]);
         }
         let (recs, _) = f.finish();
@@ -387,11 +412,27 @@ mod tests {
     }
 
     #[test]
+    fn asking_again_after_a_failed_lookup_is_a_second_lookup() {
+        let mut f = folder();
+        let names = ["nx.example.com.default.svc.cluster.local", "nx.example.com"];
+        for round in 0..2u64 {
+            for (i, n) in names.iter().enumerate() {
+                let tx = round * 10 + i as u64;
+                let t = (round * 10 + i as u64) * MS;
+                f.on_query(tx, (1, 5353), 2, 1, n, t, false);
+                f.on_answer(tx, DnsOutcome::NxDomain, t + MS / 2, &[]);
+            }
+        }
+        let (recs, _) = f.finish();
+        assert_eq!(recs[0].outcomes.get("nxdomain"), Some(&2), "{recs:?}");
+    }
+
+    #[test]
     fn unrelated_names_are_separate_lookups() {
         let mut f = folder();
-        f.on_query(1, 1, 2, 1, "a.example.com", 0, false);
+        f.on_query(1, (1, 5353), 2, 1, "a.example.com", 0, false);
         f.on_answer(1, DnsOutcome::NxDomain, MS, &[]);
-        f.on_query(2, 1, 2, 1, "b.example.com", 2 * MS, false);
+        f.on_query(2, (1, 5353), 2, 1, "b.example.com", 2 * MS, false);
         f.on_answer(2, DnsOutcome::NxDomain, 3 * MS, &[]);
         let (recs, _) = f.finish();
         assert_eq!(recs.len(), 2);
@@ -402,7 +443,7 @@ mod tests {
         let mut f = folder();
         f.on_query(
             1,
-            1,
+            (1, 5353),
             2,
             1,
             "x.example.com.default.svc.cluster.local",
@@ -410,7 +451,7 @@ mod tests {
             false,
         );
         f.on_answer(1, DnsOutcome::NxDomain, MS, &[]);
-        f.on_query(2, 1, 2, 1, "x.example.com", 2 * MS, false);
+        f.on_query(2, (1, 5353), 2, 1, "x.example.com", 2 * MS, false);
         f.on_answer(2, DnsOutcome::Timeout, 5_002 * MS, &[]);
         let (recs, _) = f.finish();
         assert_eq!(recs[0].outcomes.get("timeout"), Some(&1), "{recs:?}");

@@ -158,6 +158,8 @@ impl DnsTracker {
     }
 
     fn on_query(&mut self, ts_ns: u64, key: TxKey, msg: DnsMessage) {
+        // Time out what is due first, so a query sent right at another's timeout sees it failed.
+        self.expire(ts_ns);
         if let Some(p) = self.pending.get(&key) {
             if p.qname == msg.qname && p.qtype == msg.qtype {
                 return; // Retransmission of a pending query.
@@ -171,7 +173,13 @@ impl DnsTracker {
         self.next_tx += 1;
         self.servers.entry(key.server).or_default().queries += 1;
         self.folder.on_query(
-            tx, key.client, key.server, msg.qtype, &msg.qname, ts_ns, key.tcp,
+            tx,
+            (key.client, key.client_port),
+            key.server,
+            msg.qtype,
+            &msg.qname,
+            ts_ns,
+            key.tcp,
         );
         if let Some(old) = self.pending.insert(
             key,
@@ -245,6 +253,11 @@ impl DnsTracker {
 
     /// Times out queries whose deadline has passed, and closes idle lookups.
     pub fn sweep(&mut self, now_ns: u64) {
+        self.expire(now_ns);
+        self.folder.sweep(now_ns);
+    }
+
+    fn expire(&mut self, now_ns: u64) {
         while let Some(&(deadline, key, tx)) = self.deadlines.front() {
             if deadline > now_ns {
                 break;

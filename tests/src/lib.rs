@@ -20,7 +20,7 @@ pub fn privileged(test: &str) -> bool {
         .arg("-u")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    if uid.as_deref() == Ok("0") {
+    if uid.is_ok_and(|u| u == "0") {
         return true;
     }
     if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {

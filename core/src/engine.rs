@@ -204,7 +204,6 @@ impl Engine {
             src_is_client,
             (seg.sport, seg.dport),
         );
-        flow.last_ns = ts;
         let from_client = src_is_lo == flow.client_is_lo;
         let effect = if syn && !ack && from_client {
             flow.attempt.on_syn(seg.seq, ts, self.cfg.syn_timeout_ns)
@@ -224,9 +223,11 @@ impl Engine {
             flow.app
                 .on_payload(from_client, seg.seq, seg.payload, &mut self.events);
         }
-        if let Some(g) = self.groups.get_mut(group) {
-            count_packet(g, from_client, d.ip_len, ts);
-            apply(g, effect);
+        flow.count(from_client, d.ip_len, ts);
+        if effect != Effect::None {
+            if let Some(g) = self.groups.get_mut(group) {
+                apply(g, effect);
+            }
         }
         if !self.events.is_empty() {
             self.apply_events(ts, group, (src, seg.sport), (dst, seg.dport), from_client);
@@ -275,12 +276,8 @@ impl Engine {
             src_is_client,
             (sport, dport),
         );
-        flow.last_ns = ts;
         let from_client = src_is_lo == flow.client_is_lo;
-        let group = flow.group;
-        if let Some(g) = self.groups.get_mut(group) {
-            count_packet(g, from_client, d.ip_len, ts);
-        }
+        flow.count(from_client, d.ip_len, ts);
         if sport == 53 || dport == 53 {
             self.dns
                 .on_message(ts, src, sport, dst, dport, false, payload);
@@ -434,15 +431,13 @@ fn flow_entry<'t>(
     })
 }
 
-fn count_packet(g: &mut GroupStats, from_client: bool, ip_len: u32, ts: u64) {
-    if from_client {
-        g.packets_out += 1;
-        g.bytes_out += ip_len as u64;
-    } else {
-        g.packets_in += 1;
-        g.bytes_in += ip_len as u64;
-    }
-    g.last_ns = ts;
+/// Moves a flow's packet and byte counts into its group.
+fn fold_counts(g: &mut GroupStats, f: &mut Flow) {
+    g.packets_out += std::mem::take(&mut f.packets[0]) as u64;
+    g.packets_in += std::mem::take(&mut f.packets[1]) as u64;
+    g.bytes_out += std::mem::take(&mut f.bytes[0]);
+    g.bytes_in += std::mem::take(&mut f.bytes[1]);
+    g.last_ns = g.last_ns.max(f.last_ns);
 }
 
 fn apply(g: &mut GroupStats, effect: Effect) {
@@ -484,6 +479,7 @@ fn close_flow(groups: &mut Groups, events: &mut Vec<AppEvent>, f: &mut Flow) {
     let effect = f.attempt.on_end();
     f.app.on_end(events);
     if let Some(g) = groups.get_mut(f.group) {
+        fold_counts(g, f);
         apply(g, effect);
         for ev in events.drain(..) {
             apply_app_event(g, ev);

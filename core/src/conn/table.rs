@@ -26,9 +26,22 @@ pub struct Flow {
     pub app: App,
     /// A UDP flow already counted as unreachable.
     pub rejected: bool,
+    /// Packets from the client and from the server since last folded into the group. Counting
+    /// here instead of in the group keeps the per-packet path to one table entry.
+    pub packets: [u32; 2],
+    /// IP bytes from the client and from the server, likewise.
+    pub bytes: [u64; 2],
 }
 
 impl Flow {
+    /// Counts a packet of this flow.
+    pub fn count(&mut self, from_client: bool, ip_len: u32, ts_ns: u64) {
+        let dir = (!from_client) as usize;
+        self.packets[dir] += 1;
+        self.bytes[dir] += ip_len as u64;
+        self.last_ns = ts_ns;
+    }
+
     /// A new flow.
     pub fn new(group: u32, client_is_lo: bool, ts_ns: u64, app: App) -> Flow {
         Flow {
@@ -38,6 +51,8 @@ impl Flow {
             attempt: Attempt::default(),
             app,
             rejected: false,
+            packets: [0; 2],
+            bytes: [0; 2],
         }
     }
 }

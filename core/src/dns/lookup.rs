@@ -144,7 +144,7 @@ impl Folder {
                         Some(DnsOutcome::NxDomain | DnsOutcome::NoData | DnsOutcome::Ok)
                     )
             });
-            if follows && !restarts && run.candidates.iter().any(|c| cands.contains(c)) {
+            if follows && !restarts && run.candidates.iter().any(|c| cands.contains(&c.as_str())) {
                 // Several runs may fit when one client resolves the same name twice at once;
                 // the one on the same source port is the same resolver call.
                 if last.client_port == client_port {
@@ -165,7 +165,7 @@ impl Folder {
                         client,
                         qtype,
                         members: Vec::new(),
-                        candidates: cands.clone(),
+                        candidates: cands.iter().map(|c| c.to_string()).collect(),
                         servers: Vec::new(),
                         tcp: false,
                         udp: false,
@@ -180,7 +180,7 @@ impl Folder {
             .runs
             .get_mut(&run_id)
             .expect("run ids in `open` are live");
-        run.candidates.retain(|c| cands.contains(c));
+        run.candidates.retain(|c| cands.contains(&c.as_str()));
         if !run.servers.contains(&server) {
             run.servers.push(server);
         }

@@ -5,8 +5,10 @@
 
 use std::net::IpAddr;
 
-use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::op::{Header, MessageType, Query, ResponseCode};
+use hickory_proto::rr::Record;
 use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, DecodeError};
 
 /// What outflow needs from a DNS message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,14 +40,24 @@ pub enum DnsParseError {
     NoQuestion,
 }
 
-/// Parses one DNS message.
+/// Parses one DNS message: the header, the first question and the answer section. Authority and
+/// additional records (EDNS, glue) are not needed and not parsed.
 pub fn parse(bytes: &[u8]) -> Result<DnsMessage, DnsParseError> {
-    let msg = Message::from_vec(bytes).map_err(|e| DnsParseError::Malformed(e.to_string()))?;
-    let q = msg.queries.first().ok_or(DnsParseError::NoQuestion)?;
+    let malformed = |e: DecodeError| DnsParseError::Malformed(e.to_string());
+    let mut d = BinDecoder::new(bytes);
+    let header = Header::read(&mut d).map_err(malformed)?;
+    if header.counts.queries == 0 {
+        return Err(DnsParseError::NoQuestion);
+    }
+    let q = Query::read(&mut d).map_err(malformed)?;
+    for _ in 1..header.counts.queries {
+        Query::read(&mut d).map_err(malformed)?;
+    }
     let qtype = q.query_type;
     let mut addresses = Vec::new();
     let mut answers_qtype = false;
-    for rr in &msg.answers {
+    for _ in 0..header.counts.answers {
+        let rr = Record::read(&mut d).map_err(malformed)?;
         let t = rr.record_type();
         if t == qtype || qtype == RecordType::ANY {
             answers_qtype = true;
@@ -57,24 +69,26 @@ pub fn parse(bytes: &[u8]) -> Result<DnsMessage, DnsParseError> {
         }
     }
     Ok(DnsMessage {
-        id: msg.metadata.id,
-        is_response: msg.metadata.message_type == MessageType::Response,
-        rcode: u16::from(msg.metadata.response_code),
-        qname: normalize(&q.name.to_ascii()),
+        id: header.metadata.id,
+        is_response: header.metadata.message_type == MessageType::Response,
+        rcode: u16::from(header.metadata.response_code),
+        qname: normalize(q.name.to_ascii()),
         qtype: u16::from(qtype),
         addresses,
         answers_qtype,
     })
 }
 
-/// Lowercase, no trailing dot.
-pub fn normalize(name: &str) -> String {
-    let n = name.strip_suffix('.').unwrap_or(name);
-    if n.is_empty() {
-        ".".to_string()
-    } else {
-        n.to_ascii_lowercase()
+/// Lowercase, no trailing dot, in place.
+fn normalize(mut name: String) -> String {
+    if name.ends_with('.') {
+        name.pop();
     }
+    if name.is_empty() {
+        return ".".to_string();
+    }
+    name.make_ascii_lowercase();
+    name
 }
 
 /// The mnemonic of a query type (`A`, `AAAA`, `TYPE65`, …).

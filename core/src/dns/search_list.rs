@@ -35,11 +35,11 @@ impl SearchList {
 
     /// The names the application may have asked for when the resolver queried `qname`,
     /// `qname` itself first.
-    pub fn candidates(&self, qname: &str) -> Vec<String> {
-        let mut out = vec![qname.to_string()];
-        let mut add = |base: &str| {
-            if !base.is_empty() && !out.iter().any(|c| c == base) {
-                out.push(base.to_string());
+    pub fn candidates<'q>(&self, qname: &'q str) -> Vec<&'q str> {
+        let mut out = vec![qname];
+        let mut add = |base: &'q str| {
+            if !base.is_empty() && !out.contains(&base) {
+                out.push(base);
             }
         };
         if let Some(before_svc) = qname.strip_suffix(&self.svc_suffix) {
@@ -80,7 +80,7 @@ mod tests {
     #[test]
     fn namespace_expansion_yields_the_short_name() {
         let c = list().candidates("api.example.com.default.svc.cluster.local");
-        assert!(c.contains(&"api.example.com".to_string()), "{c:?}");
+        assert!(c.contains(&"api.example.com"), "{c:?}");
     }
 
     #[test]
@@ -97,12 +97,12 @@ mod tests {
             let c = l.candidates(n);
             common.retain(|x| c.contains(x));
         }
-        assert_eq!(common, vec!["api.example.com".to_string()]);
+        assert_eq!(common, vec!["api.example.com"]);
     }
 
     #[test]
     fn azure_vnet_suffix_is_stripped() {
         let c = list().candidates("db.abcd1234.bx.internal.cloudapp.net");
-        assert!(c.contains(&"db".to_string()), "{c:?}");
+        assert!(c.contains(&"db"), "{c:?}");
     }
 }

@@ -1,0 +1,67 @@
+//! The engine on captures of real lab traffic (`core/tests/fixtures/README.md` says how each was
+//! made and what it holds, counted with tshark). Every capture of the same traffic must give the
+//! same answers: pcap and pcapng, µs and ns, Ethernet and Linux cooked v1/v2 with every forwarded
+//! packet captured three times.
+
+use outflow_tests::{analyze_fixtures as analyze, assert_lab_results, count, dns};
+
+#[test]
+fn ethernet_pcap_of_the_pod_veth() {
+    let (r, truncated) = analyze(&["lab-pod.pcap"]);
+    assert!(truncated.is_empty());
+    assert_eq!((r.capture.packets, r.capture.duplicates), (207, 0));
+    assert_lab_results(&r);
+}
+
+#[test]
+fn nanosecond_pcap_gives_the_same_report() {
+    let (micro, _) = analyze(&["lab-pod.pcap"]);
+    let (nano, _) = analyze(&["lab-pod-ns.pcap"]);
+    assert_eq!(micro, nano);
+}
+
+#[test]
+fn node_any_pcapng_counts_each_forwarded_packet_once() {
+    let (r, _) = analyze(&["lab-node-any.pcapng"]);
+    assert_eq!(r.capture.packets, 620);
+    // 620 frames are 217 distinct packets (196 seen three times, 11 twice, 10 once); the 6 ARP
+    // frames are not IP, so 213 distinct IP packets and 401 IP copies.
+    assert_eq!(
+        (r.capture.ip_packets, r.capture.duplicates, r.capture.non_ip),
+        (213, 401, 6)
+    );
+    assert_lab_results(&r);
+}
+
+#[test]
+fn node_any_sll2_counts_each_forwarded_packet_once() {
+    let (r, _) = analyze(&["lab-node-sll2.pcap"]);
+    assert_eq!((r.capture.ip_packets, r.capture.duplicates), (213, 401));
+    assert_lab_results(&r);
+}
+
+#[test]
+fn truncated_capture_is_reported_and_the_rest_analysed() {
+    let (r, truncated) = analyze(&["lab-pod-truncated.pcap"]);
+    assert_eq!(truncated, vec![0]);
+    assert_eq!(r.capture.packets, 206);
+    assert_lab_results(&r);
+}
+
+#[test]
+fn dns_over_tcp_alone() {
+    let (r, _) = analyze(&["dns-tcp.pcap"]);
+    let d = dns(&r, "10.244.1.10", "web.example.com", "A");
+    assert_eq!((count(&d.outcomes, "ok"), d.transport.as_str()), (1, "tcp"));
+    assert_eq!(
+        d.answers.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        ["198.51.100.80"]
+    );
+}
+
+#[test]
+fn pod_and_node_captures_merged_are_one_capture() {
+    let (r, _) = analyze(&["lab-pod.pcap", "lab-node-sll2.pcap"]);
+    assert_eq!(r.capture.packets, 827);
+    assert_lab_results(&r);
+}

@@ -30,8 +30,10 @@ pub fn build(
     for c in conns {
         connection_findings(c, reaches.get(&c.src).copied().unwrap_or(0), &mut out);
     }
-    for r in dns {
-        dns_findings(r, servers, &mut out);
+    // Records come sorted by (client, name, qtype): one group per client and name.
+    for group in dns.chunk_by(|a, b| a.client == b.client && a.name == b.name) {
+        let group: Vec<&DnsRecord> = group.iter().collect();
+        dns_findings(&group, servers, &mut out);
     }
     for (server, s) in servers {
         if s.answered == 0 && s.timeouts > 0 {
@@ -50,7 +52,7 @@ pub fn build(
                 evidence: vec![format!("{} queries timed out, {} answered", s.timeouts, s.answered)],
                 next_checks: vec![
                     "Is this the right server? Compare the pod's /etc/resolv.conf nameserver with the kube-dns service IP".into(),
-                    "From the node: `dig @SERVER kubernetes.default.svc.cluster.local`; if the node gets an answer, a NetworkPolicy blocks the pod's UDP/TCP 53".into(),
+                    format!("From the node: `dig @{} kubernetes.default.svc.cluster.local`; if the node gets an answer, a NetworkPolicy blocks the pod's UDP/TCP 53", bits_ip(*server)),
                     "CoreDNS pods ready? `kubectl -n kube-system get pods -l k8s-app=kube-dns`".into(),
                     "For the VNet resolver 168.63.129.16 or a custom DNS server: NSG and route table allow UDP/TCP 53 from the node subnet".into(),
                 ],
@@ -353,16 +355,26 @@ fn http_findings(c: &ConnectionRecord, out: &mut Vec<Finding>) {
     }
 }
 
+/// Findings for the lookups of one name by one client, all query types together (a name that
+/// does not exist fails for A and AAAA alike: one finding, not two).
 fn dns_findings(
-    r: &DnsRecord,
+    records: &[&DnsRecord],
     server_stats: &FxHashMap<u128, ServerStats>,
     out: &mut Vec<Finding>,
 ) {
-    let n = |k: &str| r.outcomes.get(k).copied().unwrap_or(0);
+    let first = records[0];
+    let n = |k: &str| -> u64 {
+        records
+            .iter()
+            .map(|r| r.outcomes.get(k).copied().unwrap_or(0))
+            .sum()
+    };
     let ok = n("ok");
-    let total: u64 = r.outcomes.values().sum();
-    let expansions = if r.expansions > 0 {
-        format!(", after {} search expansions", r.expansions)
+    let total: u64 = records.iter().flat_map(|r| r.outcomes.values()).sum();
+    let most_expansions = records.iter().map(|r| r.expansions).max().unwrap_or(0);
+    // Expansions explain a lookup that failed every time; with some successes they are noise.
+    let expansions = if most_expansions > 0 && ok == 0 {
+        format!(", after {most_expansions} search expansions")
     } else {
         String::new()
     };
@@ -373,7 +385,7 @@ fn dns_findings(
     };
     let compare = format!(
         "Compare: `nslookup {0}` from the pod, from the node, and `nslookup {0} 168.63.129.16` (Azure DNS)",
-        r.name
+        first.name
     );
     let cases: [(&str, &str, &str, Vec<String>); 5] = [
         ("nxdomain", "dns_nxdomain", "the name does not exist (NXDOMAIN)", vec![
@@ -405,28 +417,46 @@ fn dns_findings(
         if failed == 0 {
             continue;
         }
+        let qtypes: Vec<&str> = records
+            .iter()
+            .filter(|r| r.outcomes.contains_key(outcome))
+            .map(|r| r.qtype.as_str())
+            .collect();
+        let queries: u64 = records.iter().map(|r| r.queries).sum();
+        let mut servers: Vec<std::net::IpAddr> = records
+            .iter()
+            .flat_map(|r| r.servers.iter().copied())
+            .collect();
+        servers.sort();
+        servers.dedup();
         out.push(Finding {
             kind: kind.into(),
             severity: sev,
             message: format!(
                 "{} cannot resolve {} ({}): {what} in {failed} of {total} lookups{expansions}",
-                r.client, r.name, r.qtype
+                first.client,
+                first.name,
+                qtypes.join(", ")
             ),
-            src: Some(r.client),
-            target: Some(r.name.clone()),
+            src: Some(first.client),
+            target: Some(first.name.clone()),
             category: None,
             count: failed,
-            evidence: server_evidence(r, server_stats),
+            evidence: server_evidence(queries, &servers, server_stats),
             next_checks: checks,
         });
     }
 }
 
-/// What each server this record's queries went to did overall.
-fn server_evidence(r: &DnsRecord, servers: &FxHashMap<u128, ServerStats>) -> Vec<String> {
-    let mut v = vec![format!("{} queries for these lookups", r.queries)];
-    for s in &r.servers {
-        if let Some(st) = servers.get(&crate::decode::ip_bits(*s)) {
+/// What each server the lookups went to did overall.
+fn server_evidence(
+    queries: u64,
+    servers: &[std::net::IpAddr],
+    stats: &FxHashMap<u128, ServerStats>,
+) -> Vec<String> {
+    let mut v = vec![format!("{queries} queries for these lookups")];
+    for s in servers {
+        if let Some(st) = stats.get(&crate::decode::ip_bits(*s)) {
             v.push(format!(
                 "server {s}: answered {} of {} queries in the capture, {} timed out, {} SERVFAIL",
                 st.answered, st.queries, st.timeouts, st.servfails

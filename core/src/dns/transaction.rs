@@ -270,7 +270,6 @@ impl DnsTracker {
                     .on_answer(tx, DnsOutcome::Timeout, deadline, &[]);
             }
         }
-        self.folder.sweep(now_ns);
     }
 
     /// Ends the input at `now_ns`: due timeouts fire, the rest stay incomplete.

@@ -40,6 +40,12 @@ impl<R: Read> MergedReader<R> {
 
     /// Moves to the earliest unread packet across all files; `Ok(false)` when all are done.
     pub fn advance(&mut self) -> bool {
+        if self.readers.len() == 1 && self.started {
+            // One file: nothing to merge.
+            self.pull(0);
+            self.current = self.live[0].then_some(0);
+            return self.live[0];
+        }
         if !self.started {
             self.started = true;
             for i in 0..self.readers.len() {

@@ -72,23 +72,39 @@ pub fn parse(bytes: &[u8]) -> Result<DnsMessage, DnsParseError> {
         id: header.metadata.id,
         is_response: header.metadata.message_type == MessageType::Response,
         rcode: u16::from(header.metadata.response_code),
-        qname: normalize(q.name.to_ascii()),
+        qname: qname_text(&q.name),
         qtype: u16::from(qtype),
         addresses,
         answers_qtype,
     })
 }
 
-/// Lowercase, no trailing dot, in place.
-fn normalize(mut name: String) -> String {
-    if name.ends_with('.') {
-        name.pop();
+/// The name as lowercase dotted text without the trailing dot (`.` for the root). Labels are
+/// joined directly, one allocation, instead of through `Name::to_ascii` and a lowercase copy: this
+/// runs for every DNS message. Bytes that are not printable ASCII are shown as `\DDD`, as in zone
+/// files.
+fn qname_text(name: &hickory_proto::rr::Name) -> String {
+    let mut s = String::with_capacity(64);
+    for label in name.iter() {
+        if !s.is_empty() {
+            s.push('.');
+        }
+        for &b in label {
+            match b {
+                b'A'..=b'Z' => s.push((b + 32) as char),
+                b'.' | b'\\' => {
+                    s.push('\\');
+                    s.push(b as char);
+                }
+                0x21..=0x7e => s.push(b as char),
+                _ => s.push_str(&format!("\\{b:03}")),
+            }
+        }
     }
-    if name.is_empty() {
-        return ".".to_string();
+    if s.is_empty() {
+        s.push('.');
     }
-    name.make_ascii_lowercase();
-    name
+    s
 }
 
 /// The mnemonic of a query type (`A`, `AAAA`, `TYPE65`, …).
@@ -106,5 +122,23 @@ pub fn outcome_of(msg: &DnsMessage) -> super::DnsOutcome {
         ResponseCode::ServFail => DnsOutcome::ServFail,
         ResponseCode::Refused => DnsOutcome::Refused,
         _ => DnsOutcome::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_lowercase_dotted_without_the_root() {
+        let n = hickory_proto::rr::Name::from_ascii("Web.Example.COM.").unwrap();
+        assert_eq!(qname_text(&n), "web.example.com");
+        assert_eq!(qname_text(&hickory_proto::rr::Name::root()), ".");
+    }
+
+    #[test]
+    fn odd_bytes_in_labels_are_escaped() {
+        let n = hickory_proto::rr::Name::from_labels(vec![&b"a.b"[..], &b"c\x01"[..]]).unwrap();
+        assert_eq!(qname_text(&n), "a\\.b.c\\001");
     }
 }

@@ -113,11 +113,11 @@ impl Folder {
         (client, client_port): (u128, u16),
         server: u128,
         qtype: u16,
-        qname: &str,
+        qname: String,
         ts_ns: u64,
         tcp: bool,
     ) {
-        let cands = self.search.candidates(qname);
+        let cands = self.search.candidates(&qname);
         let open = self.open.entry((client, qtype)).or_default();
         let mut chosen = None;
         for &run_id in open.iter().rev() {
@@ -186,10 +186,11 @@ impl Folder {
         }
         run.tcp |= tcp;
         run.udp |= !tcp;
+        drop(cands);
         run.members.push(Member {
             tx,
             client_port,
-            qname: qname.to_string(),
+            qname,
             sent_ns: ts_ns,
             outcome: None,
             done_ns: 0,
@@ -376,7 +377,7 @@ mod tests {
         ];
         for (i, n) in names.iter().enumerate() {
             let t = i as u64 * 10 * MS;
-            f.on_query(i as u64, (1, 5353), 2, 1, n, t, false);
+            f.on_query(i as u64, (1, 5353), 2, 1, n.to_string(), t, false);
             let o = if i == 3 {
                 DnsOutcome::Ok
             } else {
@@ -402,7 +403,7 @@ mod tests {
         ];
         for (i, n) in names.iter().enumerate() {
             let t = i as u64 * 10 * MS;
-            f.on_query(i as u64, (1, 5353), 2, 1, n, t, false);
+            f.on_query(i as u64, (1, 5353), 2, 1, n.to_string(), t, false);
             f.on_answer(i as u64, DnsOutcome::NxDomain, t + MS, &[]);
         }
         let (recs, _) = f.finish();
@@ -419,7 +420,7 @@ mod tests {
             for (i, n) in names.iter().enumerate() {
                 let tx = round * 10 + i as u64;
                 let t = (round * 10 + i as u64) * MS;
-                f.on_query(tx, (1, 5353), 2, 1, n, t, false);
+                f.on_query(tx, (1, 5353), 2, 1, n.to_string(), t, false);
                 f.on_answer(tx, DnsOutcome::NxDomain, t + MS / 2, &[]);
             }
         }
@@ -430,9 +431,17 @@ mod tests {
     #[test]
     fn unrelated_names_are_separate_lookups() {
         let mut f = folder();
-        f.on_query(1, (1, 5353), 2, 1, "a.example.com", 0, false);
+        f.on_query(1, (1, 5353), 2, 1, "a.example.com".to_string(), 0, false);
         f.on_answer(1, DnsOutcome::NxDomain, MS, &[]);
-        f.on_query(2, (1, 5353), 2, 1, "b.example.com", 2 * MS, false);
+        f.on_query(
+            2,
+            (1, 5353),
+            2,
+            1,
+            "b.example.com".to_string(),
+            2 * MS,
+            false,
+        );
         f.on_answer(2, DnsOutcome::NxDomain, 3 * MS, &[]);
         let (recs, _) = f.finish();
         assert_eq!(recs.len(), 2);
@@ -446,12 +455,20 @@ mod tests {
             (1, 5353),
             2,
             1,
-            "x.example.com.default.svc.cluster.local",
+            "x.example.com.default.svc.cluster.local".to_string(),
             0,
             false,
         );
         f.on_answer(1, DnsOutcome::NxDomain, MS, &[]);
-        f.on_query(2, (1, 5353), 2, 1, "x.example.com", 2 * MS, false);
+        f.on_query(
+            2,
+            (1, 5353),
+            2,
+            1,
+            "x.example.com".to_string(),
+            2 * MS,
+            false,
+        );
         f.on_answer(2, DnsOutcome::Timeout, 5_002 * MS, &[]);
         let (recs, _) = f.finish();
         assert_eq!(recs[0].outcomes.get("timeout"), Some(&1), "{recs:?}");

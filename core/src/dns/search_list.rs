@@ -5,6 +5,9 @@
 //! what the application asked for, or that name plus one of these suffixes. The candidates of each
 //! query in a run are intersected to find the one name they all expand.
 
+/// Candidate names, kept inline: computed for every DNS query.
+pub type Candidates<'q> = arrayvec::ArrayVec<&'q str, 8>;
+
 /// Knows the search suffixes of the cluster.
 #[derive(Debug, Clone)]
 pub struct SearchList {
@@ -35,11 +38,13 @@ impl SearchList {
 
     /// The names the application may have asked for when the resolver queried `qname`,
     /// `qname` itself first.
-    pub fn candidates<'q>(&self, qname: &'q str) -> Vec<&'q str> {
-        let mut out = vec![qname];
+    pub fn candidates<'q>(&self, qname: &'q str) -> Candidates<'q> {
+        let mut out = Candidates::new();
+        out.push(qname);
         let mut add = |base: &'q str| {
             if !base.is_empty() && !out.contains(&base) {
-                out.push(base);
+                // More search domains than fit are not considered.
+                let _ = out.try_push(base);
             }
         };
         if let Some(before_svc) = qname.strip_suffix(&self.svc_suffix) {
@@ -92,7 +97,7 @@ mod tests {
             "api.example.com.cluster.local",
             "api.example.com",
         ];
-        let mut common = l.candidates(names[0]);
+        let mut common = l.candidates(names[0]).to_vec();
         for n in &names[1..] {
             let c = l.candidates(n);
             common.retain(|x| c.contains(x));

@@ -27,12 +27,20 @@ struct TxKey {
     tcp: bool,
 }
 
+/// A query awaiting its response. The name itself moves to the lookup folder; its hash is enough
+/// to check that a response repeats the question.
 #[derive(Debug)]
 struct Pending {
     tx: u64,
-    qname: String,
+    qname_hash: u64,
     qtype: u16,
-    sent_ns: u64,
+}
+
+fn name_hash(name: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    h.write(name.as_bytes());
+    h.finish()
 }
 
 /// Per-server tallies, for findings about a server rather than a name.
@@ -160,8 +168,9 @@ impl DnsTracker {
     fn on_query(&mut self, ts_ns: u64, key: TxKey, msg: DnsMessage) {
         // Time out what is due first, so a query sent right at another's timeout sees it failed.
         self.expire(ts_ns);
+        let qname_hash = name_hash(&msg.qname);
         if let Some(p) = self.pending.get(&key) {
-            if p.qname == msg.qname && p.qtype == msg.qtype {
+            if p.qname_hash == qname_hash && p.qtype == msg.qtype {
                 return; // Retransmission of a pending query.
             }
         }
@@ -177,7 +186,7 @@ impl DnsTracker {
             (key.client, key.client_port),
             key.server,
             msg.qtype,
-            &msg.qname,
+            msg.qname,
             ts_ns,
             key.tcp,
         );
@@ -185,9 +194,8 @@ impl DnsTracker {
             key,
             Pending {
                 tx,
-                qname: msg.qname,
+                qname_hash,
                 qtype: msg.qtype,
-                sent_ns: ts_ns,
             },
         ) {
             // The same id reused for another question: the old one got no answer in time to matter.
@@ -201,7 +209,7 @@ impl DnsTracker {
         let matches = self
             .pending
             .get(&key)
-            .is_some_and(|p| p.qname == msg.qname && p.qtype == msg.qtype);
+            .is_some_and(|p| p.qname_hash == name_hash(&msg.qname) && p.qtype == msg.qtype);
         if !matches {
             self.unmatched += 1;
             return;
@@ -215,10 +223,9 @@ impl DnsTracker {
         }
         if outcome == DnsOutcome::Ok {
             for a in &msg.addresses {
-                self.names.add(*a, &p.qname);
+                self.names.add(*a, &msg.qname);
             }
         }
-        let _ = p.sent_ns;
         self.folder.on_answer(p.tx, outcome, ts_ns, &msg.addresses);
     }
 

@@ -217,7 +217,7 @@ impl Engine {
         let group = flow.group;
         if let Effect::Opened(_) = effect {
             self.syn_deadlines
-                .push_back((ts + self.cfg.syn_timeout_ns, key, ts));
+                .push_back((ts.saturating_add(self.cfg.syn_timeout_ns), key, ts));
         }
         if !seg.payload.is_empty() && !matches!(flow.app, App::Opaque) {
             flow.app
@@ -325,7 +325,7 @@ impl Engine {
     /// Applies timeouts that packet time has passed; runs every 100 ms of packet time.
     fn sweep(&mut self) {
         let now = self.now_ns;
-        self.next_sweep_ns = now + SECOND / 10;
+        self.next_sweep_ns = now.saturating_add(SECOND / 10);
         while let Some(&(deadline, key, syn_ns)) = self.syn_deadlines.front() {
             if deadline > now {
                 break;
@@ -340,7 +340,7 @@ impl Engine {
         }
         self.dns.sweep(now);
         if now >= self.next_expire_ns {
-            self.next_expire_ns = now + 10 * SECOND;
+            self.next_expire_ns = now.saturating_add(10 * SECOND);
             let (groups, events) = (&mut self.groups, &mut self.events);
             self.flows
                 .expire(now.saturating_sub(self.cfg.flow_idle_ns), |_, f| {

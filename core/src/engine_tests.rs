@@ -333,3 +333,26 @@ fn garbage_frames_are_counted_not_fatal() {
     );
     assert_eq!(r.capture.dns_malformed, 1);
 }
+
+#[test]
+fn timestamps_at_the_end_of_time_do_not_overflow() {
+    // Found by the capfile fuzz target: a corrupt pcapng timestamp near u64::MAX.
+    let mut syn = tcp(POD, 40050, "198.51.100.20", 443, SYN, 1, 0, b"");
+    syn.ts_ns = u64::MAX - 1;
+    let mut query = udp(
+        POD,
+        33004,
+        "10.0.0.10",
+        53,
+        &dns_query(5, "a.example.com", RecordType::A),
+    );
+    query.ts_ns = u64::MAX;
+    let r = run(&[syn, query]);
+    let c = r.connections.iter().find(|c| c.dst_port == 443).unwrap();
+    assert_eq!(
+        c.outcomes.values().sum::<u64>(),
+        1,
+        "one attempt, decided once: {c:?}"
+    );
+    assert_eq!(r.dns.len(), 1);
+}

@@ -248,7 +248,7 @@ impl LatencyAcc {
             self.min_ns = ns;
         }
         self.max_ns = self.max_ns.max(ns);
-        self.sum_ns += ns;
+        self.sum_ns = self.sum_ns.saturating_add(ns);
         self.count += 1;
     }
 

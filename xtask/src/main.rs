@@ -36,8 +36,9 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("test") => test(),
         Some("bench-analyze") => bench::run(&args[1..]),
+        Some("fuzz") => fuzz(seconds_arg(&args[1..], 300)),
         _ => {
-            eprintln!("usage: cargo xtask <setup | demo | test | bench-analyze [--packets N]>");
+            eprintln!("usage: cargo xtask <setup | demo | test | fuzz [--seconds N] | bench-analyze [--packets N]>");
             return ExitCode::from(2);
         }
     };
@@ -156,7 +157,53 @@ fn test() -> Result<()> {
             "warnings",
         ])
         .current_dir(&root))?;
+    // A short coverage-guided run of every fuzz target; `cargo xtask fuzz` runs longer.
+    fuzz(20)?;
     cargo_test_with_summary(&root)
+}
+
+fn seconds_arg(args: &[String], default: u64) -> u64 {
+    args.iter()
+        .position(|a| a == "--seconds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs each cargo-fuzz target for `seconds` (stable toolchain, no sanitizer), seeded with the
+/// capture fixtures. A crash fails the run and leaves its input in `fuzz/artifacts/`.
+fn fuzz(seconds: u64) -> Result<()> {
+    let root = root_dir();
+    let installed = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    let fuzz_dir = root.join("fuzz");
+    let seeds = fuzz_dir.join("corpus/capfile");
+    std::fs::create_dir_all(&seeds)?;
+    for entry in std::fs::read_dir(root.join("core/tests/fixtures"))? {
+        let path = entry?.path();
+        if path
+            .extension()
+            .is_some_and(|e| e == "pcap" || e == "pcapng")
+        {
+            std::fs::copy(&path, seeds.join(path.file_name().expect("a file")))?;
+        }
+    }
+    for target in ["frames", "dns", "capfile"] {
+        let corpus = fuzz_dir.join("corpus").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        run(Command::new("cargo")
+            .args(["fuzz", "run", target, "-s", "none"])
+            .arg(&corpus)
+            .args(["--", "-seed=1", "-rss_limit_mb=4096"])
+            .arg(format!("-max_total_time={seconds}"))
+            .current_dir(&fuzz_dir))?;
+    }
+    Ok(())
 }
 
 /// Runs `cargo test --workspace`, passing its output through, and closes with one line that adds

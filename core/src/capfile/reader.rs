@@ -391,7 +391,8 @@ fn pcapng_step(
             };
             Some((
                 Current {
-                    ts_ns: to_ns(raw_ts, info.tsresol) + info.tsoffset_s * 1_000_000_000,
+                    ts_ns: to_ns(raw_ts, info.tsresol)
+                        .saturating_add(info.tsoffset_s.saturating_mul(1_000_000_000)),
                     iface: epb.interface_id,
                     link: info.link,
                     direction,
@@ -441,7 +442,7 @@ fn to_ns(raw: u64, tsresol: u8) -> u64 {
             raw / 10u64.saturating_pow(exp - 9)
         }
     } else {
-        ((raw as u128 * 1_000_000_000u128) >> exp.min(127)) as u64
+        ((raw as u128 * 1_000_000_000u128) >> exp.min(127)).min(u64::MAX as u128) as u64
     }
 }
 

@@ -60,7 +60,9 @@ impl Attempt {
             return Effect::Retransmitted;
         }
         let previous = match self.state {
-            State::Open if ts_ns >= self.syn_ns + timeout_ns => Some(Outcome::Unanswered),
+            State::Open if ts_ns >= self.syn_ns.saturating_add(timeout_ns) => {
+                Some(Outcome::Unanswered)
+            }
             // The client gave up and reused the port before the timeout.
             State::Open => Some(Outcome::Incomplete),
             _ => None,

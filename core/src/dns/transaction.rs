@@ -202,7 +202,8 @@ impl DnsTracker {
             self.folder
                 .on_answer(old.tx, DnsOutcome::Timeout, ts_ns, &[]);
         }
-        self.deadlines.push_back((ts_ns + self.timeout_ns, key, tx));
+        self.deadlines
+            .push_back((ts_ns.saturating_add(self.timeout_ns), key, tx));
     }
 
     fn on_response(&mut self, ts_ns: u64, key: TxKey, msg: &DnsMessage) {

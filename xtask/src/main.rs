@@ -196,12 +196,31 @@ fn fuzz(seconds: u64) -> Result<()> {
     for target in ["frames", "dns", "capfile"] {
         let corpus = fuzz_dir.join("corpus").join(target);
         std::fs::create_dir_all(&corpus)?;
-        run(Command::new("cargo")
+        // libFuzzer reports every new input; keep that in a log and show its verdict.
+        let log_path = fuzz_dir.join(format!("fuzz-{target}.log"));
+        let log = std::fs::File::create(&log_path)?;
+        let status = Command::new("cargo")
             .args(["fuzz", "run", target, "-s", "none"])
             .arg(&corpus)
             .args(["--", "-seed=1", "-rss_limit_mb=4096"])
             .arg(format!("-max_total_time={seconds}"))
-            .current_dir(&fuzz_dir))?;
+            .current_dir(&fuzz_dir)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .status()?;
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        if !status.success() {
+            eprintln!("{}", lines[lines.len().saturating_sub(60)..].join("\n"));
+            bail!("fuzz target {target} failed; the input is in fuzz/artifacts/{target}/, the log in {}", log_path.display());
+        }
+        let done = lines
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("Done "))
+            .copied()
+            .unwrap_or("done");
+        println!("fuzz {target}: {done}, no crash");
     }
     Ok(())
 }

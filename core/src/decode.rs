@@ -8,7 +8,7 @@
 //! an ICMP error is tied to the connection it rejects.
 
 use std::hash::Hasher;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 
 use etherparse::{
     Ethernet2HeaderSlice, Ipv4HeaderSlice, Ipv6ExtensionsSlice, Ipv6HeaderSlice,
@@ -345,6 +345,3 @@ pub fn bits_ip(bits: u128) -> IpAddr {
         None => IpAddr::V6(v6),
     }
 }
-
-/// An unspecified IPv4 address, for defaults.
-pub const UNSPECIFIED: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);

@@ -41,13 +41,8 @@ pub enum AppEvent {
         /// The proxy's status.
         status: Option<u16>,
     },
-    /// A complete DNS message carried over TCP; `from_client` says which way.
-    DnsMessage {
-        /// The message bytes, without the length prefix.
-        bytes: Vec<u8>,
-        /// Sent by the client.
-        from_client: bool,
-    },
+    /// A complete DNS message carried over TCP, in the direction of the segment that completed it.
+    DnsMessage(Vec<u8>),
 }
 
 impl App {
@@ -75,7 +70,7 @@ impl App {
                     return;
                 }
                 *self = if tls::is_client_hello(payload) {
-                    let mut r = tls::HelloReassembly::new(seq);
+                    let mut r = tls::HelloReassembly::default();
                     match r.push(seq, payload) {
                         tls::Progress::NeedMore => App::TlsHello(Box::new(r)),
                         tls::Progress::Done(sni) => {

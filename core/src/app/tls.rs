@@ -31,7 +31,7 @@ pub enum Progress {
 }
 
 /// A ClientHello being collected.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct HelloReassembly {
     seq: SeqTracker,
     buf: Vec<u8>,
@@ -39,15 +39,6 @@ pub struct HelloReassembly {
 }
 
 impl HelloReassembly {
-    /// Starts collecting at the segment with sequence number `seq`.
-    pub fn new(_seq: u32) -> HelloReassembly {
-        HelloReassembly {
-            seq: SeqTracker::default(),
-            buf: Vec::new(),
-            segments: 0,
-        }
-    }
-
     /// Adds a client segment.
     pub fn push(&mut self, seq: u32, payload: &[u8]) -> Progress {
         if !self.seq.accept(seq, payload.len()) {

@@ -9,9 +9,11 @@
 
 mod merge;
 mod reader;
+mod step;
 
 pub use merge::MergedReader;
 pub use reader::CaptureReader;
+pub use step::IfaceInfo;
 
 /// A link-layer type as numbered by tcpdump.org's LINKTYPE_ registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -41,7 +41,7 @@ impl DnsTcpStream {
             }
             let bytes = dir.buf[2..2 + len].to_vec();
             dir.buf.drain(..2 + len);
-            out.push(AppEvent::DnsMessage { bytes, from_client });
+            out.push(AppEvent::DnsMessage(bytes));
         }
         if dir.buf.len() > MAX_BUFFER {
             dir.buf.clear();

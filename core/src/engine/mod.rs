@@ -7,23 +7,27 @@
 
 use std::collections::VecDeque;
 
+mod flows;
+mod records;
+
+use flows::{apply, apply_app_event, close_flow, flow_entry};
+use records::record;
+
 use crate::app::{App, AppEvent};
 use crate::capfile::{LinkType, Packet};
-use crate::category::{Category, Classifier};
+use crate::category::Classifier;
 use crate::conn::attempt::Effect;
-use crate::conn::group::{GroupKey, GroupStats, Groups};
-use crate::conn::table::{Flow, FlowTable};
+use crate::conn::group::Groups;
+use crate::conn::table::FlowTable;
 use crate::conn::{sender_is_client, FlowKey, Outcome};
-use crate::decode::{
-    self, bits_ip, ip_bits, proto, tcp_flags, DecodeError, Decoded, TcpSegment, L4,
-};
+use crate::decode::{self, ip_bits, proto, tcp_flags, DecodeError, Decoded, TcpSegment, L4};
 use crate::dedup::Dedup;
 use crate::dns::lookup::Folder;
 use crate::dns::search_list::SearchList;
-use crate::dns::transaction::{DnsTracker, NameMap};
+use crate::dns::transaction::DnsTracker;
 use crate::icmp::Rejection;
 use crate::profile::Profile;
-use crate::report::{rfc3339, CaptureStats, ConnectionRecord, ProxyConnect, Report};
+use crate::report::{rfc3339, CaptureStats, ConnectionRecord, Report};
 
 const SECOND: u64 = 1_000_000_000;
 
@@ -230,26 +234,14 @@ impl Engine {
             }
         }
         if !self.events.is_empty() {
-            self.apply_events(ts, group, (src, seg.sport), (dst, seg.dport), from_client);
+            self.apply_events(ts, group, (src, seg.sport), (dst, seg.dport));
         }
     }
 
-    fn apply_events(
-        &mut self,
-        ts: u64,
-        group: u32,
-        src: (u128, u16),
-        dst: (u128, u16),
-        from_client: bool,
-    ) {
+    fn apply_events(&mut self, ts: u64, group: u32, src: (u128, u16), dst: (u128, u16)) {
         for ev in std::mem::take(&mut self.events) {
             match ev {
-                AppEvent::DnsMessage {
-                    bytes,
-                    from_client: dir,
-                } => {
-                    // Events of one segment all travel in that segment's direction.
-                    let _ = (dir, from_client);
+                AppEvent::DnsMessage(bytes) => {
                     self.dns
                         .on_message(ts, src.0, src.1, dst.0, dst.1, true, &bytes);
                 }
@@ -386,162 +378,5 @@ impl Engine {
             findings,
             capture: stats,
         }
-    }
-}
-
-/// The flow for `key`, created (with its group) if new. `src_is_client` says which side opened it.
-#[allow(clippy::too_many_arguments)]
-fn flow_entry<'t>(
-    flows: &'t mut FlowTable,
-    groups: &mut Groups,
-    events: &mut Vec<AppEvent>,
-    ts: u64,
-    key: FlowKey,
-    src_is_lo: bool,
-    src_is_client: bool,
-    (sport, dport): (u16, u16),
-) -> &'t mut Flow {
-    let mut ctx = (groups, events);
-    let make = |(groups, _): &mut (&mut Groups, &mut Vec<AppEvent>)| {
-        let (client_lo, server_port) = if src_is_client {
-            (src_is_lo, dport)
-        } else {
-            (!src_is_lo, sport)
-        };
-        let (client, _) = key.endpoint(client_lo);
-        let (server, _) = key.endpoint(!client_lo);
-        let gid = groups.id(
-            GroupKey {
-                src: client,
-                dst: server,
-                dst_port: server_port,
-                proto: key.proto(),
-            },
-            ts,
-        );
-        let app = if key.proto() == proto::TCP {
-            App::for_port(server_port)
-        } else {
-            App::Opaque
-        };
-        Flow::new(gid, client_lo, ts, app)
-    };
-    flows.get_or_insert(key, &mut ctx, make, |(groups, events), f| {
-        close_flow(groups, events, f)
-    })
-}
-
-/// Moves a flow's packet and byte counts into its group.
-fn fold_counts(g: &mut GroupStats, f: &mut Flow) {
-    g.packets_out += std::mem::take(&mut f.packets[0]) as u64;
-    g.packets_in += std::mem::take(&mut f.packets[1]) as u64;
-    g.bytes_out += std::mem::take(&mut f.bytes[0]);
-    g.bytes_in += std::mem::take(&mut f.bytes[1]);
-    g.last_ns = g.last_ns.max(f.last_ns);
-}
-
-fn apply(g: &mut GroupStats, effect: Effect) {
-    match effect {
-        Effect::None => {}
-        Effect::Opened(previous) => {
-            if let Some(o) = previous {
-                g.count(o);
-            }
-        }
-        Effect::Retransmitted => g.syn_retransmissions += 1,
-        Effect::Decided {
-            outcome,
-            latency_ns,
-            retracted,
-        } => {
-            if let Some(r) = retracted {
-                g.uncount(r);
-            }
-            g.count(outcome);
-            if let Some(l) = latency_ns {
-                g.handshake.add(l);
-            }
-        }
-    }
-}
-
-fn apply_app_event(g: &mut GroupStats, ev: AppEvent) {
-    match ev {
-        AppEvent::Name(n) => g.add_name(&n),
-        AppEvent::HttpStatus(s) => *g.http_statuses.entry(s).or_default() += 1,
-        AppEvent::Connect { target, status } => g.add_connect(&target, status),
-        AppEvent::DnsMessage { .. } => {}
-    }
-}
-
-/// A flow leaves the table: its open attempt is incomplete, its unanswered CONNECTs are counted.
-fn close_flow(groups: &mut Groups, events: &mut Vec<AppEvent>, f: &mut Flow) {
-    let effect = f.attempt.on_end();
-    f.app.on_end(events);
-    if let Some(g) = groups.get_mut(f.group) {
-        fold_counts(g, f);
-        apply(g, effect);
-        for ev in events.drain(..) {
-            apply_app_event(g, ev);
-        }
-    }
-    events.clear();
-}
-
-fn record(g: &GroupStats, classifier: &Classifier, names: &NameMap) -> ConnectionRecord {
-    let dst = bits_ip(g.key.dst);
-    let category = classifier.category(dst);
-    let mut all_names: Vec<String> = names.get(g.key.dst).to_vec();
-    for n in &g.names {
-        if !all_names.contains(n) {
-            all_names.push(n.clone());
-        }
-    }
-    ConnectionRecord {
-        src: bits_ip(g.key.src),
-        dst,
-        dst_port: g.key.dst_port,
-        proto: if g.key.proto == proto::TCP {
-            "tcp"
-        } else {
-            "udp"
-        }
-        .to_string(),
-        category,
-        label: classifier.platform_label(dst).map(str::to_string),
-        egress: (category == Category::Public).then(|| classifier.egress_label().to_string()),
-        outcomes: Outcome::ALL
-            .iter()
-            .filter(|o| g.outcomes[o.index()] > 0)
-            .map(|o| (o.as_str().to_string(), g.outcomes[o.index()]))
-            .collect(),
-        unreachable_codes: g
-            .unreachable_codes
-            .iter()
-            .map(|(r, n)| (r.name().to_string(), *n))
-            .collect(),
-        icmp_from: g.icmp_from.iter().map(|b| bits_ip(*b)).collect(),
-        syn_retransmissions: g.syn_retransmissions,
-        handshake_ms: g.handshake.summary(),
-        packets_out: g.packets_out,
-        packets_in: g.packets_in,
-        bytes_out: g.bytes_out,
-        bytes_in: g.bytes_in,
-        names: all_names,
-        http_statuses: g
-            .http_statuses
-            .iter()
-            .map(|(s, n)| (s.to_string(), *n))
-            .collect(),
-        proxy_connects: g
-            .proxy_connects
-            .iter()
-            .map(|(t, s)| ProxyConnect {
-                target: t.clone(),
-                statuses: s.clone(),
-            })
-            .collect(),
-        first_seen: rfc3339(g.first_ns),
-        last_seen: rfc3339(g.last_ns),
     }
 }

@@ -1,73 +1,10 @@
-//! States problems for a person: what fails, from where, to what, how often, the evidence, and
-//! the next check to make.
-//!
-//! The next checks follow the AKS egress troubleshooting checklist: compare DNS from the pod, the
-//! node and the upstream resolver (168.63.129.16); reach the destination by IP from the node; try
-//! other destinations; then NetworkPolicy, NSG, route tables and firewall, proxy, and SNAT.
+//! Findings about connections: unanswered, refused and rejected attempts, slow handshakes, and
+//! what HTTP servers and proxies answered.
 
 use std::net::IpAddr;
 
-use rustc_hash::FxHashMap;
-
 use crate::category::Category;
-use crate::decode::bits_ip;
-use crate::dns::transaction::ServerStats;
-use crate::report::{CaptureStats, ConnectionRecord, DnsRecord, Finding, Severity};
-
-/// Builds the findings of a report, most severe first.
-pub fn build(
-    conns: &[ConnectionRecord],
-    dns: &[DnsRecord],
-    servers: &FxHashMap<u128, ServerStats>,
-    stats: &CaptureStats,
-) -> Vec<Finding> {
-    let mut out = Vec::new();
-    // Which sources reach something: "the pod's own networking works" is evidence.
-    let mut reaches: FxHashMap<IpAddr, u64> = FxHashMap::default();
-    for c in conns {
-        *reaches.entry(c.src).or_default() += c.outcomes.get("established").copied().unwrap_or(0);
-    }
-    for c in conns {
-        connection_findings(c, reaches.get(&c.src).copied().unwrap_or(0), &mut out);
-    }
-    // Records come sorted by (client, name, qtype): one group per client and name.
-    for group in dns.chunk_by(|a, b| a.client == b.client && a.name == b.name) {
-        let group: Vec<&DnsRecord> = group.iter().collect();
-        dns_findings(&group, servers, &mut out);
-    }
-    for (server, s) in servers {
-        if s.answered == 0 && s.timeouts > 0 {
-            out.push(Finding {
-                kind: "dns_server_unresponsive".into(),
-                severity: if s.timeouts >= 2 { Severity::Error } else { Severity::Warning },
-                message: format!(
-                    "DNS server {} answered none of {} queries",
-                    bits_ip(*server),
-                    s.queries
-                ),
-                src: None,
-                target: Some(bits_ip(*server).to_string()),
-                category: None,
-                count: s.queries,
-                evidence: vec![format!("{} queries timed out, {} answered", s.timeouts, s.answered)],
-                next_checks: vec![
-                    "Is this the right server? Compare the pod's /etc/resolv.conf nameserver with the kube-dns service IP".into(),
-                    format!("From the node: `dig @{} kubernetes.default.svc.cluster.local`; if the node gets an answer, a NetworkPolicy blocks the pod's UDP/TCP 53", bits_ip(*server)),
-                    "CoreDNS pods ready? `kubectl -n kube-system get pods -l k8s-app=kube-dns`".into(),
-                    "For the VNet resolver 168.63.129.16 or a custom DNS server: NSG and route table allow UDP/TCP 53 from the node subnet".into(),
-                ],
-            });
-        }
-    }
-    capture_findings(stats, &mut out);
-    out.sort_by(|a, b| {
-        a.severity
-            .cmp(&b.severity)
-            .then(b.count.cmp(&a.count))
-            .then(a.message.cmp(&b.message))
-    });
-    out
-}
+use crate::report::{ConnectionRecord, Finding, Severity};
 
 fn target(c: &ConnectionRecord) -> String {
     let dst = match c.dst {
@@ -123,7 +60,11 @@ fn unanswered_checks(c: &ConnectionRecord) -> Vec<String> {
     v
 }
 
-fn connection_findings(c: &ConnectionRecord, src_established: u64, out: &mut Vec<Finding>) {
+pub(super) fn connection_findings(
+    c: &ConnectionRecord,
+    src_established: u64,
+    out: &mut Vec<Finding>,
+) {
     let n = |k: &str| c.outcomes.get(k).copied().unwrap_or(0);
     let (est, refused, unreach, unans) = (
         n("established"),
@@ -351,165 +292,6 @@ fn http_findings(c: &ConnectionRecord, out: &mut Vec<Finding>) {
                 "407: the proxy wants credentials (user:password in HTTPS_PROXY); 403: its policy denies this host; none: the proxy did not answer (is it up, and does it allow the cluster's source IPs?)".into(),
                 format!("Check the proxy's allow-list and logs for {}", pc.target),
             ],
-        });
-    }
-}
-
-/// Findings for the lookups of one name by one client, all query types together (a name that
-/// does not exist fails for A and AAAA alike: one finding, not two).
-fn dns_findings(
-    records: &[&DnsRecord],
-    server_stats: &FxHashMap<u128, ServerStats>,
-    out: &mut Vec<Finding>,
-) {
-    let first = records[0];
-    let n = |k: &str| -> u64 {
-        records
-            .iter()
-            .map(|r| r.outcomes.get(k).copied().unwrap_or(0))
-            .sum()
-    };
-    let ok = n("ok");
-    let total: u64 = records.iter().flat_map(|r| r.outcomes.values()).sum();
-    let most_expansions = records.iter().map(|r| r.expansions).max().unwrap_or(0);
-    // Expansions explain a lookup that failed every time; with some successes they are noise.
-    let expansions = if most_expansions > 0 && ok == 0 {
-        format!(", after {most_expansions} search expansions")
-    } else {
-        String::new()
-    };
-    let sev = if ok == 0 {
-        Severity::Error
-    } else {
-        Severity::Warning
-    };
-    let compare = format!(
-        "Compare: `nslookup {0}` from the pod, from the node, and `nslookup {0} 168.63.129.16` (Azure DNS)",
-        first.name
-    );
-    let cases: [(&str, &str, &str, Vec<String>); 5] = [
-        ("nxdomain", "dns_nxdomain", "the name does not exist (NXDOMAIN)", vec![
-            compare.clone(),
-            "Spelling, and for a cluster name the namespace: `kubectl get svc -A | grep NAME`".into(),
-            "A private endpoint: its privatelink DNS zone must be linked to the cluster's VNet".into(),
-            "A custom DNS server on the VNet must forward to 168.63.129.16 or host the zone".into(),
-        ]),
-        ("servfail", "dns_servfail", "the resolver failed (SERVFAIL)", vec![
-            "CoreDNS logs: `kubectl -n kube-system logs -l k8s-app=kube-dns`".into(),
-            compare.clone(),
-            "The upstream: custom DNS servers' forwarders, or the zone's authoritative servers (DNSSEC?)".into(),
-        ]),
-        ("timeout", "dns_timeout", "no answer (timeout)", vec![
-            "A NetworkPolicy must allow UDP and TCP 53 from the pod to kube-dns in kube-system".into(),
-            "CoreDNS pods ready? `kubectl -n kube-system get pods -l k8s-app=kube-dns`".into(),
-            compare.clone(),
-            "Intermittent UDP timeouts: conntrack races on the node; NodeLocal DNSCache or `single-request-reopen`".into(),
-        ]),
-        ("refused", "dns_refused", "the server refused to answer (REFUSED)", vec![
-            "The server does not serve this client or zone: its ACL / recursion settings, or the wrong server in resolv.conf".into(),
-        ]),
-        ("unreachable", "dns_server_unreachable", "the server is unreachable (ICMP)", vec![
-            "Nothing listens on port 53 at the server, or a firewall rejects it: check the server address in resolv.conf".into(),
-        ]),
-    ];
-    for (outcome, kind, what, checks) in cases {
-        let failed = n(outcome);
-        if failed == 0 {
-            continue;
-        }
-        let qtypes: Vec<&str> = records
-            .iter()
-            .filter(|r| r.outcomes.contains_key(outcome))
-            .map(|r| r.qtype.as_str())
-            .collect();
-        let queries: u64 = records.iter().map(|r| r.queries).sum();
-        let mut servers: Vec<std::net::IpAddr> = records
-            .iter()
-            .flat_map(|r| r.servers.iter().copied())
-            .collect();
-        servers.sort();
-        servers.dedup();
-        out.push(Finding {
-            kind: kind.into(),
-            severity: sev,
-            message: format!(
-                "{} cannot resolve {} ({}): {what} in {failed} of {total} lookups{expansions}",
-                first.client,
-                first.name,
-                qtypes.join(", ")
-            ),
-            src: Some(first.client),
-            target: Some(first.name.clone()),
-            category: None,
-            count: failed,
-            evidence: server_evidence(queries, &servers, server_stats),
-            next_checks: checks,
-        });
-    }
-}
-
-/// What each server the lookups went to did overall.
-fn server_evidence(
-    queries: u64,
-    servers: &[std::net::IpAddr],
-    stats: &FxHashMap<u128, ServerStats>,
-) -> Vec<String> {
-    let mut v = vec![format!("{queries} queries for these lookups")];
-    for s in servers {
-        if let Some(st) = stats.get(&crate::decode::ip_bits(*s)) {
-            v.push(format!(
-                "server {s}: answered {} of {} queries in the capture, {} timed out, {} SERVFAIL",
-                st.answered, st.queries, st.timeouts, st.servfails
-            ));
-        }
-    }
-    v
-}
-
-fn capture_findings(stats: &CaptureStats, out: &mut Vec<Finding>) {
-    for f in &stats.truncated_files {
-        out.push(Finding {
-            kind: "capture_truncated".into(),
-            severity: Severity::Info,
-            message: format!("{f} ends in the middle of a packet (the capture was cut off); everything before it was analysed"),
-            src: None,
-            target: None,
-            category: None,
-            count: 1,
-            evidence: vec![],
-            next_checks: vec!["Stop captures with Ctrl-C or -c/-G so the last packet is written whole".into()],
-        });
-    }
-    for e in &stats.errors {
-        out.push(Finding {
-            kind: "capture_unreadable".into(),
-            severity: Severity::Warning,
-            message: e.clone(),
-            src: None,
-            target: None,
-            category: None,
-            count: 1,
-            evidence: vec![],
-            next_checks: vec![
-                "Check the file with `capinfos`; `editcap` may recover the readable part".into(),
-            ],
-        });
-    }
-    let lost = stats.flows_evicted + stats.groups_dropped + stats.dns_dropped;
-    if lost > 0 {
-        out.push(Finding {
-            kind: "state_limit_reached".into(),
-            severity: Severity::Warning,
-            message: format!(
-                "state limits were reached: {} flows evicted, {} connection groups and {} DNS lookups not recorded; counts may be low",
-                stats.flows_evicted, stats.groups_dropped, stats.dns_dropped
-            ),
-            src: None,
-            target: None,
-            category: None,
-            count: lost,
-            evidence: vec![],
-            next_checks: vec!["Raise the limits (--max-flows) or analyse a narrower capture".into()],
         });
     }
 }

@@ -1,0 +1,117 @@
+//! Findings about DNS lookups, one per client and name across query types.
+
+use rustc_hash::FxHashMap;
+
+use crate::dns::transaction::ServerStats;
+use crate::report::{DnsRecord, Finding, Severity};
+
+/// Findings for the lookups of one name by one client, all query types together (a name that
+/// does not exist fails for A and AAAA alike: one finding, not two).
+pub(super) fn dns_findings(
+    records: &[&DnsRecord],
+    server_stats: &FxHashMap<u128, ServerStats>,
+    out: &mut Vec<Finding>,
+) {
+    let first = records[0];
+    let n = |k: &str| -> u64 {
+        records
+            .iter()
+            .map(|r| r.outcomes.get(k).copied().unwrap_or(0))
+            .sum()
+    };
+    let ok = n("ok");
+    let total: u64 = records.iter().flat_map(|r| r.outcomes.values()).sum();
+    let most_expansions = records.iter().map(|r| r.expansions).max().unwrap_or(0);
+    // Expansions explain a lookup that failed every time; with some successes they are noise.
+    let expansions = if most_expansions > 0 && ok == 0 {
+        format!(", after {most_expansions} search expansions")
+    } else {
+        String::new()
+    };
+    let sev = if ok == 0 {
+        Severity::Error
+    } else {
+        Severity::Warning
+    };
+    let compare = format!(
+        "Compare: `nslookup {0}` from the pod, from the node, and `nslookup {0} 168.63.129.16` (Azure DNS)",
+        first.name
+    );
+    let cases: [(&str, &str, &str, Vec<String>); 5] = [
+        ("nxdomain", "dns_nxdomain", "the name does not exist (NXDOMAIN)", vec![
+            compare.clone(),
+            "Spelling, and for a cluster name the namespace: `kubectl get svc -A | grep NAME`".into(),
+            "A private endpoint: its privatelink DNS zone must be linked to the cluster's VNet".into(),
+            "A custom DNS server on the VNet must forward to 168.63.129.16 or host the zone".into(),
+        ]),
+        ("servfail", "dns_servfail", "the resolver failed (SERVFAIL)", vec![
+            "CoreDNS logs: `kubectl -n kube-system logs -l k8s-app=kube-dns`".into(),
+            compare.clone(),
+            "The upstream: custom DNS servers' forwarders, or the zone's authoritative servers (DNSSEC?)".into(),
+        ]),
+        ("timeout", "dns_timeout", "no answer (timeout)", vec![
+            "A NetworkPolicy must allow UDP and TCP 53 from the pod to kube-dns in kube-system".into(),
+            "CoreDNS pods ready? `kubectl -n kube-system get pods -l k8s-app=kube-dns`".into(),
+            compare.clone(),
+            "Intermittent UDP timeouts: conntrack races on the node; NodeLocal DNSCache or `single-request-reopen`".into(),
+        ]),
+        ("refused", "dns_refused", "the server refused to answer (REFUSED)", vec![
+            "The server does not serve this client or zone: its ACL / recursion settings, or the wrong server in resolv.conf".into(),
+        ]),
+        ("unreachable", "dns_server_unreachable", "the server is unreachable (ICMP)", vec![
+            "Nothing listens on port 53 at the server, or a firewall rejects it: check the server address in resolv.conf".into(),
+        ]),
+    ];
+    for (outcome, kind, what, checks) in cases {
+        let failed = n(outcome);
+        if failed == 0 {
+            continue;
+        }
+        let qtypes: Vec<&str> = records
+            .iter()
+            .filter(|r| r.outcomes.contains_key(outcome))
+            .map(|r| r.qtype.as_str())
+            .collect();
+        let queries: u64 = records.iter().map(|r| r.queries).sum();
+        let mut servers: Vec<std::net::IpAddr> = records
+            .iter()
+            .flat_map(|r| r.servers.iter().copied())
+            .collect();
+        servers.sort();
+        servers.dedup();
+        out.push(Finding {
+            kind: kind.into(),
+            severity: sev,
+            message: format!(
+                "{} cannot resolve {} ({}): {what} in {failed} of {total} lookups{expansions}",
+                first.client,
+                first.name,
+                qtypes.join(", ")
+            ),
+            src: Some(first.client),
+            target: Some(first.name.clone()),
+            category: None,
+            count: failed,
+            evidence: server_evidence(queries, &servers, server_stats),
+            next_checks: checks,
+        });
+    }
+}
+
+/// What each server the lookups went to did overall.
+fn server_evidence(
+    queries: u64,
+    servers: &[std::net::IpAddr],
+    stats: &FxHashMap<u128, ServerStats>,
+) -> Vec<String> {
+    let mut v = vec![format!("{queries} queries for these lookups")];
+    for s in servers {
+        if let Some(st) = stats.get(&crate::decode::ip_bits(*s)) {
+            v.push(format!(
+                "server {s}: answered {} of {} queries in the capture, {} timed out, {} SERVFAIL",
+                st.answered, st.queries, st.timeouts, st.servfails
+            ));
+        }
+    }
+    v
+}

@@ -1,0 +1,123 @@
+//! States problems for a person: what fails, from where, to what, how often, the evidence, and
+//! the next check to make.
+//!
+//! The next checks follow the AKS egress troubleshooting checklist: compare DNS from the pod, the
+//! node and the upstream resolver (168.63.129.16); reach the destination by IP from the node; try
+//! other destinations; then NetworkPolicy, NSG, route tables and firewall, proxy, and SNAT.
+
+use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
+
+mod connection;
+mod dns;
+
+use connection::connection_findings;
+use dns::dns_findings;
+
+use crate::decode::bits_ip;
+use crate::dns::transaction::ServerStats;
+use crate::report::{CaptureStats, ConnectionRecord, DnsRecord, Finding, Severity};
+
+/// Builds the findings of a report, most severe first.
+pub fn build(
+    conns: &[ConnectionRecord],
+    dns: &[DnsRecord],
+    servers: &FxHashMap<u128, ServerStats>,
+    stats: &CaptureStats,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    // Which sources reach something: "the pod's own networking works" is evidence.
+    let mut reaches: FxHashMap<IpAddr, u64> = FxHashMap::default();
+    for c in conns {
+        *reaches.entry(c.src).or_default() += c.outcomes.get("established").copied().unwrap_or(0);
+    }
+    for c in conns {
+        connection_findings(c, reaches.get(&c.src).copied().unwrap_or(0), &mut out);
+    }
+    // Records come sorted by (client, name, qtype): one group per client and name.
+    for group in dns.chunk_by(|a, b| a.client == b.client && a.name == b.name) {
+        let group: Vec<&DnsRecord> = group.iter().collect();
+        dns_findings(&group, servers, &mut out);
+    }
+    for (server, s) in servers {
+        if s.answered == 0 && s.timeouts > 0 {
+            out.push(Finding {
+                kind: "dns_server_unresponsive".into(),
+                severity: if s.timeouts >= 2 { Severity::Error } else { Severity::Warning },
+                message: format!(
+                    "DNS server {} answered none of {} queries",
+                    bits_ip(*server),
+                    s.queries
+                ),
+                src: None,
+                target: Some(bits_ip(*server).to_string()),
+                category: None,
+                count: s.queries,
+                evidence: vec![format!("{} queries timed out, {} answered", s.timeouts, s.answered)],
+                next_checks: vec![
+                    "Is this the right server? Compare the pod's /etc/resolv.conf nameserver with the kube-dns service IP".into(),
+                    format!("From the node: `dig @{} kubernetes.default.svc.cluster.local`; if the node gets an answer, a NetworkPolicy blocks the pod's UDP/TCP 53", bits_ip(*server)),
+                    "CoreDNS pods ready? `kubectl -n kube-system get pods -l k8s-app=kube-dns`".into(),
+                    "For the VNet resolver 168.63.129.16 or a custom DNS server: NSG and route table allow UDP/TCP 53 from the node subnet".into(),
+                ],
+            });
+        }
+    }
+    capture_findings(stats, &mut out);
+    out.sort_by(|a, b| {
+        a.severity
+            .cmp(&b.severity)
+            .then(b.count.cmp(&a.count))
+            .then(a.message.cmp(&b.message))
+    });
+    out
+}
+
+fn capture_findings(stats: &CaptureStats, out: &mut Vec<Finding>) {
+    for f in &stats.truncated_files {
+        out.push(Finding {
+            kind: "capture_truncated".into(),
+            severity: Severity::Info,
+            message: format!("{f} ends in the middle of a packet (the capture was cut off); everything before it was analysed"),
+            src: None,
+            target: None,
+            category: None,
+            count: 1,
+            evidence: vec![],
+            next_checks: vec!["Stop captures with Ctrl-C or -c/-G so the last packet is written whole".into()],
+        });
+    }
+    for e in &stats.errors {
+        out.push(Finding {
+            kind: "capture_unreadable".into(),
+            severity: Severity::Warning,
+            message: e.clone(),
+            src: None,
+            target: None,
+            category: None,
+            count: 1,
+            evidence: vec![],
+            next_checks: vec![
+                "Check the file with `capinfos`; `editcap` may recover the readable part".into(),
+            ],
+        });
+    }
+    let lost = stats.flows_evicted + stats.groups_dropped + stats.dns_dropped;
+    if lost > 0 {
+        out.push(Finding {
+            kind: "state_limit_reached".into(),
+            severity: Severity::Warning,
+            message: format!(
+                "state limits were reached: {} flows evicted, {} connection groups and {} DNS lookups not recorded; counts may be low",
+                stats.flows_evicted, stats.groups_dropped, stats.dns_dropped
+            ),
+            src: None,
+            target: None,
+            category: None,
+            count: lost,
+            evidence: vec![],
+            next_checks: vec!["Raise the limits (--max-flows) or analyse a narrower capture".into()],
+        });
+    }
+}

@@ -38,7 +38,9 @@ struct Run {
     client: u128,
     qtype: u16,
     members: Vec<Member>,
-    candidates: Vec<String>,
+    /// The names every query of the run may have expanded, as prefix lengths of the first
+    /// member's name (each candidate is the queried name with a search suffix stripped).
+    candidates: arrayvec::ArrayVec<u16, 8>,
     servers: Vec<u128>,
     tcp: bool,
     udp: bool,
@@ -144,7 +146,9 @@ impl Folder {
                         Some(DnsOutcome::NxDomain | DnsOutcome::NoData | DnsOutcome::Ok)
                     )
             });
-            if follows && !restarts && run.candidates.iter().any(|c| cands.contains(&c.as_str())) {
+            let first = run.members[0].qname.as_str();
+            let shares = run.candidates.iter().any(|&len| cands.contains(&&first[..len as usize]));
+            if follows && !restarts && shares {
                 // Several runs may fit when one client resolves the same name twice at once;
                 // the one on the same source port is the same resolver call.
                 if last.client_port == client_port {
@@ -165,7 +169,7 @@ impl Folder {
                         client,
                         qtype,
                         members: Vec::new(),
-                        candidates: cands.iter().map(|c| c.to_string()).collect(),
+                        candidates: cands.iter().map(|c| c.len() as u16).collect(),
                         servers: Vec::new(),
                         tcp: false,
                         udp: false,
@@ -180,7 +184,10 @@ impl Folder {
             .runs
             .get_mut(&run_id)
             .expect("run ids in `open` are live");
-        run.candidates.retain(|c| cands.contains(&c.as_str()));
+        if let Some(first) = run.members.first() {
+            let first = first.qname.as_str();
+            run.candidates.retain(|len| cands.contains(&&first[..*len as usize]));
+        }
         if !run.servers.contains(&server) {
             run.servers.push(server);
         }
@@ -278,23 +285,19 @@ impl Folder {
         let Some(run) = self.runs.remove(&run_id) else {
             return;
         };
+        // Emptied lists stay: the same client asks again soon, and there is one per client and type.
         if let Some(list) = self.open.get_mut(&(run.client, run.qtype)) {
             list.retain(|&id| id != run_id);
-            if list.is_empty() {
-                self.open.remove(&(run.client, run.qtype));
-            }
         }
         for m in &run.members {
             self.tx_run.remove(&m.tx);
         }
+        let first = run.members[0].qname.as_str();
         let name = if run.members.len() == 1 {
-            run.members[0].qname.clone()
+            first.to_string()
         } else {
-            run.candidates
-                .iter()
-                .min_by_key(|c| c.len())
-                .cloned()
-                .unwrap_or_else(|| run.members[0].qname.clone())
+            let len = run.candidates.iter().min().map_or(first.len(), |&l| l as usize);
+            first[..len].to_string()
         };
         let ok = run
             .members
@@ -311,12 +314,16 @@ impl Folder {
         };
         let first_ns = run.members.iter().map(|m| m.sent_ns).min().unwrap_or(0);
         let last_ns = run.last_activity();
-        let mut distinct: Vec<&str> = run.members.iter().map(|m| m.qname.as_str()).collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        let expansions = distinct.iter().filter(|q| **q != name).count() as u32;
-        let key = (run.client, name.clone(), run.qtype);
-        if !self.records.contains_key(&key) && self.records.len() >= self.record_limit {
+        // Distinct names tried other than the asked one (retries of one name count once).
+        let expansions = (0..run.members.len())
+            .filter(|&i| {
+                let q = &run.members[i].qname;
+                *q != name && !run.members[..i].iter().any(|m| m.qname == *q)
+            })
+            .count() as u32;
+        let resolved_as = ok.filter(|m| m.qname != name).map(|m| m.qname.clone());
+        let key = (run.client, name, run.qtype);
+        if self.records.len() >= self.record_limit && !self.records.contains_key(&key) {
             self.dropped += 1;
             return;
         }
@@ -339,10 +346,8 @@ impl Folder {
         }
         acc.expansions = acc.expansions.max(expansions);
         acc.queries += run.members.len() as u64;
-        if let Some(m) = ok {
-            if m.qname != name {
-                acc.resolved_as = Some(m.qname.clone());
-            }
+        if resolved_as.is_some() {
+            acc.resolved_as = resolved_as;
         }
         for a in run.answers {
             if acc.answers.len() < MAX_ANSWERS && !acc.answers.contains(&a) {

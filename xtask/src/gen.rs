@@ -88,12 +88,23 @@ impl Rng {
     }
 }
 
+/// Services a pod talks to, out of a pool of [`SERVICES`]: pods call a handful of dependencies
+/// again and again, they do not look up a new name for every connection.
+const SERVICES_PER_POD: u32 = 16;
+const SERVICES: u32 = 199;
+
+/// The service connection `idx` goes to: one of its pod's own few.
+fn service(idx: u32) -> u32 {
+    let pod = idx % 1600;
+    (pod * 31 + (idx / 1600) % SERVICES_PER_POD) % SERVICES
+}
+
 fn conn(idx: u32, kind: u64) -> Conn {
     let ci = idx % 1600;
     let client = [10, 244, (ci / 200) as u8, (ci % 200 + 10) as u8];
     let sport = 32768 + ((idx / 1600) % 28000) as u16;
     let (server, dport) = match kind {
-        0..=86 => ([198, 51, 100, (idx % 50 + 1) as u8], 443),
+        0..=86 => ([198, 51, 100, (service(idx) + 1) as u8], 443),
         87..=91 => ([198, 51, 100, 200], 443),
         92..=95 => ([192, 168, 50, 5], 8080),
         _ => ([203, 0, 113, 7], 443),
@@ -286,7 +297,9 @@ fn render(c: &Conn, p: &P, payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
             expansion,
             nx,
         } => {
-            let host = format!("svc{}.example.com", p.conn % 5000);
+            // Failing lookups are for a misspelt name, as they are in life.
+            let domain = if nx { "exmaple.com" } else { "example.com" };
+            let host = format!("svc{}.{domain}", service(p.conn));
             let name = match expansion {
                 3 => host,
                 e => format!("{host}.{}", SEARCH[e as usize]),
@@ -295,7 +308,7 @@ fn render(c: &Conn, p: &P, payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
                 .wrapping_mul(4)
                 .wrapping_add(expansion as u16);
             let failed = nx || expansion < 3;
-            let msg = dns_message(id, &name, response, failed);
+            let msg = dns_message(id, &name, response, failed, (service(p.conn) + 1) as u8);
             // Unique per lookup for 64k lookups; pairs with the same client and name are rarer still.
             let sport = 1024 + (p.conn % 64000) as u16;
             let b = if response {
@@ -313,8 +326,8 @@ fn render(c: &Conn, p: &P, payload: &[u8], out: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-/// A DNS A query or its response (NXDOMAIN, or one A record pointing at 198.51.100.1).
-fn dns_message(id: u16, name: &str, response: bool, nx: bool) -> Vec<u8> {
+/// A DNS A query or its response (NXDOMAIN, or one A record: the service's address).
+fn dns_message(id: u16, name: &str, response: bool, nx: bool, last_octet: u8) -> Vec<u8> {
     let mut m = Vec::with_capacity(96);
     m.extend_from_slice(&id.to_be_bytes());
     let flags: u16 = if response {
@@ -333,7 +346,9 @@ fn dns_message(id: u16, name: &str, response: bool, nx: bool) -> Vec<u8> {
     }
     m.extend_from_slice(&[0, 0, 1, 0, 1]);
     if answers == 1 {
-        m.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 51, 100, 1]);
+        m.extend_from_slice(&[
+            0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 51, 100, last_octet,
+        ]);
     }
     m
 }

@@ -147,7 +147,10 @@ impl Folder {
                     )
             });
             let first = run.members[0].qname.as_str();
-            let shares = run.candidates.iter().any(|&len| cands.contains(&&first[..len as usize]));
+            let shares = run
+                .candidates
+                .iter()
+                .any(|&len| cands.contains(&&first[..len as usize]));
             if follows && !restarts && shares {
                 // Several runs may fit when one client resolves the same name twice at once;
                 // the one on the same source port is the same resolver call.
@@ -186,7 +189,8 @@ impl Folder {
             .expect("run ids in `open` are live");
         if let Some(first) = run.members.first() {
             let first = first.qname.as_str();
-            run.candidates.retain(|len| cands.contains(&&first[..*len as usize]));
+            run.candidates
+                .retain(|len| cands.contains(&&first[..*len as usize]));
         }
         if !run.servers.contains(&server) {
             run.servers.push(server);
@@ -296,7 +300,11 @@ impl Folder {
         let name = if run.members.len() == 1 {
             first.to_string()
         } else {
-            let len = run.candidates.iter().min().map_or(first.len(), |&l| l as usize);
+            let len = run
+                .candidates
+                .iter()
+                .min()
+                .map_or(first.len(), |&l| l as usize);
             first[..len].to_string()
         };
         let ok = run

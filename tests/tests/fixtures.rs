@@ -65,3 +65,13 @@ fn pod_and_node_captures_merged_are_one_capture() {
     assert_eq!(r.capture.packets, 827);
     assert_lab_results(&r);
 }
+
+#[test]
+fn tls_sni_names_the_destination() {
+    // Two curl HTTPS requests to one address under two names (see fixtures/README.md).
+    let (r, _) = analyze(&["tls-sni.pcap"]);
+    assert_eq!(r.connections.len(), 1);
+    let c = &r.connections[0];
+    assert_eq!((c.dst_port, count(&c.outcomes, "established")), (443, 2));
+    assert_eq!(c.names, ["api.example.com", "billing.example.com"]);
+}

@@ -203,7 +203,10 @@ pub struct CaptureStats {
     pub unsupported_link: u64,
     /// The same packet seen again on another interface, not counted twice.
     pub duplicates: u64,
-    /// DNS messages that could not be parsed.
+    /// Frames captured shorter than they were on the wire (the capture's snapshot length).
+    #[serde(default)]
+    pub snapped_frames: u64,
+    /// DNS messages that could not be parsed (cut by the snapshot length, or malformed).
     pub dns_malformed: u64,
     /// DNS responses with no matching query.
     pub dns_unmatched_responses: u64,

@@ -75,3 +75,25 @@ fn tls_sni_names_the_destination() {
     assert_eq!((c.dst_port, count(&c.outcomes, "established")), (443, 2));
     assert_eq!(c.names, ["api.example.com", "billing.example.com"]);
 }
+
+#[test]
+fn snapshot_length_cuts_dns_but_not_connection_outcomes() {
+    let (full, _) = analyze(&["lab-pod.pcap"]);
+    let (cut, _) = analyze(&["lab-pod-snap96.pcap"]);
+    let outcomes = |r: &outflow_core::Report| {
+        r.connections
+            .iter()
+            .map(|c| (c.dst, c.dst_port, c.outcomes.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(outcomes(&full), outcomes(&cut));
+    // `tshark -r lab-pod.pcap -Y "frame.len > 96"` counts 63.
+    assert_eq!(cut.capture.snapped_frames, 63);
+    assert!(cut.capture.dns_malformed > 0);
+    assert!(
+        cut.findings.iter().any(|f| f.kind == "capture_snaplen"),
+        "{:#?}",
+        cut.findings
+    );
+    assert!(full.findings.iter().all(|f| f.kind != "capture_snaplen"));
+}

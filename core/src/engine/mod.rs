@@ -137,6 +137,9 @@ impl Engine {
     /// Feeds one packet.
     pub fn observe(&mut self, packet: &Packet<'_>) {
         self.stats.packets += 1;
+        if (packet.data.len() as u32) < packet.orig_len {
+            self.stats.snapped_frames += 1;
+        }
         let ts = packet.ts_ns;
         self.first_ns.get_or_insert(ts);
         if ts > self.now_ns {

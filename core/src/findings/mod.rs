@@ -103,6 +103,22 @@ fn capture_findings(stats: &CaptureStats, out: &mut Vec<Finding>) {
             ],
         });
     }
+    if stats.snapped_frames > 0 && stats.dns_malformed > 0 {
+        out.push(Finding {
+            kind: "capture_snaplen".into(),
+            severity: Severity::Warning,
+            message: format!(
+                "{} packets were cut at the capture's snapshot length and {} DNS messages could not be read; DNS and HTTP results are incomplete",
+                stats.snapped_frames, stats.dns_malformed
+            ),
+            src: None,
+            target: None,
+            category: None,
+            count: stats.dns_malformed,
+            evidence: vec![],
+            next_checks: vec!["Capture whole packets: `tcpdump -s 0` (the default since tcpdump 4.0), or at least -s 512 for DNS".into()],
+        });
+    }
     let lost = stats.flows_evicted + stats.groups_dropped + stats.dns_dropped;
     if lost > 0 {
         out.push(Finding {

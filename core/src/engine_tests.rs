@@ -356,3 +356,42 @@ fn timestamps_at_the_end_of_time_do_not_overflow() {
     );
     assert_eq!(r.dns.len(), 1);
 }
+
+#[test]
+fn closed_connections_leave_the_table_with_their_counts_kept() {
+    use crate::decode::tcp_flags::FIN;
+    let dst = "198.51.100.80";
+    let mut e = Engine::new(&Profile::default());
+    for f in [
+        tcp(POD, 40060, dst, 443, SYN, 1, 0, b"").at_ms(0),
+        tcp(dst, 443, POD, 40060, SYN | ACK, 9, 2, b"").at_ms(1),
+        tcp(POD, 40060, dst, 443, ACK, 2, 10, b"hello").at_ms(2),
+        tcp(POD, 40060, dst, 443, FIN | ACK, 7, 10, b"").at_ms(3),
+        tcp(dst, 443, POD, 40060, FIN | ACK, 10, 8, b"").at_ms(4),
+        tcp(POD, 40060, dst, 443, ACK, 8, 11, b"").at_ms(5),
+        tcp(POD, 40061, dst, 443, SYN, 1, 0, b"").at_ms(6),
+    ] {
+        e.observe(&f.packet());
+    }
+    assert_eq!(e.tracked_flows(), 2);
+    // Past the linger the closed connection leaves; the open attempt stays.
+    e.observe(
+        &udp(POD, 5000, "10.0.0.10", 9999, b"x")
+            .at_ms(10_000)
+            .packet(),
+    );
+    assert_eq!(
+        e.tracked_flows(),
+        2,
+        "the closed flow left, the UDP flow came"
+    );
+    let r = e.finish();
+    let c = r.connections.iter().find(|c| c.dst_port == 443).unwrap();
+    assert_eq!(c.outcomes.get("established"), Some(&1));
+    assert_eq!(c.outcomes.get("unanswered"), Some(&1));
+    assert_eq!(
+        (c.packets_out, c.packets_in),
+        (5, 2),
+        "counts of the removed flow are kept"
+    );
+}

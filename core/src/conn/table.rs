@@ -31,9 +31,24 @@ pub struct Flow {
     pub packets: [u32; 2],
     /// IP bytes from the client and from the server, likewise.
     pub bytes: [u64; 2],
+    /// TCP teardown seen: `FIN_CLIENT`, `FIN_SERVER`, `RESET`.
+    pub teardown: u8,
 }
 
+/// The client sent FIN.
+pub const FIN_CLIENT: u8 = 1;
+/// The server sent FIN.
+pub const FIN_SERVER: u8 = 2;
+/// Either side sent RST.
+pub const RESET: u8 = 4;
+
 impl Flow {
+    /// Whether the TCP connection is over: both FINs, or a RST.
+    pub fn is_closed(&self) -> bool {
+        self.teardown & RESET != 0
+            || self.teardown & (FIN_CLIENT | FIN_SERVER) == FIN_CLIENT | FIN_SERVER
+    }
+
     /// Counts a packet of this flow.
     pub fn count(&mut self, from_client: bool, ip_len: u32, ts_ns: u64) {
         let dir = (!from_client) as usize;
@@ -53,6 +68,7 @@ impl Flow {
             rejected: false,
             packets: [0; 2],
             bytes: [0; 2],
+            teardown: 0,
         }
     }
 }
@@ -109,15 +125,24 @@ impl FlowTable {
         self.map.entry(key).or_insert_with(|| make(ctx))
     }
 
-    /// Removes flows idle since before `cutoff_ns`.
-    pub fn expire(&mut self, cutoff_ns: u64, mut on_remove: impl FnMut(&FlowKey, &mut Flow)) {
+    /// Removes the flows `keep` rejects.
+    pub fn expire(
+        &mut self,
+        mut keep: impl FnMut(&FlowKey, &Flow) -> bool,
+        mut on_remove: impl FnMut(&FlowKey, &mut Flow),
+    ) {
         self.map.retain(|k, f| {
-            let keep = f.last_ns >= cutoff_ns;
+            let keep = keep(k, f);
             if !keep {
                 on_remove(k, f);
             }
             keep
         });
+    }
+
+    /// Removes one flow.
+    pub fn remove(&mut self, key: &FlowKey) -> Option<Flow> {
+        self.map.remove(key)
     }
 
     /// Visits every flow (at the end of the input).

@@ -253,8 +253,8 @@ impl Folder {
         for id in ids {
             self.close(id);
         }
-        let mut out: Vec<DnsRecord> = self
-            .records
+        let entries: Vec<(RecordKey, RecordAcc)> = self.records.into_iter().collect();
+        let mut out: Vec<DnsRecord> = entries
             .into_iter()
             .map(|((client, name, qtype), acc)| DnsRecord {
                 client: bits_ip(client),
@@ -281,7 +281,8 @@ impl Folder {
                 last_seen: rfc3339(acc.last_ns),
             })
             .collect();
-        out.sort_by(|a, b| (a.client, &a.name, &a.qtype).cmp(&(b.client, &b.name, &b.qtype)));
+        // Keys computed once and records moved once: records are large, comparisons many.
+        out.sort_by_cached_key(|r| (r.client, r.name.clone(), r.qtype.clone()));
         (out, self.dropped)
     }
 

@@ -18,9 +18,11 @@ use crate::capfile::{LinkType, Packet};
 use crate::category::Classifier;
 use crate::conn::attempt::Effect;
 use crate::conn::group::Groups;
-use crate::conn::table::FlowTable;
+use crate::conn::table::{FlowTable, FIN_CLIENT, FIN_SERVER, RESET};
 use crate::conn::{sender_is_client, FlowKey, Outcome};
-use crate::decode::{self, ip_bits, proto, tcp_flags, DecodeError, Decoded, TcpSegment, L4};
+use crate::decode::{
+    self, bits_ip, ip_bits, proto, tcp_flags, DecodeError, Decoded, TcpSegment, L4,
+};
 use crate::dedup::Dedup;
 use crate::dns::lookup::Folder;
 use crate::dns::search_list::SearchList;
@@ -48,8 +50,12 @@ pub struct Config {
     pub max_dns_pending: usize,
     /// DNS records (client, name, type) recorded.
     pub max_dns_records: usize,
-    /// Flows idle this long are forgotten.
+    /// TCP flows idle this long are forgotten.
     pub flow_idle_ns: u64,
+    /// UDP flows idle this long are forgotten (a DNS exchange is over in seconds).
+    pub udp_idle_ns: u64,
+    /// A closed TCP flow (both FINs or a RST) stays this long for its last ACKs, then leaves.
+    pub closed_linger_ns: u64,
     /// Recognise packets seen on several interfaces (`tcpdump -i any`) and count them once.
     pub dedup: bool,
     /// How far apart two copies of one packet may be.
@@ -67,6 +73,8 @@ impl Default for Config {
             max_dns_pending: 65_536,
             max_dns_records: 200_000,
             flow_idle_ns: 300 * SECOND,
+            udp_idle_ns: 30 * SECOND,
+            closed_linger_ns: 2 * SECOND,
             dedup: false,
             dedup_window_ns: 50_000_000,
         }
@@ -82,6 +90,9 @@ pub struct Engine {
     dns: DnsTracker,
     dedup: Option<Dedup>,
     syn_deadlines: VecDeque<(u64, FlowKey, u64)>,
+    /// Closed TCP flows and when they may leave the table. Removing finished connections keeps
+    /// the table as small as the set of live ones, which is what keeps lookups in cache.
+    closing: VecDeque<(u64, FlowKey)>,
     events: Vec<AppEvent>,
     stats: CaptureStats,
     first_ns: Option<u64>,
@@ -107,6 +118,7 @@ impl Engine {
             dns: DnsTracker::new(folder, cfg.dns_timeout_ns, cfg.max_dns_pending),
             dedup: cfg.dedup.then(|| Dedup::new(cfg.dedup_window_ns)),
             syn_deadlines: VecDeque::new(),
+            closing: VecDeque::new(),
             events: Vec::new(),
             stats: CaptureStats::default(),
             first_ns: None,
@@ -132,6 +144,11 @@ impl Engine {
     /// Records a read error; it becomes a finding.
     pub fn note_error(&mut self, message: String) {
         self.stats.errors.push(message);
+    }
+
+    /// Flows in the table now (live connections, plus closed ones lingering for their last ACKs).
+    pub fn tracked_flows(&self) -> usize {
+        self.flows.len()
     }
 
     /// Feeds one packet.
@@ -223,8 +240,22 @@ impl Engine {
         };
         let group = flow.group;
         if let Effect::Opened(_) = effect {
+            flow.teardown = 0;
             self.syn_deadlines
                 .push_back((ts.saturating_add(self.cfg.syn_timeout_ns), key, ts));
+        }
+        if seg.flags & (tcp_flags::FIN | tcp_flags::RST) != 0 && !flow.is_closed() {
+            flow.teardown |= if rst {
+                RESET
+            } else if from_client {
+                FIN_CLIENT
+            } else {
+                FIN_SERVER
+            };
+            if flow.is_closed() {
+                self.closing
+                    .push_back((ts.saturating_add(self.cfg.closed_linger_ns), key));
+            }
         }
         if !seg.payload.is_empty() && !matches!(flow.app, App::Opaque) {
             flow.app
@@ -333,14 +364,42 @@ impl Engine {
                 }
             }
         }
+        let linger = self.cfg.closed_linger_ns;
+        while let Some(&(deadline, key)) = self.closing.front() {
+            if deadline > now {
+                break;
+            }
+            self.closing.pop_front();
+            let Some(flow) = self.flows.get_mut(&key) else {
+                continue;
+            };
+            if !flow.is_closed() {
+                continue; // Reopened with a new SYN.
+            }
+            let quiet_since = flow.last_ns.saturating_add(linger);
+            if quiet_since > now {
+                self.closing.push_back((quiet_since, key));
+            } else if let Some(mut flow) = self.flows.remove(&key) {
+                close_flow(&mut self.groups, &mut self.events, &mut flow);
+            }
+        }
         self.dns.sweep(now);
         if now >= self.next_expire_ns {
             self.next_expire_ns = now.saturating_add(10 * SECOND);
+            let tcp_cutoff = now.saturating_sub(self.cfg.flow_idle_ns);
+            let udp_cutoff = now.saturating_sub(self.cfg.udp_idle_ns);
             let (groups, events) = (&mut self.groups, &mut self.events);
-            self.flows
-                .expire(now.saturating_sub(self.cfg.flow_idle_ns), |_, f| {
-                    close_flow(groups, events, f)
-                });
+            self.flows.expire(
+                |k, f| {
+                    f.last_ns
+                        >= if k.proto() == proto::UDP {
+                            udp_cutoff
+                        } else {
+                            tcp_cutoff
+                        }
+                },
+                |_, f| close_flow(groups, events, f),
+            );
         }
     }
 
@@ -350,11 +409,25 @@ impl Engine {
         let (groups, events) = (&mut self.groups, &mut self.events);
         self.flows.for_each(|_, f| close_flow(groups, events, f));
         self.dns.finish(self.now_ns);
-        let connections: Vec<ConnectionRecord> = self
-            .groups
-            .stats
-            .iter()
-            .map(|g| record(g, &self.classifier, &self.dns.names))
+        // Sort small keys, not the records: moving records of a few hundred bytes around dominated
+        // the sort.
+        let stats_by_group = &self.groups.stats;
+        let order_key = |i: &usize| {
+            let k = &stats_by_group[*i].key;
+            (
+                bits_ip(k.src).is_ipv6(),
+                k.src,
+                bits_ip(k.dst).is_ipv6(),
+                k.dst,
+                k.dst_port,
+                k.proto,
+            )
+        };
+        let mut order: Vec<usize> = (0..stats_by_group.len()).collect();
+        order.sort_unstable_by_key(order_key);
+        let connections: Vec<ConnectionRecord> = order
+            .into_iter()
+            .map(|i| record(&stats_by_group[i], &self.classifier, &self.dns.names))
             .collect();
         let servers = self.dns.servers.clone();
         let (dns_records, dns_dropped) = std::mem::replace(
@@ -370,10 +443,6 @@ impl Engine {
         stats.groups_dropped = self.groups.dropped;
         stats.first_seen = self.first_ns.map(rfc3339);
         stats.last_seen = self.first_ns.map(|_| rfc3339(self.now_ns));
-        let mut connections = connections;
-        connections.sort_by(|a, b| {
-            (a.src, a.dst, a.dst_port, &a.proto).cmp(&(b.src, b.dst, b.dst_port, &b.proto))
-        });
         let findings = crate::findings::build(&connections, &dns_records, &servers, &stats);
         Report {
             connections,

@@ -65,12 +65,8 @@ pub fn build(
         }
     }
     capture_findings(stats, &mut out);
-    out.sort_by(|a, b| {
-        a.severity
-            .cmp(&b.severity)
-            .then(b.count.cmp(&a.count))
-            .then(a.message.cmp(&b.message))
-    });
+    // Keys computed once and findings moved once: findings are large, comparisons many.
+    out.sort_by_cached_key(|f| (f.severity, std::cmp::Reverse(f.count), f.message.clone()));
     out
 }
 

@@ -41,8 +41,17 @@ pub enum DnsParseError {
 }
 
 /// Parses one DNS message: the header, the first question and the answer section. Authority and
-/// additional records (EDNS, glue) are not needed and not parsed.
+/// additional records (EDNS, glue) are not needed and not parsed. The common shape takes the
+/// fast path in `wire.rs`; hickory-proto decodes everything else and is the reference.
 pub fn parse(bytes: &[u8]) -> Result<DnsMessage, DnsParseError> {
+    match super::wire::parse_common(bytes) {
+        Some(m) => Ok(m),
+        None => parse_with_hickory(bytes),
+    }
+}
+
+/// Parses one DNS message with hickory-proto alone.
+pub fn parse_with_hickory(bytes: &[u8]) -> Result<DnsMessage, DnsParseError> {
     let malformed = |e: DecodeError| DnsParseError::Malformed(e.to_string());
     let mut d = BinDecoder::new(bytes);
     let header = Header::read(&mut d).map_err(malformed)?;
@@ -89,22 +98,27 @@ fn qname_text(name: &hickory_proto::rr::Name) -> String {
         if !s.is_empty() {
             s.push('.');
         }
-        for &b in label {
-            match b {
-                b'A'..=b'Z' => s.push((b + 32) as char),
-                b'.' | b'\\' => {
-                    s.push('\\');
-                    s.push(b as char);
-                }
-                0x21..=0x7e => s.push(b as char),
-                _ => s.push_str(&format!("\\{b:03}")),
-            }
-        }
+        push_label(&mut s, label);
     }
     if s.is_empty() {
         s.push('.');
     }
     s
+}
+
+/// Appends one label, lowercased, with `.`, `\` and unprintable bytes escaped as in zone files.
+pub(super) fn push_label(s: &mut String, label: &[u8]) {
+    for &b in label {
+        match b {
+            b'A'..=b'Z' => s.push((b + 32) as char),
+            b'.' | b'\\' => {
+                s.push('\\');
+                s.push(b as char);
+            }
+            0x21..=0x7e => s.push(b as char),
+            _ => s.push_str(&format!("\\{b:03}")),
+        }
+    }
 }
 
 /// The mnemonic of a query type (`A`, `AAAA`, `TYPE65`, …).

@@ -11,6 +11,7 @@ pub mod message;
 pub mod search_list;
 pub mod tcp_stream;
 pub mod transaction;
+pub mod wire;
 
 use serde::{Deserialize, Serialize};
 

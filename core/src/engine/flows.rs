@@ -8,7 +8,8 @@ use crate::conn::table::{Flow, FlowTable};
 use crate::conn::FlowKey;
 use crate::decode::proto;
 
-/// The flow for `key`, created (with its group) if new. `src_is_client` says which side opened it.
+/// The flow for `key`, created (with its group) if new. `src_is_client` says which side opened
+/// it; it is asked only for a new flow.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn flow_entry<'t>(
     flows: &'t mut FlowTable,
@@ -17,12 +18,12 @@ pub(super) fn flow_entry<'t>(
     ts: u64,
     key: FlowKey,
     src_is_lo: bool,
-    src_is_client: bool,
+    src_is_client: impl FnOnce() -> bool,
     (sport, dport): (u16, u16),
 ) -> &'t mut Flow {
     let mut ctx = (groups, events);
     let make = |(groups, _): &mut (&mut Groups, &mut Vec<AppEvent>)| {
-        let (client_lo, server_port) = if src_is_client {
+        let (client_lo, server_port) = if src_is_client() {
             (src_is_lo, dport)
         } else {
             (!src_is_lo, sport)

@@ -213,10 +213,12 @@ impl Engine {
         let syn = seg.flags & tcp_flags::SYN != 0;
         let ack = seg.flags & tcp_flags::ACK != 0;
         let rst = seg.flags & tcp_flags::RST != 0;
-        let src_is_client = if syn {
-            !ack
-        } else {
-            sender_is_client(seg.sport, seg.dport)
+        let src_is_client = || {
+            if syn {
+                !ack
+            } else {
+                sender_is_client(seg.sport, seg.dport)
+            }
         };
         let flow = flow_entry(
             &mut self.flows,
@@ -291,7 +293,7 @@ impl Engine {
     fn on_udp(&mut self, ts: u64, d: &Decoded<'_>, sport: u16, dport: u16, payload: &[u8]) {
         let (src, dst) = (ip_bits(d.src), ip_bits(d.dst));
         let (key, src_is_lo) = FlowKey::new(src, sport, dst, dport, proto::UDP);
-        let src_is_client = sport != 53 && sender_is_client(sport, dport);
+        let src_is_client = || sport != 53 && sender_is_client(sport, dport);
         let flow = flow_entry(
             &mut self.flows,
             &mut self.groups,
@@ -324,7 +326,7 @@ impl Engine {
             ts,
             key,
             src_is_lo,
-            true,
+            || true,
             (r.sport, r.dport),
         );
         let counts = if r.proto == proto::TCP {

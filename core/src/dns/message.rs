@@ -109,7 +109,10 @@ fn qname_text(name: &hickory_proto::rr::Name) -> String {
 /// Appends one label, lowercased, with `.`, `\` and unprintable bytes escaped as in zone files.
 pub(super) fn push_label(s: &mut String, label: &[u8]) {
     // Host names are printable ASCII without escapes: copy them whole.
-    if label.iter().all(|&b| b.is_ascii_graphic() && b != b'.' && b != b'\\') {
+    if label
+        .iter()
+        .all(|&b| b.is_ascii_graphic() && b != b'.' && b != b'\\')
+    {
         if let Ok(text) = std::str::from_utf8(label) {
             let start = s.len();
             s.push_str(text);

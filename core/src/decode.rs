@@ -207,7 +207,11 @@ fn ip_layer(data: &[u8]) -> Result<IpLayer<'_>, DecodeError> {
                 ipv6::HeaderSliceError::Len(_) => DecodeError::Truncated,
                 ipv6::HeaderSliceError::Content(_) => DecodeError::Undecodable,
             })?;
-            let total = 40 + h.payload_length() as usize;
+            // Jumbograms and BIG TCP carry a zero payload length; then the capture is the packet.
+            let total = match h.payload_length() as usize {
+                0 => data.len(),
+                n => 40 + n,
+            };
             let after = &data[40..total.min(data.len()).max(40)];
             let (exts, next, rest, _) = Ipv6ExtensionsSlice::from_slice_lax(h.next_header(), after);
             Ok(IpLayer {

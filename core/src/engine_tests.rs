@@ -395,3 +395,48 @@ fn closed_connections_leave_the_table_with_their_counts_kept() {
         "counts of the removed flow are kept"
     );
 }
+
+#[test]
+fn a_pods_icmp_about_a_late_reply_does_not_blame_the_server() {
+    // The resolver gave up; the late answer arrives and the pod's kernel answers port-unreachable.
+    let query = udp(
+        POD,
+        33010,
+        "10.0.0.10",
+        53,
+        &dns_query(6, "a.example.com", RecordType::A),
+    )
+    .at_ms(0);
+    let late = udp(
+        "10.0.0.10",
+        53,
+        POD,
+        33010,
+        &dns_response(
+            6,
+            "a.example.com",
+            RecordType::A,
+            ResponseCode::NoError,
+            &["1.2.3.4"],
+        ),
+    )
+    .at_ms(6000);
+    let icmp = icmp_unreachable(POD, "10.0.0.10", 3, &late).at_ms(6001);
+    let r = run(&[query, late, icmp]);
+    let c = r.connections.iter().find(|c| c.dst_port == 53).unwrap();
+    assert!(c.outcomes.is_empty(), "{c:?}");
+    assert!(
+        r.findings.iter().all(|f| f.kind != "udp_unreachable"),
+        "{:#?}",
+        r.findings
+    );
+}
+
+#[test]
+fn icmp_for_a_closed_udp_port_is_unreachable() {
+    let probe = udp(POD, 33011, "192.168.50.5", 514, b"syslog line").at_ms(0);
+    let icmp = icmp_unreachable("192.168.50.5", POD, 3, &probe).at_ms(1);
+    let r = run(&[probe, icmp]);
+    assert_eq!(outcome(&r, "192.168.50.5", 514, "unreachable"), 1);
+    assert!(r.findings.iter().any(|f| f.kind == "udp_unreachable"));
+}

@@ -212,7 +212,7 @@ pub struct CaptureStats {
     pub dns_unmatched_responses: u64,
     /// Flows dropped from the bounded flow table before they ended.
     pub flows_evicted: u64,
-    /// Connection groups not recorded because the group limit was reached.
+    /// Flows not counted in any group because the group limit was reached.
     pub groups_dropped: u64,
     /// DNS transactions dropped because the pending-query limit was reached.
     pub dns_dropped: u64,

@@ -55,12 +55,14 @@ impl App {
         }
     }
 
-    /// Feeds a TCP payload; `seq` is its sequence number.
+    /// Feeds a TCP payload; `seq` is its sequence number, `wire_len` its length on the wire (the
+    /// capture may hold less).
     pub fn on_payload(
         &mut self,
         from_client: bool,
         seq: u32,
         payload: &[u8],
+        wire_len: u32,
         out: &mut Vec<AppEvent>,
     ) {
         match self {
@@ -103,7 +105,7 @@ impl App {
                     }
                 }
             }
-            App::Dns(s) => s.on_payload(from_client, seq, payload, out),
+            App::Dns(s) => s.on_payload(from_client, seq, payload, wire_len, out),
         }
     }
 

@@ -20,8 +20,8 @@ pub struct IfaceInfo {
     pub name: Option<String>,
     /// `if_tsresol`: bit 7 clear means 10^-n seconds, set means 2^-n.
     pub(super) tsresol: u8,
-    /// `if_tsoffset`, seconds.
-    pub(super) tsoffset_s: u64,
+    /// `if_tsoffset`, seconds; signed (pcapng spec §4.2), stored as read.
+    pub(super) tsoffset_s: i64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -92,7 +92,7 @@ pub(super) fn pcapng_step(
                 match opt {
                     InterfaceDescriptionOption::IfName(n) => info.name = Some(n.to_string()),
                     InterfaceDescriptionOption::IfTsResol(r) => info.tsresol = *r,
-                    InterfaceDescriptionOption::IfTsOffset(o) => info.tsoffset_s = *o,
+                    InterfaceDescriptionOption::IfTsOffset(o) => info.tsoffset_s = *o as i64,
                     _ => {}
                 }
             }
@@ -121,8 +121,7 @@ pub(super) fn pcapng_step(
             };
             Some((
                 Current {
-                    ts_ns: to_ns(raw_ts, info.tsresol)
-                        .saturating_add(info.tsoffset_s.saturating_mul(1_000_000_000)),
+                    ts_ns: with_offset(to_ns(raw_ts, info.tsresol), info.tsoffset_s),
                     iface: epb.interface_id,
                     link: info.link,
                     direction,
@@ -162,6 +161,16 @@ fn unreachable_owned() -> ! {
     unreachable!("pcap-file returned owned packet data from a borrowed slice")
 }
 
+/// Adds a signed `if_tsoffset` in seconds, saturating at the ends of time.
+fn with_offset(ts_ns: u64, offset_s: i64) -> u64 {
+    let offset_ns = offset_s.unsigned_abs().saturating_mul(1_000_000_000);
+    if offset_s < 0 {
+        ts_ns.saturating_sub(offset_ns)
+    } else {
+        ts_ns.saturating_add(offset_ns)
+    }
+}
+
 /// Converts a timestamp in `if_tsresol` units to nanoseconds.
 fn to_ns(raw: u64, tsresol: u8) -> u64 {
     let exp = (tsresol & 0x7f) as u32;
@@ -179,6 +188,13 @@ fn to_ns(raw: u64, tsresol: u8) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn negative_tsoffset_moves_time_back() {
+        assert_eq!(with_offset(10_000_000_000, -3), 7_000_000_000);
+        assert_eq!(with_offset(1, -3), 0);
+        assert_eq!(with_offset(1, 2), 2_000_000_001);
+    }
 
     #[test]
     fn tsresol_converts_decimal_and_binary_units() {

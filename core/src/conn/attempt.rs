@@ -95,28 +95,31 @@ impl Attempt {
 
     /// A RST from the server; `ack` when the ACK bit is set.
     pub fn on_rst(&mut self, ack: Option<u32>) -> Effect {
-        if self.state != State::Open || ack.is_some_and(|a| a != self.isn.wrapping_add(1)) {
+        if ack.is_some_and(|a| a != self.isn.wrapping_add(1)) {
             return Effect::None;
         }
-        self.state = State::Decided(Outcome::Refused);
+        self.answer(Outcome::Refused)
+    }
+
+    /// Decides an open attempt, or one already called unanswered (the answer came after the SYN
+    /// timeout; the early verdict is taken back).
+    fn answer(&mut self, outcome: Outcome) -> Effect {
+        let retracted = match self.state {
+            State::Open => None,
+            State::Decided(Outcome::Unanswered) => Some(Outcome::Unanswered),
+            _ => return Effect::None,
+        };
+        self.state = State::Decided(outcome);
         Effect::Decided {
-            outcome: Outcome::Refused,
+            outcome,
             latency_ns: None,
-            retracted: None,
+            retracted,
         }
     }
 
     /// An ICMP destination-unreachable quoting this flow's client packet.
     pub fn on_icmp_error(&mut self) -> Effect {
-        if self.state != State::Open {
-            return Effect::None;
-        }
-        self.state = State::Decided(Outcome::Unreachable);
-        Effect::Decided {
-            outcome: Outcome::Unreachable,
-            latency_ns: None,
-            retracted: None,
-        }
+        self.answer(Outcome::Unreachable)
     }
 
     /// The SYN timeout scheduled for the attempt that opened at `syn_ns` has passed.
@@ -207,6 +210,23 @@ mod tests {
                 outcome, retracted, ..
             } => {
                 assert_eq!(outcome, Outcome::Established);
+                assert_eq!(retracted, Some(Outcome::Unanswered));
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn icmp_error_after_the_syn_timeout_still_explains_the_attempt() {
+        // A router gives up on ARP after ~3 s and only then sends host-unreachable.
+        let mut a = Attempt::default();
+        a.on_syn(1, 0, T);
+        a.on_timeout(0);
+        match a.on_icmp_error() {
+            Effect::Decided {
+                outcome, retracted, ..
+            } => {
+                assert_eq!(outcome, Outcome::Unreachable);
                 assert_eq!(retracted, Some(Outcome::Unanswered));
             }
             e => panic!("{e:?}"),

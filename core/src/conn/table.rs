@@ -28,7 +28,7 @@ pub struct Flow {
     pub rejected: bool,
     /// Packets from the client and from the server since last folded into the group. Counting
     /// here instead of in the group keeps the per-packet path to one table entry.
-    pub packets: [u32; 2],
+    pub packets: [u64; 2],
     /// IP bytes from the client and from the server, likewise.
     pub bytes: [u64; 2],
     /// TCP teardown seen: `FIN_CLIENT`, `FIN_SERVER`, `RESET`.

@@ -290,15 +290,21 @@ impl Folder {
         let Some(run) = self.runs.remove(&run_id) else {
             return;
         };
-        // Emptied lists stay: the same client asks again soon, and there is one per client and type.
+        // Emptied lists stay while there are few (the same client asks again soon); past that,
+        // spoofed or scanning clients must not grow the map.
         if let Some(list) = self.open.get_mut(&(run.client, run.qtype)) {
             list.retain(|&id| id != run_id);
+            if list.is_empty() && self.open.len() > 4_096 {
+                self.open.remove(&(run.client, run.qtype));
+            }
         }
         for m in &run.members {
             self.tx_run.remove(&m.tx);
         }
         let first = run.members[0].qname.as_str();
-        let name = if run.members.len() == 1 {
+        // One name tried (alone or retried): that is the name asked for. Several: the one they all
+        // expand.
+        let name = if run.members.iter().all(|m| m.qname == first) {
             first.to_string()
         } else {
             let len = run

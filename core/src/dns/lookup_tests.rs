@@ -115,3 +115,17 @@ fn a_timeout_explains_more_than_nxdomain() {
     let (recs, _) = f.finish();
     assert_eq!(recs[0].outcomes.get("timeout"), Some(&1), "{recs:?}");
 }
+
+#[test]
+fn a_retried_name_keeps_its_own_name() {
+    let mut f = folder();
+    let n = "redis.default.svc.cluster.local";
+    f.on_query(1, (1, 5353), 2, 1, n.to_string(), 0, false);
+    f.on_answer(1, DnsOutcome::Timeout, 5_000 * MS, &[]);
+    f.on_query(2, (1, 5353), 2, 1, n.to_string(), 5_000 * MS, false);
+    f.on_answer(2, DnsOutcome::Timeout, 10_000 * MS, &[]);
+    let (recs, _) = f.finish();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].name, n);
+    assert_eq!(recs[0].queries, 2);
+}

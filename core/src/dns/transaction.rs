@@ -63,6 +63,8 @@ pub struct NameMap {
 }
 
 const MAX_NAMED_ADDRESSES: usize = 100_000;
+/// Distinct DNS servers tallied; a cluster has a handful.
+const MAX_SERVERS: usize = 4_096;
 const MAX_NAMES_PER_ADDRESS: usize = 4;
 
 impl NameMap {
@@ -97,6 +99,7 @@ pub struct DnsTracker {
     pub names: NameMap,
     /// Per-server tallies.
     pub servers: FxHashMap<u128, ServerStats>,
+    overflow_server: ServerStats,
     /// Messages that could not be parsed.
     pub malformed: u64,
     /// Responses with no matching query.
@@ -117,6 +120,7 @@ impl DnsTracker {
             folder,
             names: NameMap::default(),
             servers: FxHashMap::default(),
+            overflow_server: ServerStats::default(),
             malformed: 0,
             unmatched: 0,
             dropped: 0,
@@ -180,7 +184,7 @@ impl DnsTracker {
         }
         let tx = self.next_tx;
         self.next_tx += 1;
-        self.servers.entry(key.server).or_default().queries += 1;
+        self.server_stats(key.server).queries += 1;
         self.folder.on_query(
             tx,
             (key.client, key.client_port),
@@ -217,7 +221,7 @@ impl DnsTracker {
         }
         let p = self.pending.remove(&key).expect("checked just above");
         let outcome = message::outcome_of(msg);
-        let stats = self.servers.entry(key.server).or_default();
+        let stats = self.server_stats(key.server);
         stats.answered += 1;
         if outcome == DnsOutcome::ServFail {
             stats.servfails += 1;
@@ -228,6 +232,15 @@ impl DnsTracker {
             }
         }
         self.folder.on_answer(p.tx, outcome, ts_ns, &msg.addresses);
+    }
+
+    /// The tallies of a server; beyond `MAX_SERVERS` distinct servers (a port-53 scan), a shared
+    /// scratch entry absorbs them.
+    fn server_stats(&mut self, server: u128) -> &mut ServerStats {
+        if self.servers.len() >= MAX_SERVERS && !self.servers.contains_key(&server) {
+            return &mut self.overflow_server;
+        }
+        self.servers.entry(server).or_default()
     }
 
     /// An ICMP error quoting a UDP packet from (client, client_port) to (server, server_port).
@@ -273,7 +286,7 @@ impl DnsTracker {
             self.deadlines.pop_front();
             if self.pending.get(&key).is_some_and(|p| p.tx == tx) {
                 self.pending.remove(&key);
-                self.servers.entry(key.server).or_default().timeouts += 1;
+                self.server_stats(key.server).timeouts += 1;
                 self.folder
                     .on_answer(tx, DnsOutcome::Timeout, deadline, &[]);
             }

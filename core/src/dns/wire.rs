@@ -39,7 +39,8 @@ pub fn parse_common(b: &[u8]) -> Option<DnsMessage> {
             return None; // A pointer or a reserved label type: not the common shape.
         }
         name_len += len + 1;
-        if name_len > 255 {
+        // RFC 1035 §2.3.4: 255 bytes on the wire, the root label included.
+        if name_len + 1 > 255 {
             return None;
         }
         if !qname.is_empty() {
@@ -51,8 +52,9 @@ pub fn parse_common(b: &[u8]) -> Option<DnsMessage> {
     if qname.is_empty() {
         qname.push('.');
     }
-    let qtype = u16::from_be_bytes([*b.get(pos)?, *b.get(pos + 1)?]);
-    pos += 4; // type and class
+    let question = b.get(pos..pos + 4)?; // type and class
+    let qtype = u16::from_be_bytes([question[0], question[1]]);
+    pos += 4;
     let mut addresses = Vec::new();
     let mut answers_qtype = false;
     for _ in 0..answers {

@@ -53,8 +53,8 @@ pub(super) fn flow_entry<'t>(
 
 /// Moves a flow's packet and byte counts into its group.
 fn fold_counts(g: &mut GroupStats, f: &mut Flow) {
-    g.packets_out += std::mem::take(&mut f.packets[0]) as u64;
-    g.packets_in += std::mem::take(&mut f.packets[1]) as u64;
+    g.packets_out += std::mem::take(&mut f.packets[0]);
+    g.packets_in += std::mem::take(&mut f.packets[1]);
     g.bytes_out += std::mem::take(&mut f.bytes[0]);
     g.bytes_in += std::mem::take(&mut f.bytes[1]);
     g.last_ns = g.last_ns.max(f.last_ns);

@@ -242,7 +242,9 @@ impl Engine {
         };
         let group = flow.group;
         if let Effect::Opened(_) = effect {
+            // A new connection on a reused 5-tuple starts with fresh parser state.
             flow.teardown = 0;
+            flow.app = App::for_port(if from_client { seg.dport } else { seg.sport });
             self.syn_deadlines
                 .push_back((ts.saturating_add(self.cfg.syn_timeout_ns), key, ts));
         }
@@ -260,8 +262,13 @@ impl Engine {
             }
         }
         if !seg.payload.is_empty() && !matches!(flow.app, App::Opaque) {
-            flow.app
-                .on_payload(from_client, seg.seq, seg.payload, &mut self.events);
+            flow.app.on_payload(
+                from_client,
+                seg.seq,
+                seg.payload,
+                seg.payload_len,
+                &mut self.events,
+            );
         }
         flow.count(from_client, d.ip_len, ts);
         if effect != Effect::None {
@@ -318,7 +325,17 @@ impl Engine {
         }
         let (src, dst) = (ip_bits(r.src), ip_bits(r.dst));
         let (key, src_is_lo) = FlowKey::new(src, r.sport, dst, r.dport, r.proto);
-        let known = self.flows.get_mut(&key).is_some();
+        // Only an error about what the client sent says something about the destination; one
+        // about a reply (a pod refusing a DNS answer that came too late) does not.
+        let known = self
+            .flows
+            .get_mut(&key)
+            .map(|f| f.client_is_lo == src_is_lo);
+        match known {
+            Some(false) => return,
+            None if !sender_is_client(r.sport, r.dport) => return,
+            _ => {}
+        }
         let flow = flow_entry(
             &mut self.flows,
             &mut self.groups,
@@ -329,19 +346,25 @@ impl Engine {
             || true,
             (r.sport, r.dport),
         );
-        let counts = if r.proto == proto::TCP {
+        let unreachable = Effect::Decided {
+            outcome: Outcome::Unreachable,
+            latency_ns: None,
+            retracted: None,
+        };
+        let effect = if r.proto == proto::TCP {
             match flow.attempt.on_icmp_error() {
-                Effect::Decided { .. } => true,
-                // An ICMP error for a SYN the capture did not see still ends an attempt.
-                _ => !known,
+                Effect::None if known.is_none() => unreachable, // the SYN was not captured
+                effect => effect,
             }
+        } else if !std::mem::replace(&mut flow.rejected, true) {
+            unreachable
         } else {
-            !std::mem::replace(&mut flow.rejected, true)
+            Effect::None
         };
         let group = flow.group;
-        if counts {
+        if effect != Effect::None {
             if let Some(g) = self.groups.get_mut(group) {
-                g.count(Outcome::Unreachable);
+                apply(g, effect);
                 g.reject(r.reason, ip_bits(r.from));
             }
         }

@@ -121,7 +121,7 @@ fn capture_findings(stats: &CaptureStats, out: &mut Vec<Finding>) {
             kind: "state_limit_reached".into(),
             severity: Severity::Warning,
             message: format!(
-                "state limits were reached: {} flows evicted, {} connection groups and {} DNS lookups not recorded; counts may be low",
+                "state limits were reached: {} flows evicted, {} flows outside the connection-group limit and {} DNS lookups not recorded; counts may be low",
                 stats.flows_evicted, stats.groups_dropped, stats.dns_dropped
             ),
             src: None,

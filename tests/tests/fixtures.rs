@@ -96,4 +96,9 @@ fn snapshot_length_cuts_dns_but_not_connection_outcomes() {
         cut.findings
     );
     assert!(full.findings.iter().all(|f| f.kind != "capture_snaplen"));
+    // Responses cut short still close their queries: the only timeout is the lab's dead server.
+    let timeouts = |r: &outflow_core::Report| -> u64 {
+        r.dns.iter().map(|d| count(&d.outcomes, "timeout")).sum()
+    };
+    assert_eq!((timeouts(&full), timeouts(&cut)), (1, 1));
 }

@@ -50,6 +50,22 @@ pub fn parse(bytes: &[u8]) -> Result<DnsMessage, DnsParseError> {
     }
 }
 
+/// The 12-byte header of a message too short to parse whole: id, QR, RCODE, and whether it has
+/// answers (the question is left empty).
+pub fn header_only(bytes: &[u8]) -> Option<DnsMessage> {
+    let h = bytes.get(..12)?;
+    let flags = u16::from_be_bytes([h[2], h[3]]);
+    Some(DnsMessage {
+        id: u16::from_be_bytes([h[0], h[1]]),
+        is_response: flags & 0x8000 != 0,
+        rcode: flags & 0xf,
+        qname: String::new(),
+        qtype: 0,
+        addresses: Vec::new(),
+        answers_qtype: u16::from_be_bytes([h[6], h[7]]) > 0,
+    })
+}
+
 /// Parses one DNS message with hickory-proto alone.
 pub fn parse_with_hickory(bytes: &[u8]) -> Result<DnsMessage, DnsParseError> {
     let malformed = |e: DecodeError| DnsParseError::Malformed(e.to_string());

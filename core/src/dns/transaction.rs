@@ -143,6 +143,23 @@ impl DnsTracker {
             Ok(m) => m,
             Err(_) => {
                 self.malformed += 1;
+                // Cut short (snapshot length, a first fragment): the header still says that the
+                // server answered and how, which is better than calling it a timeout.
+                if let Some(h) = message::header_only(bytes).filter(|h| h.is_response) {
+                    let key = TxKey {
+                        client: dst,
+                        server: src,
+                        client_port: dport,
+                        server_port: sport,
+                        id: h.id,
+                        tcp,
+                    };
+                    if let Some(p) = self.pending.remove(&key) {
+                        self.server_stats(key.server).answered += 1;
+                        self.folder
+                            .on_answer(p.tx, message::outcome_of(&h), ts_ns, &[]);
+                    }
+                }
                 return;
             }
         };

@@ -112,7 +112,7 @@ pub struct DnsRecord {
     /// Query type (`A`, `AAAA`, …).
     pub qtype: String,
     /// Lookups by outcome (`ok`, `nodata`, `nxdomain`, `servfail`, `refused`, `timeout`, `other`,
-    /// `unreachable`, `incomplete`).
+    /// `unreachable`, `truncated`, `incomplete`).
     pub outcomes: BTreeMap<String, u64>,
     /// Servers asked.
     pub servers: Vec<IpAddr>,

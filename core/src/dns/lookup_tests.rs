@@ -129,3 +129,29 @@ fn a_retried_name_keeps_its_own_name() {
     assert_eq!(recs[0].name, n);
     assert_eq!(recs[0].queries, 2);
 }
+
+#[test]
+fn a_truncated_udp_answer_retried_over_tcp_is_one_lookup() {
+    let mut f = folder();
+    let n = "big.example.com";
+    f.on_query(1, (1, 40000), 2, 1, n.to_string(), 0, false);
+    f.on_answer(1, DnsOutcome::Truncated, MS, &[]);
+    f.on_query(2, (1, 40001), 2, 1, n.to_string(), 2 * MS, true);
+    f.on_answer(2, DnsOutcome::Ok, 3 * MS, &[]);
+    let (recs, _) = f.finish();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].outcomes.get("ok"), Some(&1), "{recs:?}");
+    assert_eq!(
+        (recs[0].queries, recs[0].transport.as_str()),
+        (2, "udp+tcp")
+    );
+}
+
+#[test]
+fn a_truncated_answer_without_a_tcp_retry_is_reported_as_truncated() {
+    let mut f = folder();
+    f.on_query(1, (1, 40000), 2, 1, "big.example.com".to_string(), 0, false);
+    f.on_answer(1, DnsOutcome::Truncated, MS, &[]);
+    let (recs, _) = f.finish();
+    assert_eq!(recs[0].outcomes.get("truncated"), Some(&1));
+}

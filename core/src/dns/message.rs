@@ -17,6 +17,8 @@ pub struct DnsMessage {
     pub id: u16,
     /// A response (QR set).
     pub is_response: bool,
+    /// TC set: the answer did not fit and the client should ask again over TCP.
+    pub truncated: bool,
     /// Response code (4-bit RCODE, extended codes folded in by hickory).
     pub rcode: u16,
     /// First question's name, lowercase, without the trailing dot.
@@ -58,6 +60,7 @@ pub fn header_only(bytes: &[u8]) -> Option<DnsMessage> {
     Some(DnsMessage {
         id: u16::from_be_bytes([h[0], h[1]]),
         is_response: flags & 0x8000 != 0,
+        truncated: flags & 0x0200 != 0,
         rcode: flags & 0xf,
         qname: String::new(),
         qtype: 0,
@@ -96,6 +99,7 @@ pub fn parse_with_hickory(bytes: &[u8]) -> Result<DnsMessage, DnsParseError> {
     Ok(DnsMessage {
         id: header.metadata.id,
         is_response: header.metadata.message_type == MessageType::Response,
+        truncated: header.metadata.truncation,
         rcode: u16::from(header.metadata.response_code),
         qname: qname_text(&q.name),
         qtype: u16::from(qtype),
@@ -157,6 +161,9 @@ pub fn qtype_name(qtype: u16) -> String {
 /// The outcome a response states.
 pub fn outcome_of(msg: &DnsMessage) -> super::DnsOutcome {
     use super::DnsOutcome;
+    if msg.truncated {
+        return DnsOutcome::Truncated;
+    }
     match <ResponseCode as From<u16>>::from(msg.rcode) {
         ResponseCode::NoError if msg.answers_qtype => DnsOutcome::Ok,
         ResponseCode::NoError => DnsOutcome::NoData,

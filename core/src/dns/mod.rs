@@ -15,8 +15,8 @@ pub mod wire;
 
 use serde::{Deserialize, Serialize};
 
-/// Outcome of a DNS transaction or lookup (DESIGN.md §3, a contract; `unreachable` and
-/// `incomplete` extend it).
+/// Outcome of a DNS transaction or lookup (DESIGN.md §3, a contract; `unreachable`,
+/// `incomplete` and `truncated` extend it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DnsOutcome {
@@ -40,6 +40,8 @@ pub enum DnsOutcome {
     Unreachable,
     /// The input ended before an answer or the timeout.
     Incomplete,
+    /// The answer did not fit in UDP (TC bit) and no retry over TCP answered.
+    Truncated,
 }
 
 impl DnsOutcome {
@@ -55,6 +57,7 @@ impl DnsOutcome {
             DnsOutcome::Other => "other",
             DnsOutcome::Unreachable => "unreachable",
             DnsOutcome::Incomplete => "incomplete",
+            DnsOutcome::Truncated => "truncated",
         }
     }
 
@@ -62,8 +65,9 @@ impl DnsOutcome {
     /// (a timeout or SERVFAIL on one expansion explains more than NXDOMAIN on the others).
     pub fn weight(self) -> u8 {
         match self {
-            DnsOutcome::Ok => 9,
-            DnsOutcome::Incomplete => 8,
+            DnsOutcome::Ok => 10,
+            DnsOutcome::Incomplete => 9,
+            DnsOutcome::Truncated => 8,
             DnsOutcome::Unreachable => 7,
             DnsOutcome::Timeout => 6,
             DnsOutcome::ServFail => 5,

@@ -83,6 +83,7 @@ pub fn parse_common(b: &[u8]) -> Option<DnsMessage> {
     Some(DnsMessage {
         id: u16::from_be_bytes([header[0], header[1]]),
         is_response: flags & 0x8000 != 0,
+        truncated: flags & 0x0200 != 0,
         rcode: flags & 0xf,
         qname,
         qtype,

@@ -37,7 +37,11 @@ pub(super) fn dns_findings(
         "Compare: `nslookup {0}` from the pod, from the node, and `nslookup {0} 168.63.129.16` (Azure DNS)",
         first.name
     );
-    let cases: [(&str, &str, &str, Vec<String>); 5] = [
+    let cases: [(&str, &str, &str, Vec<String>); 6] = [
+        ("truncated", "dns_truncated", "the answer did not fit in UDP and no retry over TCP answered", vec![
+            "DNS falls back to TCP for large answers: a NetworkPolicy, NSG or firewall must allow TCP 53 as well as UDP 53".into(),
+            compare.clone(),
+        ]),
         ("nxdomain", "dns_nxdomain", "the name does not exist (NXDOMAIN)", vec![
             compare.clone(),
             "Spelling, and for a cluster name the namespace: `kubectl get svc -A | grep NAME`".into(),

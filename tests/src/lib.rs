@@ -76,6 +76,11 @@ impl Drop for Lab {
 
 /// Analyses capture files with a profile, as `outflow analyze` does.
 pub fn analyze(files: &[PathBuf], profile: &Profile) -> Report {
+    analyze_files(files, profile).0
+}
+
+/// Analyses files; also returns the indexes of files that ended mid-record.
+fn analyze_files(files: &[PathBuf], profile: &Profile) -> (Report, Vec<usize>) {
     let readers = files
         .iter()
         .map(|f| {
@@ -96,7 +101,8 @@ pub fn analyze(files: &[PathBuf], profile: &Profile) -> Report {
         "read errors: {:?}",
         merged.errors()
     );
-    engine.finish()
+    let truncated = merged.truncated_files();
+    (engine.finish(), truncated)
 }
 
 /// The lab's network profile.
@@ -294,19 +300,6 @@ pub fn assert_lab_results(r: &Report) {
 /// Analyses checked-in fixtures with the lab profile; also returns the indexes of truncated files.
 pub fn analyze_fixtures(names: &[&str]) -> (Report, Vec<usize>) {
     let dir = root().join("core/tests/fixtures");
-    let readers = names
-        .iter()
-        .map(|n| CaptureReader::new(std::fs::File::open(dir.join(n)).unwrap()).unwrap())
-        .collect();
-    let mut merged = MergedReader::new(readers);
-    let mut engine = Engine::new(&lab_profile());
-    if merged.may_hold_duplicates() {
-        engine.enable_dedup();
-    }
-    while merged.advance() {
-        engine.observe(&merged.packet().expect("advance returned true"));
-    }
-    assert!(merged.errors().is_empty(), "{:?}", merged.errors());
-    let truncated = merged.truncated_files();
-    (engine.finish(), truncated)
+    let files: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
+    analyze_files(&files, &lab_profile())
 }

@@ -248,13 +248,12 @@ impl Folder {
     }
 
     /// Closes every run (end of input) and returns the records.
-    pub fn finish(mut self) -> (Vec<DnsRecord>, u64) {
+    pub fn finish(&mut self) -> (Vec<DnsRecord>, u64) {
         let ids: Vec<u64> = self.runs.keys().copied().collect();
         for id in ids {
             self.close(id);
         }
-        let entries: Vec<(RecordKey, RecordAcc)> = self.records.into_iter().collect();
-        let mut out: Vec<DnsRecord> = entries
+        let mut out: Vec<DnsRecord> = std::mem::take(&mut self.records)
             .into_iter()
             .map(|((client, name, qtype), acc)| DnsRecord {
                 client: bits_ip(client),

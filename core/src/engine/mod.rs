@@ -455,11 +455,7 @@ impl Engine {
             .map(|i| record(&stats_by_group[i], &self.classifier, &self.dns.names))
             .collect();
         let servers = self.dns.servers.clone();
-        let (dns_records, dns_dropped) = std::mem::replace(
-            &mut self.dns.folder,
-            Folder::new(SearchList::new("", &[]), 0, 0),
-        )
-        .finish();
+        let (dns_records, dns_dropped) = self.dns.folder.finish();
         let mut stats = self.stats;
         stats.dns_malformed = self.dns.malformed;
         stats.dns_unmatched_responses = self.dns.unmatched;

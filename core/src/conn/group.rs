@@ -175,3 +175,34 @@ impl Groups {
         self.stats.get_mut(id as usize)
     }
 }
+
+impl GroupStats {
+    /// Whether anything was counted since the group was created or renewed.
+    pub fn has_news(&self) -> bool {
+        self.outcomes.iter().any(|&n| n > 0)
+            || self.packets_out + self.packets_in > 0
+            || self.syn_retransmissions > 0
+            || !self.http_statuses.is_empty()
+            || !self.proxy_connects.is_empty()
+    }
+}
+
+impl Groups {
+    /// Starts a new reporting window: groups `keep` marks stay, with their counters zeroed, and
+    /// the rest go. Returns each old id's new id (`NO_GROUP` for those gone), for the flows that
+    /// hold them.
+    pub fn renew(&mut self, keep: &[bool], now_ns: u64) -> Vec<u32> {
+        let mut remap = vec![NO_GROUP; self.stats.len()];
+        let old = std::mem::take(&mut self.stats);
+        self.index.clear();
+        for (i, g) in old.into_iter().enumerate() {
+            if keep.get(i).copied().unwrap_or(false) {
+                let id = self.stats.len() as u32;
+                self.index.insert(g.key, id);
+                self.stats.push(GroupStats::new(g.key, now_ns));
+                remap[i] = id;
+            }
+        }
+        remap
+    }
+}

@@ -247,12 +247,23 @@ impl Folder {
         }
     }
 
-    /// Closes every run (end of input) and returns the records.
-    pub fn finish(&mut self) -> (Vec<DnsRecord>, u64) {
+    /// Closes every run (end of input).
+    pub fn close_all(&mut self) {
         let ids: Vec<u64> = self.runs.keys().copied().collect();
         for id in ids {
             self.close(id);
         }
+    }
+
+    /// Closes every run (end of input) and returns the records.
+    pub fn finish(&mut self) -> (Vec<DnsRecord>, u64) {
+        self.close_all();
+        self.take_records()
+    }
+
+    /// The records of the lookups closed so far, and how many were dropped at the record limit;
+    /// runs still open stay for a later call.
+    pub fn take_records(&mut self) -> (Vec<DnsRecord>, u64) {
         let mut out: Vec<DnsRecord> = std::mem::take(&mut self.records)
             .into_iter()
             .map(|((client, name, qtype), acc)| DnsRecord {
@@ -282,7 +293,7 @@ impl Folder {
             .collect();
         // Keys computed once and records moved once: records are large, comparisons many.
         out.sort_by_cached_key(|r| (r.client, r.name.clone(), r.qtype.clone()));
-        (out, self.dropped)
+        (out, std::mem::take(&mut self.dropped))
     }
 
     fn close(&mut self, run_id: u64) {

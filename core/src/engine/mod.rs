@@ -8,7 +8,10 @@
 use std::collections::VecDeque;
 
 mod flows;
+mod live;
 mod records;
+
+pub use live::Traffic;
 
 use flows::{apply, apply_app_event, close_flow, flow_entry};
 use records::record;
@@ -17,7 +20,7 @@ use crate::app::{App, AppEvent};
 use crate::capfile::{LinkType, Packet};
 use crate::category::Classifier;
 use crate::conn::attempt::Effect;
-use crate::conn::group::Groups;
+use crate::conn::group::{self as conn_group, Groups};
 use crate::conn::table::{FlowTable, FIN_CLIENT, FIN_SERVER, RESET};
 use crate::conn::{sender_is_client, FlowKey, Outcome};
 use crate::decode::{
@@ -60,6 +63,10 @@ pub struct Config {
     pub dedup: bool,
     /// How far apart two copies of one packet may be.
     pub dedup_window_ns: u64,
+    /// Count packets and bytes from the packets observed. The live agent turns it off: its
+    /// datapath counts every packet in the kernel and shows the engine only the control ones, so
+    /// the counts come through [`Engine::add_traffic`] instead.
+    pub count_traffic: bool,
 }
 
 impl Default for Config {
@@ -77,6 +84,7 @@ impl Default for Config {
             closed_linger_ns: 2 * SECOND,
             dedup: false,
             dedup_window_ns: 50_000_000,
+            count_traffic: true,
         }
     }
 }
@@ -96,6 +104,8 @@ pub struct Engine {
     events: Vec<AppEvent>,
     stats: CaptureStats,
     first_ns: Option<u64>,
+    /// Where the current live window began (`drain`).
+    window_start_ns: Option<u64>,
     now_ns: u64,
     next_sweep_ns: u64,
     next_expire_ns: u64,
@@ -122,6 +132,7 @@ impl Engine {
             events: Vec::new(),
             stats: CaptureStats::default(),
             first_ns: None,
+            window_start_ns: None,
             now_ns: 0,
             next_sweep_ns: 0,
             next_expire_ns: 0,
@@ -270,7 +281,11 @@ impl Engine {
                 &mut self.events,
             );
         }
-        flow.count(from_client, d.ip_len, ts);
+        if self.cfg.count_traffic {
+            flow.count(from_client, d.ip_len, ts);
+        } else {
+            flow.last_ns = ts;
+        }
         if effect != Effect::None {
             if let Some(g) = self.groups.get_mut(group) {
                 apply(g, effect);
@@ -312,7 +327,11 @@ impl Engine {
             (sport, dport),
         );
         let from_client = src_is_lo == flow.client_is_lo;
-        flow.count(from_client, d.ip_len, ts);
+        if self.cfg.count_traffic {
+            flow.count(from_client, d.ip_len, ts);
+        } else {
+            flow.last_ns = ts;
+        }
         if sport == 53 || dport == 53 {
             self.dns
                 .on_message(ts, src, sport, dst, dport, false, payload);
@@ -434,6 +453,18 @@ impl Engine {
         let (groups, events) = (&mut self.groups, &mut self.events);
         self.flows.for_each(|_, f| close_flow(groups, events, f));
         self.dns.finish(self.now_ns);
+        self.dns.folder.close_all();
+        let first_ns = self.first_ns;
+        self.report(first_ns, |_| true)
+    }
+
+    /// The report of the groups `include` picks, the DNS records closed so far, and the counts
+    /// since `since_ns`; DNS records and counts are taken, so the next report starts afresh.
+    fn report(
+        &mut self,
+        since_ns: Option<u64>,
+        include: impl Fn(&conn_group::GroupStats) -> bool,
+    ) -> Report {
         // Sort small keys, not the records: moving records of a few hundred bytes around dominated
         // the sort.
         let stats_by_group = &self.groups.stats;
@@ -448,22 +479,24 @@ impl Engine {
                 k.proto,
             )
         };
-        let mut order: Vec<usize> = (0..stats_by_group.len()).collect();
+        let mut order: Vec<usize> = (0..stats_by_group.len())
+            .filter(|&i| include(&stats_by_group[i]))
+            .collect();
         order.sort_unstable_by_key(order_key);
         let connections: Vec<ConnectionRecord> = order
             .into_iter()
             .map(|i| record(&stats_by_group[i], &self.classifier, &self.dns.names))
             .collect();
-        let servers = self.dns.servers.clone();
-        let (dns_records, dns_dropped) = self.dns.folder.finish();
-        let mut stats = self.stats;
-        stats.dns_malformed = self.dns.malformed;
-        stats.dns_unmatched_responses = self.dns.unmatched;
-        stats.dns_dropped = self.dns.dropped + dns_dropped;
-        stats.flows_evicted = self.flows.evicted;
-        stats.groups_dropped = self.groups.dropped;
-        stats.first_seen = self.first_ns.map(rfc3339);
-        stats.last_seen = self.first_ns.map(|_| rfc3339(self.now_ns));
+        let servers = std::mem::take(&mut self.dns.servers);
+        let (dns_records, dns_dropped) = self.dns.folder.take_records();
+        let mut stats = std::mem::take(&mut self.stats);
+        stats.dns_malformed = std::mem::take(&mut self.dns.malformed);
+        stats.dns_unmatched_responses = std::mem::take(&mut self.dns.unmatched);
+        stats.dns_dropped = std::mem::take(&mut self.dns.dropped) + dns_dropped;
+        stats.flows_evicted = std::mem::take(&mut self.flows.evicted);
+        stats.groups_dropped = std::mem::take(&mut self.groups.dropped);
+        stats.first_seen = since_ns.map(rfc3339);
+        stats.last_seen = since_ns.map(|_| rfc3339(self.now_ns));
         let findings = crate::findings::build(&connections, &dns_records, &servers, &stats);
         Report {
             connections,

@@ -27,6 +27,7 @@ pub mod findings;
 pub mod icmp;
 pub mod profile;
 pub mod report;
+pub mod wire;
 
 pub use category::Category;
 pub use conn::Outcome;

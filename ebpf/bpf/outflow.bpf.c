@@ -82,7 +82,7 @@ static __always_inline void submit(struct outflow_event *ev)
 	static __always_inline void name(struct __sk_buff *skb, __u8 kind, __u8 hook) \
 	{                                                                          \
 		struct outflow_event *ev;                                          \
-		__u32 cap = skb->len;                                              \
+		__u64 cap = skb->len;                                              \
                                                                                    \
 		ev = bpf_ringbuf_reserve(&EVENTS, sizeof(*ev) + (bytes), 0);       \
 		if (!ev) {                                                         \
@@ -91,7 +91,7 @@ static __always_inline void submit(struct outflow_event *ev)
 		}                                                                  \
 		if (cap > (bytes))                                                 \
 			cap = (bytes);                                             \
-		/* Never 0 here: the frame held at least an Ethernet header. */   \
+		/* 64-bit all along, so the bounds the verifier sees are these. */ \
 		if (cap < 1 || bpf_skb_load_bytes(skb, 0, ev->data, cap) < 0)     \
 			cap = 0;                                                   \
 		ev->ts_ns = bpf_ktime_get_ns();                                    \

@@ -1,0 +1,321 @@
+//! The eBPF datapath: loads the TC programs, attaches them to pod interfaces, reads the ring
+//! buffer and the flow map.
+//!
+//! On kernels with TCX (6.6+) programs attach as TCX links, which need no qdisc and go away with
+//! the agent's file descriptors. Older kernels (AKS 5.15 images) use a clsact qdisc and netlink
+//! filters; `TcMode::Netlink` forces that path here too. Filters a crashed agent left behind are
+//! replaced, never stacked, and a clsact qdisc the agent added is removed when it detaches.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions};
+use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
+use aya::{Ebpf, EbpfLoader};
+use outflow_core::engine::Traffic;
+use outflow_ebpf::abi::{self, FlowKey, FlowValue};
+use rustc_hash::FxHashMap;
+
+use super::{AttachError, DatapathError, TcMode};
+use crate::netlink;
+
+/// Counters read from the kernel's STATS array, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KernelStats {
+    /// Packets seen.
+    pub packets: u64,
+    /// Events written.
+    pub events: u64,
+    /// Events dropped (ring buffer full).
+    pub event_drops: u64,
+    /// Flow entries created.
+    pub flows_new: u64,
+    /// Flow entries that could not be created.
+    pub flow_full: u64,
+}
+
+struct Attachment {
+    ifindex: u32,
+    links: Vec<(&'static str, SchedClassifierLinkId)>,
+    /// The agent added the clsact qdisc (netlink mode) and removes it on detach.
+    owns_qdisc: bool,
+}
+
+/// The loaded programs and maps.
+pub struct EbpfDatapath {
+    bpf: Ebpf,
+    ring: RingBuf<MapData>,
+    flows: BpfHashMap<MapData, FlowKey, FlowValue>,
+    stats: PerCpuArray<MapData, u64>,
+    mode: TcMode,
+    attached: HashMap<String, Attachment>,
+    /// Counters already reported, per flow direction.
+    reported: FxHashMap<FlowKey, (u64, u64)>,
+    /// Entries the agent removed itself (idle flows); the rest of the difference between
+    /// entries created and entries live is the LRU's evictions.
+    reaped: u64,
+}
+
+impl EbpfDatapath {
+    /// Loads the programs with a flow map of `flow_entries` and a ring buffer of `ring_bytes`.
+    pub fn load(flow_entries: u32, ring_bytes: u32, mode: TcMode) -> Result<Self, DatapathError> {
+        let wakeup: u64 = (ring_bytes / 8) as u64;
+        let mut bpf = EbpfLoader::new()
+            .map_max_entries(outflow_ebpf::MAP_FLOWS, flow_entries)
+            .map_max_entries(outflow_ebpf::MAP_EVENTS, ring_bytes)
+            .override_global(outflow_ebpf::GLOBAL_WAKEUP_BYTES, &wakeup, true)
+            .load(outflow_ebpf::OBJECT)
+            .map_err(|e| DatapathError::Load(format!("{e:#}")))?;
+        for name in [outflow_ebpf::PROG_INGRESS, outflow_ebpf::PROG_EGRESS] {
+            let prog: &mut SchedClassifier = program(&mut bpf, name)?;
+            prog.load().map_err(|e| {
+                DatapathError::Load(format!("{name}: {}", verifier_tail(&e.to_string())))
+            })?;
+        }
+        let take = |bpf: &mut Ebpf, name: &str| {
+            bpf.take_map(name)
+                .ok_or_else(|| DatapathError::Load(format!("map {name} missing from the object")))
+        };
+        let ring = RingBuf::try_from(take(&mut bpf, outflow_ebpf::MAP_EVENTS)?)
+            .map_err(|e| DatapathError::Load(e.to_string()))?;
+        let flows = BpfHashMap::try_from(take(&mut bpf, outflow_ebpf::MAP_FLOWS)?)
+            .map_err(|e| DatapathError::Load(e.to_string()))?;
+        let stats = PerCpuArray::try_from(take(&mut bpf, outflow_ebpf::MAP_STATS)?)
+            .map_err(|e| DatapathError::Load(e.to_string()))?;
+        Ok(EbpfDatapath {
+            bpf,
+            ring,
+            flows,
+            stats,
+            mode,
+            attached: HashMap::new(),
+            reported: FxHashMap::default(),
+            reaped: 0,
+        })
+    }
+
+    /// Interfaces attached now.
+    pub fn attached(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.attached.iter().map(|(n, a)| (n.as_str(), a.ifindex))
+    }
+
+    /// Attaches both programs to an interface. An interface that vanishes meanwhile is an
+    /// error for that interface only; whatever was attached is taken back.
+    pub fn attach(&mut self, ifname: &str, ifindex: u32) -> Result<(), AttachError> {
+        if self.attached.contains_key(ifname) {
+            return Ok(());
+        }
+        let err = |e: String| AttachError {
+            ifname: ifname.to_string(),
+            message: e,
+        };
+        let mut owns_qdisc = false;
+        if self.mode == TcMode::Netlink {
+            match tc::qdisc_add_clsact(ifname) {
+                Ok(()) => owns_qdisc = true,
+                // Someone else's (or our earlier) qdisc: use it, leave it.
+                Err(tc::TcError::AlreadyAttached) => {}
+                Err(tc::TcError::NetlinkError(e))
+                    if e.raw_os_error() == Some(nix::errno::Errno::EEXIST as i32) => {}
+                Err(e) => return Err(err(format!("adding the clsact qdisc: {e}"))),
+            }
+            // A crashed agent's filters would otherwise run twice.
+            for (ty, name) in directions() {
+                let _ = tc::qdisc_detach_program(ifname, ty, name);
+            }
+        }
+        let mut att = Attachment {
+            ifindex,
+            links: Vec::new(),
+            owns_qdisc,
+        };
+        for (ty, name) in directions() {
+            let options = match self.mode {
+                TcMode::Netlink => TcAttachOptions::Netlink(NlOptions::default()),
+                TcMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
+            };
+            let attached = program(&mut self.bpf, name)
+                .map_err(|e| err(e.to_string()))
+                .and_then(|p| {
+                    p.attach_with_options(ifname, ty, options)
+                        .map_err(|e| err(format!("{e}")))
+                });
+            match attached {
+                Ok(id) => att.links.push((name, id)),
+                Err(e) => {
+                    self.release(att);
+                    return Err(e);
+                }
+            }
+        }
+        self.attached.insert(ifname.to_string(), att);
+        Ok(())
+    }
+
+    /// Detaches from an interface (gone or no longer wanted).
+    pub fn detach(&mut self, ifname: &str) {
+        if let Some(att) = self.attached.remove(ifname) {
+            self.release(att);
+        }
+    }
+
+    /// Detaches from every interface.
+    pub fn detach_all(&mut self) {
+        let names: Vec<String> = self.attached.keys().cloned().collect();
+        for n in names {
+            self.detach(&n);
+        }
+    }
+
+    fn release(&mut self, att: Attachment) {
+        for (name, id) in att.links {
+            if let Ok(p) = program(&mut self.bpf, name) {
+                // The interface may be gone, and its filters with it.
+                let _ = p.detach(id);
+            }
+        }
+        if att.owns_qdisc {
+            let _ = netlink::delete_clsact(att.ifindex);
+        }
+    }
+
+    /// Hands each pending ring-buffer record to `f`.
+    pub fn read_events(&mut self, mut f: impl FnMut(&[u8])) {
+        while let Some(item) = self.ring.next() {
+            f(&item);
+        }
+    }
+
+    /// Traffic counted since the last call, one entry per flow direction. A direction seen on
+    /// two pod interfaces of this node (pod to pod) is the same packets twice: the larger count
+    /// is kept. Entries idle past `idle_before_ns` (monotonic) are removed once read.
+    pub fn read_traffic(&mut self, idle_before_ns: u64) -> Vec<Traffic> {
+        let mut by_tuple: FxHashMap<FlowKey, (u64, u64)> = FxHashMap::default();
+        let mut idle = Vec::new();
+        let mut live = 0u64;
+        for entry in self.flows.iter() {
+            let Ok((key, value)) = entry else { continue };
+            live += 1;
+            let before = self.reported.entry(key).or_insert((0, 0));
+            let delta = (
+                value.packets.saturating_sub(before.0),
+                value.bytes.saturating_sub(before.1),
+            );
+            *before = (value.packets, value.bytes);
+            if value.last_ns < idle_before_ns {
+                idle.push(key);
+            }
+            if delta.0 == 0 {
+                continue;
+            }
+            let tuple = FlowKey { ifindex: 0, ..key };
+            let slot = by_tuple.entry(tuple).or_default();
+            if delta.0 > slot.0 {
+                *slot = delta;
+            }
+        }
+        for key in idle {
+            if self.flows.remove(&key).is_ok() {
+                self.reaped += 1;
+            }
+            self.reported.remove(&key);
+        }
+        // Entries the LRU dropped are not in the map any more: forget them too.
+        if self.reported.len() as u64 > live {
+            let flows = &self.flows;
+            self.reported.retain(|k, _| flows.get(k, 0).is_ok());
+        }
+        by_tuple
+            .into_iter()
+            .filter_map(|(k, (packets, bytes))| traffic(&k, packets, bytes))
+            .collect()
+    }
+
+    /// Kernel counters since load.
+    pub fn kernel_stats(&self) -> KernelStats {
+        let sum = |slot: u32| -> u64 {
+            self.stats
+                .get(&slot, 0)
+                .map(|v| v.iter().sum())
+                .unwrap_or(0)
+        };
+        KernelStats {
+            packets: sum(abi::STAT_PACKETS),
+            events: sum(abi::STAT_EVENTS),
+            event_drops: sum(abi::STAT_EVENT_DROPS),
+            flows_new: sum(abi::STAT_FLOWS_NEW),
+            flow_full: sum(abi::STAT_FLOW_FULL),
+        }
+    }
+
+    /// Flow entries the LRU evicted so far: created, minus still there, minus removed by us.
+    pub fn evicted(&self, stats: &KernelStats) -> u64 {
+        let live = self.flows.keys().count() as u64;
+        stats.flows_new.saturating_sub(live + self.reaped)
+    }
+}
+
+impl AsFd for EbpfDatapath {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.ring.as_fd()
+    }
+}
+
+impl Drop for EbpfDatapath {
+    fn drop(&mut self) {
+        self.detach_all();
+    }
+}
+
+fn directions() -> [(TcAttachType, &'static str); 2] {
+    [
+        (TcAttachType::Ingress, outflow_ebpf::PROG_INGRESS),
+        (TcAttachType::Egress, outflow_ebpf::PROG_EGRESS),
+    ]
+}
+
+fn program<'a>(bpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier, DatapathError> {
+    bpf.program_mut(name)
+        .ok_or_else(|| DatapathError::Load(format!("program {name} missing from the object")))?
+        .try_into()
+        .map_err(|e| DatapathError::Load(format!("{name}: {e}")))
+}
+
+/// The engine's view of a flow direction's counters. The kernel counts frames from the Ethernet
+/// header; the engine counts IP bytes.
+fn traffic(k: &FlowKey, packets: u64, bytes: u64) -> Option<Traffic> {
+    let (src, dst): (IpAddr, IpAddr) = match k.family {
+        abi::AF_INET => {
+            let v4 = |a: &[u8; 16]| Ipv4Addr::new(a[0], a[1], a[2], a[3]).into();
+            (v4(&k.saddr), v4(&k.daddr))
+        }
+        abi::AF_INET6 => (
+            Ipv6Addr::from(k.saddr).into(),
+            Ipv6Addr::from(k.daddr).into(),
+        ),
+        _ => return None,
+    };
+    Some(Traffic {
+        src,
+        dst,
+        sport: u16::from_be(k.sport),
+        dport: u16::from_be(k.dport),
+        proto: k.proto,
+        packets,
+        ip_bytes: bytes.saturating_sub(14 * packets),
+    })
+}
+
+/// The end of a verifier log: the rejected instruction and why. The whole log runs to
+/// thousands of lines.
+fn verifier_tail(message: &str) -> String {
+    let lines: Vec<&str> = message.lines().collect();
+    let start = lines.len().saturating_sub(8);
+    let head = lines.first().copied().unwrap_or_default();
+    if start == 0 {
+        return message.to_string();
+    }
+    format!("{head} … {}", lines[start..].join("\n"))
+}

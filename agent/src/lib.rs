@@ -1,0 +1,16 @@
+//! outflow-agent: watches every pod's traffic on a node and reports per pod what works and what
+//! fails.
+//!
+//! The datapath (eBPF TC programs on the pods' host-side interfaces) counts traffic in the
+//! kernel and sends control packets and DNS to the engine of `outflow-core`; the inventory says
+//! which pod holds an address; every interval the engine's window report becomes a node report
+//! for the controller. Nothing here decides outcomes: that is the engine's job.
+
+pub mod datapath;
+pub mod inventory;
+pub mod netlink;
+pub mod netns;
+pub mod run;
+pub mod scope;
+
+pub use run::{run, AgentConfig};

@@ -1,0 +1,215 @@
+//! The agent's loop: one thread that owns the datapath, the engine and the interface list.
+//!
+//! It waits on the ring buffer and on link notifications together, feeds every event to the
+//! engine, and once per interval reads the flow map, drains the engine into a node report and
+//! hands it to the sink. Stopping (SIGTERM, Ctrl-C) flushes a last report and detaches.
+
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::time::{clock_gettime, ClockId};
+use outflow_core::wire::{DatapathStats, NodeReport};
+use outflow_core::{Config, Engine, Profile};
+use tracing::{info, info_span, warn};
+
+use crate::datapath::decode;
+use crate::datapath::ebpf::EbpfDatapath;
+use crate::datapath::TcMode;
+use crate::inventory::Inventory;
+use crate::netlink::{self, Link, LinkEvents};
+use crate::netns;
+use crate::scope::node_report;
+
+/// What the agent watches and how often it reports.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// This node's name.
+    pub node: String,
+    /// Run the datapath inside this named namespace (a node played by a namespace).
+    pub node_netns: Option<String>,
+    /// Interface name prefixes of pod interfaces.
+    pub iface_prefixes: Vec<String>,
+    /// Report interval.
+    pub interval: Duration,
+    /// Flow map entries.
+    pub flow_entries: u32,
+    /// Ring buffer bytes (a power of two, at least a page).
+    pub ring_bytes: u32,
+    /// How TC programs attach.
+    pub tc_mode: TcMode,
+}
+
+impl AgentConfig {
+    /// Defaults for a node called `node`.
+    pub fn new(node: &str) -> AgentConfig {
+        AgentConfig {
+            node: node.to_string(),
+            node_netns: None,
+            iface_prefixes: ["veth", "azv", "lxc", "cali"].map(String::from).to_vec(),
+            interval: Duration::from_secs(10),
+            flow_entries: 65_536,
+            ring_bytes: 4 << 20,
+            tc_mode: TcMode::for_this_kernel(),
+        }
+    }
+}
+
+fn realtime_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// CLOCK_REALTIME − CLOCK_MONOTONIC: what turns the kernel's event times into wall time.
+fn realtime_offset_ns() -> u64 {
+    let mono = clock_gettime(ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0);
+    realtime_ns().saturating_sub(mono)
+}
+
+fn monotonic_ns() -> u64 {
+    clock_gettime(ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs the agent on this thread until `stop` is set; each window's report goes to `sink`.
+pub fn run(
+    cfg: AgentConfig,
+    profile: &Profile,
+    mut inventory: Box<dyn Inventory>,
+    stop: Arc<AtomicBool>,
+    mut sink: impl FnMut(NodeReport),
+) -> anyhow::Result<()> {
+    let _span = info_span!("agent", node = %cfg.node).entered();
+    if let Some(ns) = &cfg.node_netns {
+        netns::enter(ns)?;
+    }
+    let mut dp = EbpfDatapath::load(cfg.flow_entries, cfg.ring_bytes, cfg.tc_mode)?;
+    info!(mode = ?cfg.tc_mode, "eBPF datapath loaded");
+    let mut link_events = LinkEvents::subscribe()?;
+    let engine_cfg = Config {
+        count_traffic: false,
+        dedup: true,
+        ..Config::default()
+    };
+    let mut engine = Engine::with_config(profile, engine_cfg);
+    let mut attach_errors = 0u64;
+    let mut links = sync_links(&mut dp, &cfg, &mut attach_errors);
+    inventory.refresh(&links);
+    let mut offset = realtime_offset_ns();
+    let mut window_start = realtime_ns();
+    let mut next_report = window_start + cfg.interval.as_nanos() as u64;
+    let mut last_kernel = dp.kernel_stats();
+    let mut last_evicted = 0u64;
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        {
+            let mut fds = [
+                PollFd::new(dp.as_fd(), PollFlags::POLLIN),
+                PollFd::new(link_events.as_fd(), PollFlags::POLLIN),
+            ];
+            // The programs wake us only once a batch is waiting; the timeout collects the rest.
+            let _ = poll(&mut fds, PollTimeout::from(100u16));
+        }
+        dp.read_events(|rec| {
+            if let Some(p) = decode::packet(rec, offset) {
+                engine.observe(&p);
+            }
+        });
+        if link_events.drain() {
+            links = sync_links(&mut dp, &cfg, &mut attach_errors);
+        }
+        let now = realtime_ns();
+        engine.advance(now);
+        if now < next_report && !stopping {
+            continue;
+        }
+        let idle_before = monotonic_ns().saturating_sub(2 * cfg.interval.as_nanos() as u64);
+        for t in dp.read_traffic(idle_before) {
+            engine.add_traffic(&t);
+        }
+        let report = engine.drain();
+        inventory.refresh(&links);
+        let kernel = dp.kernel_stats();
+        let evicted = dp.evicted(&kernel);
+        let stats = DatapathStats {
+            kind: "ebpf".to_string(),
+            reason: String::new(),
+            interfaces: dp.attached().count() as u64,
+            packets: kernel.packets - last_kernel.packets,
+            events: kernel.events - last_kernel.events,
+            event_drops: kernel.event_drops - last_kernel.event_drops,
+            flows_evicted: evicted.saturating_sub(last_evicted),
+            flow_map_full: kernel.flow_full - last_kernel.flow_full,
+            attach_errors: std::mem::take(&mut attach_errors),
+            reports_dropped: 0,
+        };
+        if stats.event_drops > 0 {
+            warn!(
+                drops = stats.event_drops,
+                "ring buffer full: events dropped"
+            );
+        }
+        (last_kernel, last_evicted) = (kernel, evicted);
+        sink(node_report(
+            &cfg.node,
+            (window_start, now),
+            report,
+            inventory.as_ref(),
+            stats,
+        ));
+        window_start = now;
+        next_report = now + cfg.interval.as_nanos() as u64;
+        offset = realtime_offset_ns();
+        if stopping {
+            break;
+        }
+    }
+    dp.detach_all();
+    info!("detached; agent stopped");
+    Ok(())
+}
+
+/// Attaches to pod interfaces that appeared and forgets those that went. Returns the node's
+/// links for the inventory.
+fn sync_links(dp: &mut EbpfDatapath, cfg: &AgentConfig, errors: &mut u64) -> Vec<Link> {
+    let links = match netlink::links() {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(error = %e, "cannot list interfaces");
+            return Vec::new();
+        }
+    };
+    let wanted: Vec<&Link> = links
+        .iter()
+        .filter(|l| {
+            cfg.iface_prefixes
+                .iter()
+                .any(|p| l.name.starts_with(p.as_str()))
+        })
+        .collect();
+    let gone: Vec<String> = dp
+        .attached()
+        .filter(|(n, i)| !wanted.iter().any(|l| l.name == *n && l.index == *i))
+        .map(|(n, _)| n.to_string())
+        .collect();
+    for name in gone {
+        info!(ifname = %name, "interface gone: detached");
+        dp.detach(&name);
+    }
+    for l in wanted {
+        match dp.attach(&l.name, l.index) {
+            Ok(()) => {}
+            Err(e) => {
+                *errors += 1;
+                warn!(error = %e, "attach failed");
+            }
+        }
+    }
+    links
+}

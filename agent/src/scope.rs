@@ -1,0 +1,58 @@
+//! A window's engine report becomes a node report: each record gets its pod, node and window.
+
+use outflow_core::report::{rfc3339, Report};
+use outflow_core::wire::{DatapathStats, NodeReport, Scope, Scoped};
+
+use crate::inventory::Inventory;
+
+/// Attributes every record of `report` to the pod holding its source (the client).
+pub fn node_report(
+    node: &str,
+    (start_ns, end_ns): (u64, u64),
+    report: Report,
+    inventory: &dyn Inventory,
+    datapath: DatapathStats,
+) -> NodeReport {
+    let (window_start, window_end) = (rfc3339(start_ns), rfc3339(end_ns));
+    let scope = |ip: Option<std::net::IpAddr>| {
+        let pod = ip.and_then(|ip| inventory.pod_of(ip));
+        Scope {
+            pod: pod.map(|p| p.name.clone()),
+            namespace: pod.map(|p| p.namespace.clone()),
+            node: node.to_string(),
+            window_start: window_start.clone(),
+            window_end: window_end.clone(),
+        }
+    };
+    NodeReport {
+        node: node.to_string(),
+        window_start_ns: start_ns,
+        window_end_ns: end_ns,
+        connections: report
+            .connections
+            .into_iter()
+            .map(|c| Scoped {
+                scope: scope(Some(c.src)),
+                record: c,
+            })
+            .collect(),
+        dns: report
+            .dns
+            .into_iter()
+            .map(|d| Scoped {
+                scope: scope(Some(d.client)),
+                record: d,
+            })
+            .collect(),
+        findings: report
+            .findings
+            .into_iter()
+            .map(|f| Scoped {
+                scope: scope(f.src),
+                record: f,
+            })
+            .collect(),
+        capture: report.capture,
+        datapath,
+    }
+}

@@ -1,0 +1,204 @@
+//! The eBPF datapath against the real kernel: load, attach to a veth in a namespace of the
+//! test's own, see packets, detach and leave nothing behind. Root only.
+
+use std::process::Command;
+
+use outflow_agent::datapath::ebpf::EbpfDatapath;
+use outflow_agent::datapath::TcMode;
+use outflow_agent::{netlink, netns};
+
+fn privileged() -> bool {
+    let root = nix::unistd::Uid::effective().is_root();
+    if !root {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the privileged tests as root"
+        );
+        eprintln!("SKIPPED: needs root (CI=true makes this a failure)");
+    }
+    root
+}
+
+fn sh(cmd: &str) {
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .status()
+        .expect("sh")
+        .success();
+    assert!(ok, "{cmd}");
+}
+
+struct Ns(&'static str);
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", self.0]).status();
+    }
+}
+
+fn tc_filters(ns: &str, dev: &str) -> String {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "tc", "filter", "show", "dev", dev, "ingress",
+        ])
+        .output()
+        .expect("tc");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn qdiscs(ns: &str, dev: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "tc", "qdisc", "show", "dev", dev])
+        .output()
+        .expect("tc");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A node namespace with veth `vethp` whose peer `eth0` is in a pod namespace at 10.99.0.2,
+/// the node side at 10.99.0.1.
+fn lab(node: &'static str, pod: &'static str) -> (Ns, Ns) {
+    let guards = (Ns(node), Ns(pod));
+    sh(&format!(
+        "ip netns del {node} 2>/dev/null; ip netns del {pod} 2>/dev/null; \
+         ip netns add {node} && ip netns add {pod} && \
+         ip -n {node} link add vethp type veth peer name eth0 netns {pod} && \
+         ip -n {node} addr add 10.99.0.1/24 dev vethp && ip -n {node} link set vethp up && \
+         ip -n {pod} addr add 10.99.0.2/24 dev eth0 && ip -n {pod} link set eth0 up && \
+         ip -n {pod} link set lo up"
+    ));
+    (guards.0, guards.1)
+}
+
+/// A refused TCP connection from the pod: SYN out, RST back.
+fn refused_connection(pod: &str) {
+    let _ = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            pod,
+            "bash",
+            "-c",
+            "exec 3<>/dev/tcp/10.99.0.1/9 || true",
+        ])
+        .output();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+}
+
+fn attach_count_detach(mode: TcMode, node: &'static str, pod: &'static str) {
+    let _g = lab(node, pod);
+    let (events, traffic, filters_during) = netns::run_in(node, move || {
+        let mut dp = EbpfDatapath::load(4096, 1 << 16, mode).map_err(std::io::Error::other)?;
+        let link = netlink::links()?
+            .into_iter()
+            .find(|l| l.name == "vethp")
+            .expect("vethp exists");
+        dp.attach(&link.name, link.index)
+            .map_err(std::io::Error::other)?;
+        let filters = tc_filters(node, "vethp");
+        refused_connection(pod);
+        let mut events = 0;
+        dp.read_events(|_| events += 1);
+        let traffic = dp.read_traffic(0);
+        dp.detach_all();
+        Ok((events, traffic, filters))
+    })
+    .expect("datapath runs in the node namespace");
+    assert!(
+        events >= 2,
+        "the SYN and the RST reach user space, got {events}"
+    );
+    assert!(
+        traffic
+            .iter()
+            .any(|t| t.dport == 9 && t.proto == 6 && t.packets >= 1),
+        "the flow map counted the pod's SYN: {traffic:?}"
+    );
+    if mode == TcMode::Netlink {
+        assert!(
+            filters_during.contains("outflow_ingress"),
+            "{filters_during}"
+        );
+        assert!(
+            !tc_filters(node, "vethp").contains("outflow"),
+            "filters removed"
+        );
+        assert!(
+            !qdiscs(node, "vethp").contains("clsact"),
+            "the qdisc it added is removed"
+        );
+    }
+}
+
+#[test]
+fn tcx_attach_sees_a_refused_connection_and_detaches() {
+    if !privileged() || TcMode::for_this_kernel() != TcMode::Tcx {
+        return;
+    }
+    attach_count_detach(TcMode::Tcx, "oftdn1", "oftdp1");
+}
+
+#[test]
+fn netlink_attach_sees_a_refused_connection_and_leaves_no_filter_or_qdisc() {
+    if !privileged() {
+        return;
+    }
+    attach_count_detach(TcMode::Netlink, "oftdn2", "oftdp2");
+}
+
+#[test]
+fn another_tools_programs_and_filters_keep_working_and_the_qdisc_we_did_not_add_stays() {
+    if !privileged() || TcMode::for_this_kernel() != TcMode::Tcx {
+        return;
+    }
+    let (node, pod) = ("oftdn3", "oftdp3");
+    let _g = lab(node, pod);
+    // Another tool's classifier on the same clsact qdisc, added before us.
+    sh(&format!(
+        "ip netns exec {node} tc qdisc add dev vethp clsact && \
+         ip netns exec {node} tc filter add dev vethp ingress pref 1 u32 match u32 0 0"
+    ));
+    let (theirs_before, ours, theirs_after) = netns::run_in(node, move || {
+        let link = netlink::links()?
+            .into_iter()
+            .find(|l| l.name == "vethp")
+            .expect("vethp");
+        // Another tool's BPF program (TCX), attached first and still there after we leave.
+        let mut other =
+            EbpfDatapath::load(4096, 1 << 16, TcMode::Tcx).map_err(std::io::Error::other)?;
+        other
+            .attach(&link.name, link.index)
+            .map_err(std::io::Error::other)?;
+        let mut dp =
+            EbpfDatapath::load(4096, 1 << 16, TcMode::Netlink).map_err(std::io::Error::other)?;
+        dp.attach(&link.name, link.index)
+            .map_err(std::io::Error::other)?;
+        refused_connection(pod);
+        let (mut theirs_before, mut ours) = (0, 0);
+        other.read_events(|_| theirs_before += 1);
+        dp.read_events(|_| ours += 1);
+        dp.detach_all();
+        refused_connection(pod);
+        let mut theirs_after = 0;
+        other.read_events(|_| theirs_after += 1);
+        Ok((theirs_before, ours, theirs_after))
+    })
+    .expect("runs");
+    assert!(
+        theirs_before >= 2 && ours >= 2,
+        "both see the SYN and RST: {theirs_before} {ours}"
+    );
+    assert!(
+        theirs_after >= 2,
+        "the other program works after we detach: {theirs_after}"
+    );
+    let filters = tc_filters(node, "vethp");
+    assert!(
+        filters.contains("u32"),
+        "the other tool's filter stays: {filters}"
+    );
+    assert!(!filters.contains("outflow"), "ours is gone: {filters}");
+    assert!(
+        qdiscs(node, "vethp").contains("clsact"),
+        "the qdisc we did not add stays"
+    );
+}

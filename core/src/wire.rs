@@ -1,0 +1,84 @@
+//! What agents send the controller and what the controller's API serves (DESIGN.md §4.3).
+//!
+//! The records are those of the offline report (§4.2), each with the pod it is about, the node
+//! and the time window it covers, so one reader serves `outflow analyze`, the REST API and the
+//! CLI alike.
+
+use serde::{Deserialize, Serialize};
+
+use crate::report::{CaptureStats, ConnectionRecord, DnsRecord, Finding};
+
+/// Who and when a record is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// The pod's name, when the source address belongs to a known pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// The pod's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The node whose agent saw it.
+    pub node: String,
+    /// Start of the report window (RFC 3339).
+    pub window_start: String,
+    /// End of the report window (RFC 3339).
+    pub window_end: String,
+}
+
+/// A record with its scope, flattened into one JSON object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scoped<T> {
+    /// Pod, node, window.
+    #[serde(flatten)]
+    pub scope: Scope,
+    /// The record itself.
+    #[serde(flatten)]
+    pub record: T,
+}
+
+/// How the agent's datapath is doing (counters over the window).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatapathStats {
+    /// `ebpf` or `pcap`.
+    pub kind: String,
+    /// Why this datapath (e.g. why eBPF could not load).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// Interfaces watched at the end of the window.
+    pub interfaces: u64,
+    /// Packets the datapath saw.
+    pub packets: u64,
+    /// Control and DNS events sent to user space.
+    pub events: u64,
+    /// Events lost because the ring buffer (or libpcap's buffer) was full.
+    pub event_drops: u64,
+    /// Flow entries the kernel map pushed out before the agent read them.
+    pub flows_evicted: u64,
+    /// Flow entries that could not be created at all.
+    pub flow_map_full: u64,
+    /// Interfaces the agent failed to attach to.
+    pub attach_errors: u64,
+    /// Window reports the agent could not deliver and dropped (controller down too long).
+    pub reports_dropped: u64,
+}
+
+/// One agent's report for one window: `POST /api/v1/reports`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeReport {
+    /// The node.
+    pub node: String,
+    /// Window start, ns since the Unix epoch.
+    pub window_start_ns: u64,
+    /// Window end, ns since the Unix epoch.
+    pub window_end_ns: u64,
+    /// Connection groups, per pod.
+    pub connections: Vec<Scoped<ConnectionRecord>>,
+    /// DNS lookups, per pod.
+    pub dns: Vec<Scoped<DnsRecord>>,
+    /// Findings, per pod.
+    pub findings: Vec<Scoped<Finding>>,
+    /// What the engine read.
+    pub capture: CaptureStats,
+    /// How the datapath is doing.
+    pub datapath: DatapathStats,
+}

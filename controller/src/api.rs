@@ -1,0 +1,220 @@
+//! The REST API (DESIGN.md §4.3): agents post window reports, people and the CLI read records.
+//!
+//! Handlers are thin: parse and check the request, call the store on a blocking thread, answer
+//! JSON. Client mistakes are 4xx with a message saying what was wrong; store faults are a short
+//! 500 with the cause logged.
+
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use outflow_core::wire::NodeReport;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::store::{Filter, Kind, Store};
+
+/// Largest report body accepted.
+pub const MAX_REPORT_BYTES: usize = 16 << 20;
+/// Default look-back of queries.
+const DEFAULT_SINCE_S: u64 = 15 * 60;
+/// Most rows one query returns.
+const MAX_LIMIT: u32 = 10_000;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    store: Arc<Mutex<Store>>,
+}
+
+impl AppState {
+    /// State over a store.
+    pub fn new(store: Store) -> AppState {
+        AppState {
+            store: Arc::new(Mutex::new(store)),
+        }
+    }
+
+    /// Stores a report (the embedded agent's path, no HTTP).
+    pub async fn ingest(&self, report: NodeReport) -> Result<(), ApiError> {
+        check_report(&report)?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.lock().expect("store lock").insert(&report))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::Internal(format!("{e:#}")))
+    }
+}
+
+/// An API failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request was wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request was refused before it was read (too large, wrong content type).
+    #[error("{1}")]
+    Rejected(StatusCode, String),
+    /// The server failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Rejected(status, _) => *status,
+            ApiError::Internal(e) => {
+                tracing::error!(error = %e, "request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+/// The API's routes.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/reports", post(post_report))
+        .route("/api/v1/connections", get(connections))
+        .route("/api/v1/dns", get(dns))
+        .route("/api/v1/findings", get(findings))
+        .route("/api/v1/health", get(health))
+        .layer(DefaultBodyLimit::max(MAX_REPORT_BYTES))
+        .with_state(state)
+}
+
+fn check_report(r: &NodeReport) -> Result<(), ApiError> {
+    if r.node.is_empty() || r.node.len() > 253 {
+        return Err(ApiError::BadRequest(
+            "report: node must be 1 to 253 characters".into(),
+        ));
+    }
+    if r.window_end_ns < r.window_start_ns {
+        return Err(ApiError::BadRequest(
+            "report: window_end_ns is before window_start_ns".into(),
+        ));
+    }
+    if r.window_end_ns > i64::MAX as u64 {
+        return Err(ApiError::BadRequest(
+            "report: window_end_ns is out of range".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn post_report(
+    State(state): State<AppState>,
+    body: Result<Json<NodeReport>, axum::extract::rejection::JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Json(report) =
+        body.map_err(|e| ApiError::Rejected(e.status(), format!("report: {}", e.body_text())))?;
+    state.ingest(report).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Query parameters of the record endpoints.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordQuery {
+    /// `NAME` or `NAMESPACE/NAME`.
+    pod: Option<String>,
+    namespace: Option<String>,
+    node: Option<String>,
+    category: Option<String>,
+    outcome: Option<String>,
+    /// Look back this many seconds.
+    since: Option<u64>,
+    limit: Option<u32>,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl RecordQuery {
+    fn filter(self) -> Result<Filter, ApiError> {
+        let (namespace, pod) = match self.pod {
+            Some(p) => match p.split_once('/') {
+                Some((ns, name)) => (Some(ns.to_string()), Some(name.to_string())),
+                None => (self.namespace, Some(p)),
+            },
+            None => (self.namespace, None),
+        };
+        if let Some(c) = &self.category {
+            if !["internal", "peered", "onprem", "public"].contains(&c.as_str()) {
+                return Err(ApiError::BadRequest(format!(
+                    "category {c:?} is not one of internal, peered, onprem, public"
+                )));
+            }
+        }
+        let since_s = self.since.unwrap_or(DEFAULT_SINCE_S);
+        Ok(Filter {
+            pod,
+            namespace,
+            node: self.node,
+            category: self.category,
+            outcome: self.outcome,
+            since_ns: now_ns().saturating_sub(since_s.saturating_mul(1_000_000_000)),
+            limit: self.limit.unwrap_or(1_000).min(MAX_LIMIT),
+        })
+    }
+}
+
+async fn records(
+    state: AppState,
+    kind: Kind,
+    q: Result<Query<RecordQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let filter = q.filter()?;
+    let store = state.store.clone();
+    let rows =
+        tokio::task::spawn_blocking(move || store.lock().expect("store lock").query(kind, &filter))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+    Ok(Json(serde_json::Value::Array(rows)))
+}
+
+async fn connections(
+    State(s): State<AppState>,
+    q: Result<Query<RecordQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    records(s, Kind::Connection, q).await
+}
+
+async fn dns(
+    State(s): State<AppState>,
+    q: Result<Query<RecordQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    records(s, Kind::Dns, q).await
+}
+
+async fn findings(
+    State(s): State<AppState>,
+    q: Result<Query<RecordQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    records(s, Kind::Finding, q).await
+}
+
+async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = state.store.clone();
+    let nodes = tokio::task::spawn_blocking(move || store.lock().expect("store lock").nodes())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+    Ok(Json(json!({ "nodes": nodes })))
+}
+
+#[cfg(test)]
+#[path = "api_tests.rs"]
+mod tests;

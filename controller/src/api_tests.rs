@@ -1,0 +1,190 @@
+//! The API called in-process: what agents post is what readers get, and bad requests are 4xx
+//! that say what was wrong.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use outflow_core::report::{CaptureStats, ConnectionRecord};
+use outflow_core::wire::{DatapathStats, NodeReport, Scope, Scoped};
+use outflow_core::Category;
+use tower::ServiceExt;
+
+use super::*;
+
+fn state() -> AppState {
+    AppState::new(Store::open(Path::new(":memory:"), u64::MAX).expect("in-memory store"))
+}
+
+fn connection(pod: &str, dst: &str, outcome: &str, category: Category) -> Scoped<ConnectionRecord> {
+    let now = now_ns();
+    Scoped {
+        scope: Scope {
+            pod: Some(pod.to_string()),
+            namespace: Some("default".to_string()),
+            node: "node-1".to_string(),
+            window_start: outflow_core::report::rfc3339(now - 1),
+            window_end: outflow_core::report::rfc3339(now),
+        },
+        record: ConnectionRecord {
+            src: "10.244.1.10".parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            dst_port: 443,
+            proto: "tcp".into(),
+            category,
+            label: None,
+            egress: None,
+            outcomes: BTreeMap::from([(outcome.to_string(), 2)]),
+            unreachable_codes: BTreeMap::new(),
+            icmp_from: vec![],
+            syn_retransmissions: 0,
+            handshake_ms: None,
+            packets_out: 2,
+            packets_in: 0,
+            bytes_out: 120,
+            bytes_in: 0,
+            names: vec![],
+            http_statuses: BTreeMap::new(),
+            proxy_connects: vec![],
+            first_seen: String::new(),
+            last_seen: String::new(),
+        },
+    }
+}
+
+fn report(connections: Vec<Scoped<ConnectionRecord>>) -> NodeReport {
+    let now = now_ns();
+    NodeReport {
+        node: "node-1".into(),
+        window_start_ns: now - 1_000,
+        window_end_ns: now,
+        connections,
+        dns: vec![],
+        findings: vec![],
+        capture: CaptureStats::default(),
+        datapath: DatapathStats {
+            kind: "ebpf".into(),
+            ..DatapathStats::default()
+        },
+    }
+}
+
+async fn call(app: &Router, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let resp = app.clone().oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+fn post(body: impl Into<Body>) -> Request<Body> {
+    Request::post("/api/v1/reports")
+        .header("content-type", "application/json")
+        .body(body.into())
+        .unwrap()
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn a_posted_report_is_served_filtered_by_pod_category_and_outcome() {
+    let app = app(state());
+    let r = report(vec![
+        connection("web", "203.0.113.7", "unanswered", Category::Public),
+        connection("web", "10.0.0.10", "established", Category::Internal),
+        connection("db", "203.0.113.8", "refused", Category::Public),
+    ]);
+    let (status, _) = call(&app, post(serde_json::to_vec(&r).unwrap())).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    let (status, rows) = call(
+        &app,
+        get("/api/v1/connections?pod=default/web&outcome=unanswered"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let rows = rows.as_array().expect("array").clone();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["pod"], "web");
+    assert_eq!(rows[0]["namespace"], "default");
+    assert_eq!(rows[0]["node"], "node-1");
+    assert_eq!(rows[0]["dst"], "203.0.113.7");
+    assert_eq!(rows[0]["category"], "public");
+    assert_eq!(rows[0]["outcomes"]["unanswered"], 2);
+    assert!(rows[0]["window_end"].is_string());
+
+    let (_, rows) = call(&app, get("/api/v1/connections?category=public")).await;
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    let (_, rows) = call(&app, get("/api/v1/connections?outcome=establ")).await;
+    assert_eq!(
+        rows.as_array().unwrap().len(),
+        0,
+        "outcomes match whole words only"
+    );
+    let (_, health) = call(&app, get("/api/v1/health")).await;
+    assert_eq!(health["nodes"][0]["node"], "node-1");
+    assert_eq!(health["nodes"][0]["datapath"]["kind"], "ebpf");
+}
+
+#[tokio::test]
+async fn hostile_requests_get_a_400_that_says_what_was_wrong_and_nothing_is_stored() {
+    let app = app(state());
+    let (status, body) = call(&app, post("{\"node\": 5")).await;
+    assert!(status.is_client_error(), "{status}");
+    assert!(
+        body["error"].as_str().unwrap().starts_with("report:"),
+        "{body}"
+    );
+
+    let mut inverted = report(vec![connection(
+        "web",
+        "203.0.113.7",
+        "unanswered",
+        Category::Public,
+    )]);
+    inverted.window_start_ns = inverted.window_end_ns + 1;
+    let (status, body) = call(&app, post(serde_json::to_vec(&inverted).unwrap())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("before"), "{body}");
+
+    let mut nameless = report(vec![]);
+    nameless.node = String::new();
+    let (status, _) = call(&app, post(serde_json::to_vec(&nameless).unwrap())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let huge = vec![b' '; MAX_REPORT_BYTES + 1];
+    let (status, _) = call(&app, post(huge)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let (status, body) = call(&app, get("/api/v1/connections?category=galactic")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().contains("galactic"),
+        "{body}"
+    );
+    let (status, _) = call(&app, get("/api/v1/connections?podd=web")).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "an unknown parameter is a mistake, not ignored"
+    );
+    let (status, _) = call(&app, get("/api/v1/dns?since=-5")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = call(&app, get("/api/v1/dns?pod=x'%20OR%201=1--")).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "parameters are bound, never spliced into SQL"
+    );
+
+    let (_, rows) = call(&app, get("/api/v1/connections")).await;
+    assert_eq!(
+        rows.as_array().unwrap().len(),
+        0,
+        "no rejected report was stored"
+    );
+}

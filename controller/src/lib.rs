@@ -1,0 +1,10 @@
+//! outflow-controller: collects the agents' window reports into SQLite and serves them.
+//!
+//! `api` holds the axum routes, `store` the SQLite tables. The embedded mode of `outflow up`
+//! runs the same `AppState` in the agent's process and hands reports over without HTTP.
+
+pub mod api;
+pub mod store;
+
+pub use api::{app, AppState};
+pub use store::Store;

@@ -1,0 +1,243 @@
+//! The SQLite store of window reports.
+//!
+//! One row per record (connection group, DNS lookup, finding) with the columns the API filters
+//! on, and the record's JSON as the agent sent it; one row per report for the health view.
+//! Rows older than the retention are deleted as new reports arrive, so the file stays bounded.
+
+use std::path::Path;
+
+use outflow_core::wire::NodeReport;
+use outflow_core::Category;
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+/// What kind of record a row holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A connection group.
+    Connection,
+    /// A DNS lookup.
+    Dns,
+    /// A finding.
+    Finding,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Connection => "connection",
+            Kind::Dns => "dns",
+            Kind::Finding => "finding",
+        }
+    }
+}
+
+/// Filters of a query; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Pod name.
+    pub pod: Option<String>,
+    /// Pod namespace.
+    pub namespace: Option<String>,
+    /// Node.
+    pub node: Option<String>,
+    /// Destination category (connections, findings).
+    pub category: Option<String>,
+    /// Outcome (connections, DNS) or severity (findings).
+    pub outcome: Option<String>,
+    /// Windows ending at or after this time (ns since the epoch).
+    pub since_ns: u64,
+    /// Most rows returned.
+    pub limit: u32,
+}
+
+/// The last report of a node.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeHealth {
+    /// The node.
+    pub node: String,
+    /// When its last window ended (ns since the epoch).
+    pub last_window_end_ns: u64,
+    /// Reports received.
+    pub reports: u64,
+    /// Its last datapath stats.
+    pub datapath: serde_json::Value,
+}
+
+/// The store.
+pub struct Store {
+    db: Connection,
+    retention_ns: u64,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`; `:memory:` for one in memory.
+    pub fn open(path: &Path, retention_ns: u64) -> anyhow::Result<Store> {
+        let db = Connection::open(path)
+            .map_err(|e| anyhow::anyhow!("cannot open the store {}: {e}", path.display()))?;
+        db.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=NORMAL;
+             CREATE TABLE IF NOT EXISTS records (
+                 id INTEGER PRIMARY KEY,
+                 kind TEXT NOT NULL,
+                 node TEXT NOT NULL,
+                 namespace TEXT,
+                 pod TEXT,
+                 category TEXT,
+                 outcomes TEXT NOT NULL,
+                 window_end_ns INTEGER NOT NULL,
+                 json TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS records_by_kind_time ON records(kind, window_end_ns);
+             CREATE TABLE IF NOT EXISTS reports (
+                 id INTEGER PRIMARY KEY,
+                 node TEXT NOT NULL,
+                 window_start_ns INTEGER NOT NULL,
+                 window_end_ns INTEGER NOT NULL,
+                 datapath TEXT NOT NULL,
+                 capture TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS reports_by_node ON reports(node, window_end_ns);",
+        )?;
+        Ok(Store { db, retention_ns })
+    }
+
+    /// Stores a report in one transaction: all of it or none.
+    pub fn insert(&mut self, r: &NodeReport) -> anyhow::Result<()> {
+        let tx = self.db.transaction()?;
+        {
+            let mut rec = tx.prepare_cached(
+                "INSERT INTO records (kind, node, namespace, pod, category, outcomes, window_end_ns, json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            let mut put = |kind: Kind,
+                           scope: &outflow_core::wire::Scope,
+                           category: Option<String>,
+                           outcomes: String,
+                           json: String| {
+                rec.execute(params![
+                    kind.as_str(),
+                    scope.node,
+                    scope.namespace,
+                    scope.pod,
+                    category,
+                    outcomes,
+                    r.window_end_ns as i64,
+                    json
+                ])
+            };
+            for c in &r.connections {
+                put(
+                    Kind::Connection,
+                    &c.scope,
+                    Some(category(c.record.category)),
+                    keys(c.record.outcomes.keys()),
+                    serde_json::to_string(c)?,
+                )?;
+            }
+            for d in &r.dns {
+                put(
+                    Kind::Dns,
+                    &d.scope,
+                    None,
+                    keys(d.record.outcomes.keys()),
+                    serde_json::to_string(d)?,
+                )?;
+            }
+            for f in &r.findings {
+                put(
+                    Kind::Finding,
+                    &f.scope,
+                    f.record.category.map(category),
+                    keys([f.record.severity.as_str().to_string()].iter()),
+                    serde_json::to_string(f)?,
+                )?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO reports (node, window_start_ns, window_end_ns, datapath, capture) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                r.node,
+                r.window_start_ns as i64,
+                r.window_end_ns as i64,
+                serde_json::to_string(&r.datapath)?,
+                serde_json::to_string(&r.capture)?
+            ],
+        )?;
+        let cutoff = r.window_end_ns.saturating_sub(self.retention_ns) as i64;
+        tx.execute(
+            "DELETE FROM records WHERE window_end_ns < ?1",
+            params![cutoff],
+        )?;
+        tx.execute(
+            "DELETE FROM reports WHERE window_end_ns < ?1",
+            params![cutoff],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records of one kind matching the filter, newest first, as stored JSON objects.
+    pub fn query(&self, kind: Kind, f: &Filter) -> anyhow::Result<Vec<serde_json::Value>> {
+        let mut stmt = self.db.prepare_cached(
+            "SELECT json FROM records WHERE kind = ?1 AND window_end_ns >= ?2
+               AND (?3 IS NULL OR pod = ?3) AND (?4 IS NULL OR namespace = ?4)
+               AND (?5 IS NULL OR node = ?5) AND (?6 IS NULL OR category = ?6)
+               AND (?7 IS NULL OR outcomes LIKE '% ' || ?7 || ' %')
+             ORDER BY window_end_ns DESC, id LIMIT ?8",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                kind.as_str(),
+                f.since_ns as i64,
+                f.pod,
+                f.namespace,
+                f.node,
+                f.category,
+                f.outcome,
+                f.limit
+            ],
+            |row| row.get::<_, String>(0),
+        )?;
+        let mut out = Vec::new();
+        for json in rows {
+            out.push(serde_json::from_str(&json?)?);
+        }
+        Ok(out)
+    }
+
+    /// Each node's latest report.
+    pub fn nodes(&self) -> anyhow::Result<Vec<NodeHealth>> {
+        let mut stmt = self.db.prepare_cached(
+            "SELECT node, MAX(window_end_ns), COUNT(*),
+                    (SELECT datapath FROM reports r2 WHERE r2.node = r.node ORDER BY window_end_ns DESC LIMIT 1)
+             FROM reports r GROUP BY node ORDER BY node",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok(NodeHealth {
+                node: row.get(0)?,
+                last_window_end_ns: row.get::<_, i64>(1)? as u64,
+                reports: row.get::<_, i64>(2)? as u64,
+                datapath: serde_json::from_str(&row.get::<_, String>(3)?).unwrap_or_default(),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// The contract spelling of a category.
+fn category(c: Category) -> String {
+    serde_json::to_value(c)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Space-delimited on both sides, so `LIKE '% key %'` matches whole keys.
+fn keys<'a, S: AsRef<str> + 'a>(it: impl Iterator<Item = &'a S>) -> String {
+    let mut s = String::from(" ");
+    for k in it {
+        s.push_str(k.as_ref());
+        s.push(' ');
+    }
+    s
+}

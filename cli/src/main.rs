@@ -22,6 +22,14 @@ struct Cli {
 enum Command {
     /// Analyse pcap/pcapng captures: connection outcomes, DNS lookups, findings.
     Analyze(cmd::analyze::Args),
+    /// Run the agent and an embedded controller on this machine (root).
+    Up(cmd::up::Args),
+    /// Connection groups per pod, from the controller.
+    Connections(cmd::query::Args),
+    /// DNS lookups per pod, from the controller.
+    Dns(cmd::query::Args),
+    /// Findings per pod, from the controller.
+    Findings(cmd::query::Args),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +37,10 @@ fn main() -> ExitCode {
     cmd::init_logging(cli.log_format);
     let result = match cli.command {
         Command::Analyze(args) => cmd::analyze::run(args),
+        Command::Up(args) => cmd::up::run(args),
+        Command::Connections(args) => cmd::query::run(cmd::query::What::Connections, args),
+        Command::Dns(args) => cmd::query::run(cmd::query::What::Dns, args),
+        Command::Findings(args) => cmd::query::run(cmd::query::What::Findings, args),
     };
     match result {
         Ok(code) => code,

@@ -50,7 +50,7 @@ fn write_findings(out: &mut impl Write, r: &Report) -> io::Result<()> {
     writeln!(out)
 }
 
-fn outcomes(map: &std::collections::BTreeMap<String, u64>) -> String {
+pub fn outcomes(map: &std::collections::BTreeMap<String, u64>) -> String {
     if map.is_empty() {
         return "-".into();
     }
@@ -169,7 +169,7 @@ fn write_dns(out: &mut impl Write, dns: &[DnsRecord]) -> io::Result<()> {
     write_table(out, &header, &rows)
 }
 
-fn write_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+pub fn write_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -1,0 +1,191 @@
+//! `outflow connections | dns | findings`: what the controller knows, for people (a table) or
+//! scripts (`--json`, the API's records as they are).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use outflow_core::report::{ConnectionRecord, DnsRecord, Finding};
+use outflow_core::wire::Scoped;
+
+use crate::table::{outcomes, write_table};
+
+/// Flags shared by the query commands.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The controller.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:7878",
+        env = "OUTFLOW_CONTROLLER"
+    )]
+    controller: String,
+    /// Only this pod (NAME or NAMESPACE/NAME).
+    #[arg(long)]
+    pod: Option<String>,
+    /// Only this namespace.
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
+    /// Only this node.
+    #[arg(long)]
+    node: Option<String>,
+    /// Only this destination category (internal, peered, onprem, public).
+    #[arg(long)]
+    category: Option<String>,
+    /// Only this outcome (unanswered, refused, nxdomain, …; for findings: error, warning, info).
+    #[arg(long)]
+    outcome: Option<String>,
+    /// Look back this far.
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    since: std::time::Duration,
+    /// Print the API's JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Which records.
+#[derive(Clone, Copy)]
+pub enum What {
+    /// `GET /api/v1/connections`.
+    Connections,
+    /// `GET /api/v1/dns`.
+    Dns,
+    /// `GET /api/v1/findings`.
+    Findings,
+}
+
+/// Fetches and prints.
+pub fn run(what: What, args: Args) -> anyhow::Result<ExitCode> {
+    let path = match what {
+        What::Connections => "connections",
+        What::Dns => "dns",
+        What::Findings => "findings",
+    };
+    let url = format!("{}/api/v1/{path}", args.controller.trim_end_matches('/'));
+    let mut req = ureq::get(&url).query("since", args.since.as_secs().to_string());
+    for (k, v) in [
+        ("pod", &args.pod),
+        ("namespace", &args.namespace),
+        ("node", &args.node),
+        ("category", &args.category),
+        ("outcome", &args.outcome),
+    ] {
+        if let Some(v) = v {
+            req = req.query(k, v);
+        }
+    }
+    let mut resp = req
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .with_context(|| {
+            format!(
+                "cannot reach the controller at {} (is `outflow up` running?)",
+                args.controller
+            )
+        })?;
+    let status = resp.status();
+    let body = resp
+        .body_mut()
+        .read_to_string()
+        .context("reading the controller's answer")?;
+    if !status.is_success() {
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or(body);
+        anyhow::bail!("the controller said {status}: {message}");
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{body}")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pod = |s: &outflow_core::wire::Scope| match (&s.namespace, &s.pod) {
+        (Some(ns), Some(p)) => format!("{ns}/{p}"),
+        _ => "-".to_string(),
+    };
+    match what {
+        What::Connections => {
+            let rows: Vec<Scoped<ConnectionRecord>> = serde_json::from_str(&body)?;
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    let c = &r.record;
+                    vec![
+                        r.scope.window_end.clone(),
+                        pod(&r.scope),
+                        r.scope.node.clone(),
+                        format!("{}:{}/{}", c.dst, c.dst_port, c.proto),
+                        serde_json::to_value(c.category)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default(),
+                        outcomes(&c.outcomes),
+                        c.names.join(","),
+                    ]
+                })
+                .collect();
+            write_table(
+                &mut out,
+                &[
+                    "WINDOW END",
+                    "POD",
+                    "NODE",
+                    "DESTINATION",
+                    "CATEGORY",
+                    "OUTCOMES",
+                    "NAMES",
+                ],
+                &table,
+            )?;
+        }
+        What::Dns => {
+            let rows: Vec<Scoped<DnsRecord>> = serde_json::from_str(&body)?;
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    let d = &r.record;
+                    vec![
+                        r.scope.window_end.clone(),
+                        pod(&r.scope),
+                        d.name.clone(),
+                        d.qtype.clone(),
+                        outcomes(&d.outcomes),
+                        d.servers
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ]
+                })
+                .collect();
+            write_table(
+                &mut out,
+                &["WINDOW END", "POD", "NAME", "TYPE", "OUTCOMES", "SERVERS"],
+                &table,
+            )?;
+        }
+        What::Findings => {
+            let rows: Vec<Scoped<Finding>> = serde_json::from_str(&body)?;
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.scope.window_end.clone(),
+                        r.record.severity.as_str().to_string(),
+                        pod(&r.scope),
+                        r.record.message.clone(),
+                    ]
+                })
+                .collect();
+            write_table(
+                &mut out,
+                &["WINDOW END", "SEVERITY", "POD", "FINDING"],
+                &table,
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -55,6 +55,13 @@ impl Inventory for NetnsInventory {
             if Some(&name) == self.node_netns.as_ref() {
                 continue;
             }
+            // Which of the node's veths lead into this namespace: indexes alone are only unique
+            // within a namespace, and identical namespaces built alike share them.
+            let nsid = std::fs::File::open(netns::path_of(&name))
+                .and_then(|f| netlink::nsid_of(std::os::fd::AsFd::as_fd(&f)));
+            let Ok(Some(nsid)) = nsid else {
+                continue; // no veth between this namespace and the node
+            };
             // A namespace can vanish between listing and entering: it is simply not a pod now.
             let Ok((links, addrs)) =
                 netns::run_in(&name, || Ok((netlink::links()?, netlink::addresses()?)))
@@ -67,9 +74,11 @@ impl Inventory for NetnsInventory {
                 .iter()
                 .filter(|l| {
                     l.peer_index != 0
-                        && node_links
-                            .iter()
-                            .any(|n| n.index == l.peer_index && n.peer_index == l.index)
+                        && node_links.iter().any(|n| {
+                            n.peer_netnsid == Some(nsid)
+                                && n.index == l.peer_index
+                                && n.peer_index == l.index
+                        })
                 })
                 .map(|l| l.index)
                 .collect();

@@ -25,6 +25,8 @@ pub struct Link {
     pub name: String,
     /// For a veth, the peer's index (in the peer's namespace); else 0.
     pub peer_index: u32,
+    /// For a veth whose peer is in another namespace, that namespace's id as seen from here.
+    pub peer_netnsid: Option<i32>,
 }
 
 /// The links of this namespace.
@@ -36,11 +38,13 @@ pub fn links() -> io::Result<Vec<Link>> {
                 index: l.header.index,
                 name: String::new(),
                 peer_index: 0,
+                peer_netnsid: None,
             };
             for a in l.attributes {
                 match a {
                     LinkAttribute::IfName(n) => link.name = n,
                     LinkAttribute::Link(p) => link.peer_index = p,
+                    LinkAttribute::LinkNetNsId(id) => link.peer_netnsid = Some(id),
                     _ => {}
                 }
             }
@@ -77,12 +81,41 @@ pub fn addresses() -> io::Result<Vec<(u32, IpAddr)>> {
     Ok(out)
 }
 
-fn dump(request: RouteNetlinkMessage, mut each: impl FnMut(RouteNetlinkMessage)) -> io::Result<()> {
+/// The id this namespace gives the namespace open at `fd` (RTM_GETNSID); `None` if it has none
+/// (no veth links the two).
+pub fn nsid_of(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<Option<i32>> {
+    use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+    use std::os::fd::AsRawFd;
+    let mut m = NsidMessage::default();
+    m.attributes.push(NsidAttribute::Fd(fd.as_raw_fd() as u32));
+    let mut id = None;
+    exchange(RouteNetlinkMessage::GetNsId(m), NLM_F_REQUEST, |reply| {
+        if let RouteNetlinkMessage::NewNsId(n) = reply {
+            for a in n.attributes {
+                if let NsidAttribute::Id(i) = a {
+                    id = (i >= 0).then_some(i);
+                }
+            }
+        }
+    })?;
+    Ok(id)
+}
+
+fn dump(request: RouteNetlinkMessage, each: impl FnMut(RouteNetlinkMessage)) -> io::Result<()> {
+    exchange(request, NLM_F_DUMP | NLM_F_REQUEST, each)
+}
+
+/// Sends one request and hands each reply to `each`, until the end of a dump or a single answer.
+fn exchange(
+    request: RouteNetlinkMessage,
+    flags: u16,
+    mut each: impl FnMut(RouteNetlinkMessage),
+) -> io::Result<()> {
     let mut socket = Socket::new(NETLINK_ROUTE)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
     let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(request));
-    packet.header.flags = NLM_F_DUMP | NLM_F_REQUEST;
+    packet.header.flags = flags;
     packet.header.sequence_number = 1;
     packet.finalize();
     let mut buf = vec![0; packet.buffer_len()];
@@ -101,7 +134,12 @@ fn dump(request: RouteNetlinkMessage, mut each: impl FnMut(RouteNetlinkMessage))
                 NetlinkPayload::Error(e) => {
                     return Err(e.to_io());
                 }
-                NetlinkPayload::InnerMessage(m) => each(m),
+                NetlinkPayload::InnerMessage(m) => {
+                    each(m);
+                    if flags & NLM_F_DUMP != NLM_F_DUMP {
+                        return Ok(());
+                    }
+                }
                 _ => {}
             }
             if len == 0 {

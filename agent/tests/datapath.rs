@@ -202,3 +202,24 @@ fn another_tools_programs_and_filters_keep_working_and_the_qdisc_we_did_not_add_
         "the qdisc we did not add stays"
     );
 }
+
+#[test]
+fn the_node_knows_which_namespace_its_veth_leads_to() {
+    if !privileged() {
+        return;
+    }
+    let (node, pod) = ("oftdn4", "oftdp4");
+    let _g = lab(node, pod);
+    let (link_nsid, asked) = netns::run_in(node, move || {
+        let link = netlink::links()?
+            .into_iter()
+            .find(|l| l.name == "vethp")
+            .expect("vethp");
+        let f = std::fs::File::open(netns::path_of(pod))?;
+        let asked = netlink::nsid_of(std::os::fd::AsFd::as_fd(&f))?;
+        Ok((link.peer_netnsid, asked))
+    })
+    .expect("runs");
+    assert!(link_nsid.is_some());
+    assert_eq!(link_nsid, asked);
+}

@@ -42,7 +42,7 @@ impl Up {
     }
 
     fn wait_for(&self, ok: impl FnMut() -> bool, what: &str) {
-        self.wait_for_or(ok, what, || String::new())
+        self.wait_for_or(ok, what, String::new)
     }
 
     fn wait_for_or(&self, mut ok: impl FnMut() -> bool, what: &str, seen: impl Fn() -> String) {

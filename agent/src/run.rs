@@ -65,10 +65,7 @@ fn realtime_ns() -> u64 {
 
 /// CLOCK_REALTIME − CLOCK_MONOTONIC: what turns the kernel's event times into wall time.
 fn realtime_offset_ns() -> u64 {
-    let mono = clock_gettime(ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0);
-    realtime_ns().saturating_sub(mono)
+    realtime_ns().saturating_sub(monotonic_ns())
 }
 
 fn monotonic_ns() -> u64 {

@@ -119,6 +119,16 @@ fn pod_run(prefix: &str, args: &[&str]) {
         .status();
 }
 
+/// What `tc ARGS` prints in the lab's node namespace.
+fn node_tc(prefix: &str, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &format!("{prefix}-node"), "tc"])
+        .args(args)
+        .output()
+        .expect("tc");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn outcome(r: &Value, key: &str) -> u64 {
     r["outcomes"][key].as_u64().unwrap_or(0)
 }
@@ -215,39 +225,15 @@ fn check_mode(prefix: &str, tc_mode: &str, port: u16) {
     assert_eq!(dp["kind"], "ebpf", "{health}");
     assert_eq!(dp["event_drops"], 0, "{health}");
     up.stop();
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &format!("{prefix}-node"),
-            "tc",
-            "filter",
-            "show",
-            "dev",
-        ])
-        .arg(format!("{prefix}-veth-a"))
-        .arg("ingress")
-        .output()
-        .expect("tc");
+    let veth = format!("{prefix}-veth-a");
     assert!(
-        String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+        node_tc(prefix, &["filter", "show", "dev", &veth, "ingress"])
+            .trim()
+            .is_empty(),
         "no filter left behind"
     );
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &format!("{prefix}-node"),
-            "tc",
-            "qdisc",
-            "show",
-            "dev",
-        ])
-        .arg(format!("{prefix}-veth-a"))
-        .output()
-        .expect("tc");
     assert!(
-        !String::from_utf8_lossy(&out.stdout).contains("clsact"),
+        !node_tc(prefix, &["qdisc", "show", "dev", &veth]).contains("clsact"),
         "no qdisc left behind"
     );
 }

@@ -7,7 +7,6 @@
 use std::path::Path;
 
 use outflow_core::wire::NodeReport;
-use outflow_core::Category;
 use rusqlite::{params, Connection};
 use serde::Serialize;
 
@@ -129,7 +128,7 @@ impl Store {
                 put(
                     Kind::Connection,
                     &c.scope,
-                    Some(category(c.record.category)),
+                    Some(c.record.category.as_str().to_string()),
                     keys(c.record.outcomes.keys()),
                     serde_json::to_string(c)?,
                 )?;
@@ -147,7 +146,7 @@ impl Store {
                 put(
                     Kind::Finding,
                     &f.scope,
-                    f.record.category.map(category),
+                    f.record.category.map(|c| c.as_str().to_string()),
                     keys([f.record.severity.as_str().to_string()].iter()),
                     serde_json::to_string(f)?,
                 )?;
@@ -222,14 +221,6 @@ impl Store {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
-}
-
-/// The contract spelling of a category.
-fn category(c: Category) -> String {
-    serde_json::to_value(c)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// Space-delimited on both sides, so `LIKE '% key %'` matches whole keys.

@@ -118,10 +118,7 @@ pub fn run(what: What, args: Args) -> anyhow::Result<ExitCode> {
                         pod(&r.scope),
                         r.scope.node.clone(),
                         format!("{}:{}/{}", c.dst, c.dst_port, c.proto),
-                        serde_json::to_value(c.category)
-                            .ok()
-                            .and_then(|v| v.as_str().map(String::from))
-                            .unwrap_or_default(),
+                        c.category.as_str().to_string(),
                         outcomes(&c.outcomes),
                         c.names.join(","),
                     ]

@@ -12,5 +12,6 @@ pub mod netlink;
 pub mod netns;
 pub mod run;
 pub mod scope;
+pub mod ship;
 
 pub use run::{run, AgentConfig};

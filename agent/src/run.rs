@@ -10,14 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::time::{clock_gettime, ClockId};
-use outflow_core::wire::{DatapathStats, NodeReport};
+use outflow_core::wire::NodeReport;
 use outflow_core::{Config, Engine, Profile};
 use tracing::{info, info_span, warn};
 
-use crate::datapath::decode;
-use crate::datapath::ebpf::EbpfDatapath;
-use crate::datapath::TcMode;
+use crate::datapath::ebpf::{monotonic_ns, EbpfDatapath};
+use crate::datapath::pcap::PcapDatapath;
+use crate::datapath::{Datapath, DatapathChoice, TcMode};
 use crate::inventory::Inventory;
 use crate::netlink::{self, Link, LinkEvents};
 use crate::netns;
@@ -40,6 +39,8 @@ pub struct AgentConfig {
     pub ring_bytes: u32,
     /// How TC programs attach.
     pub tc_mode: TcMode,
+    /// eBPF, libpcap, or eBPF with libpcap as the fallback.
+    pub datapath: DatapathChoice,
 }
 
 impl AgentConfig {
@@ -53,6 +54,7 @@ impl AgentConfig {
             flow_entries: 65_536,
             ring_bytes: 4 << 20,
             tc_mode: TcMode::for_this_kernel(),
+            datapath: DatapathChoice::Auto,
         }
     }
 }
@@ -63,15 +65,21 @@ fn realtime_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// CLOCK_REALTIME − CLOCK_MONOTONIC: what turns the kernel's event times into wall time.
-fn realtime_offset_ns() -> u64 {
-    realtime_ns().saturating_sub(monotonic_ns())
-}
-
-fn monotonic_ns() -> u64 {
-    clock_gettime(ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
+/// Opens the datapath the configuration asks for; with `Auto`, libpcap when eBPF cannot load,
+/// and the reason goes into every report.
+pub fn open_datapath(cfg: &AgentConfig) -> anyhow::Result<Box<dyn Datapath>> {
+    let ebpf = || EbpfDatapath::load(cfg.flow_entries, cfg.ring_bytes, cfg.tc_mode);
+    Ok(match cfg.datapath {
+        DatapathChoice::Ebpf => Box::new(ebpf()?),
+        DatapathChoice::Pcap => Box::new(PcapDatapath::new("--datapath pcap".to_string())),
+        DatapathChoice::Auto => match ebpf() {
+            Ok(dp) => Box::new(dp),
+            Err(e) => {
+                warn!(error = %e, "eBPF unavailable: falling back to libpcap");
+                Box::new(PcapDatapath::new(e.to_string()))
+            }
+        },
+    })
 }
 
 /// Runs the agent on this thread until `stop` is set; each window's report goes to `sink`.
@@ -86,40 +94,36 @@ pub fn run(
     if let Some(ns) = &cfg.node_netns {
         netns::enter(ns)?;
     }
-    let mut dp = EbpfDatapath::load(cfg.flow_entries, cfg.ring_bytes, cfg.tc_mode)?;
-    info!(mode = ?cfg.tc_mode, "eBPF datapath loaded");
+    let mut dp = open_datapath(&cfg)?;
+    info!(datapath = dp.kind(), tc_mode = ?cfg.tc_mode, "datapath ready");
     let mut link_events = LinkEvents::subscribe()?;
     let engine_cfg = Config {
+        // The kernel counts traffic (eBPF) or nothing does (libpcap sees control packets only).
         count_traffic: false,
         dedup: true,
         ..Config::default()
     };
     let mut engine = Engine::with_config(profile, engine_cfg);
     let mut attach_errors = 0u64;
-    let mut links = sync_links(&mut dp, &cfg, &mut attach_errors);
+    let mut links = sync_links(dp.as_mut(), &cfg, &mut attach_errors);
     inventory.refresh(&links);
-    let mut offset = realtime_offset_ns();
     let mut window_start = realtime_ns();
     let mut next_report = window_start + cfg.interval.as_nanos() as u64;
-    let mut last_kernel = dp.kernel_stats();
-    let mut last_evicted = 0u64;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         {
-            let mut fds = [
-                PollFd::new(dp.as_fd(), PollFlags::POLLIN),
-                PollFd::new(link_events.as_fd(), PollFlags::POLLIN),
-            ];
-            // The programs wake us only once a batch is waiting; the timeout collects the rest.
+            let mut fds: Vec<PollFd> = dp
+                .wait_fds()
+                .into_iter()
+                .chain([link_events.as_fd()])
+                .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+                .collect();
+            // eBPF wakes us only once a batch is waiting; the timeout collects the rest.
             let _ = poll(&mut fds, PollTimeout::from(100u16));
         }
-        dp.read_events(|rec| {
-            if let Some(p) = decode::packet(rec, offset) {
-                engine.observe(&p);
-            }
-        });
+        dp.read_packets(&mut |p| engine.observe(p));
         if link_events.drain() {
-            links = sync_links(&mut dp, &cfg, &mut attach_errors);
+            links = sync_links(dp.as_mut(), &cfg, &mut attach_errors);
         }
         let now = realtime_ns();
         engine.advance(now);
@@ -132,27 +136,14 @@ pub fn run(
         }
         let report = engine.drain();
         inventory.refresh(&links);
-        let kernel = dp.kernel_stats();
-        let evicted = dp.evicted(&kernel);
-        let stats = DatapathStats {
-            kind: "ebpf".to_string(),
-            reason: String::new(),
-            interfaces: dp.attached().count() as u64,
-            packets: kernel.packets - last_kernel.packets,
-            events: kernel.events - last_kernel.events,
-            event_drops: kernel.event_drops - last_kernel.event_drops,
-            flows_evicted: evicted.saturating_sub(last_evicted),
-            flow_map_full: kernel.flow_full - last_kernel.flow_full,
-            attach_errors: std::mem::take(&mut attach_errors),
-            reports_dropped: 0,
-        };
+        let mut stats = dp.take_stats();
+        stats.attach_errors = std::mem::take(&mut attach_errors);
         if stats.event_drops > 0 {
             warn!(
                 drops = stats.event_drops,
-                "ring buffer full: events dropped"
+                "datapath buffer full: events dropped"
             );
         }
-        (last_kernel, last_evicted) = (kernel, evicted);
         sink(node_report(
             &cfg.node,
             (window_start, now),
@@ -162,7 +153,6 @@ pub fn run(
         ));
         window_start = now;
         next_report = now + cfg.interval.as_nanos() as u64;
-        offset = realtime_offset_ns();
         if stopping {
             break;
         }
@@ -174,7 +164,7 @@ pub fn run(
 
 /// Attaches to pod interfaces that appeared and forgets those that went. Returns the node's
 /// links for the inventory.
-fn sync_links(dp: &mut EbpfDatapath, cfg: &AgentConfig, errors: &mut u64) -> Vec<Link> {
+fn sync_links(dp: &mut dyn Datapath, cfg: &AgentConfig, errors: &mut u64) -> Vec<Link> {
     let links = match netlink::links() {
         Ok(l) => l,
         Err(e) => {
@@ -192,8 +182,9 @@ fn sync_links(dp: &mut EbpfDatapath, cfg: &AgentConfig, errors: &mut u64) -> Vec
         .collect();
     let gone: Vec<String> = dp
         .attached()
+        .into_iter()
         .filter(|(n, i)| !wanted.iter().any(|l| l.name == *n && l.index == *i))
-        .map(|(n, _)| n.to_string())
+        .map(|(n, _)| n)
         .collect();
     for name in gone {
         info!(ifname = %name, "interface gone: detached");

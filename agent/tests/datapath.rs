@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use outflow_agent::datapath::ebpf::EbpfDatapath;
-use outflow_agent::datapath::TcMode;
+use outflow_agent::datapath::{Datapath, TcMode};
 use outflow_agent::{netlink, netns};
 
 fn privileged() -> bool {

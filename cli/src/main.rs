@@ -24,6 +24,10 @@ enum Command {
     Analyze(cmd::analyze::Args),
     /// Run the agent and an embedded controller on this machine (root).
     Up(cmd::up::Args),
+    /// Run the node agent, reporting to a controller (root; the DaemonSet's command).
+    Agent(cmd::agent::Args),
+    /// Run the controller: the API, the store, metrics and the health view.
+    Controller(cmd::controller::Args),
     /// Connection groups per pod, from the controller.
     Connections(cmd::query::Args),
     /// DNS lookups per pod, from the controller.
@@ -38,6 +42,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Analyze(args) => cmd::analyze::run(args),
         Command::Up(args) => cmd::up::run(args),
+        Command::Agent(args) => cmd::agent::run(args),
+        Command::Controller(args) => cmd::controller::run(args),
         Command::Connections(args) => cmd::query::run(cmd::query::What::Connections, args),
         Command::Dns(args) => cmd::query::run(cmd::query::What::Dns, args),
         Command::Findings(args) => cmd::query::run(cmd::query::What::Findings, args),

@@ -1,7 +1,9 @@
 //! `outflow up` live on the lab: the agent in the lab's node namespace (`--node-netns`), real
 //! curl and dig from the pod, and the API must report per pod, category and outcome what the lab
-//! did. Both ways of attaching (TCX and clsact/netlink); SIGTERM must detach and leave nothing.
-//! Needs root; in CI it must run.
+//! did. Both datapaths (eBPF attached as TCX and as clsact/netlink filters, and libpcap), the
+//! fallback to libpcap when eBPF may not load, and two nodes — one behind `outflow agent`
+//! whose controller is down at first — reporting into one controller. SIGTERM must detach and
+//! leave nothing. Needs root; in CI it must run.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,33 +14,56 @@ use serde_json::Value;
 struct Up {
     child: Child,
     api: String,
+    netns: Option<String>,
+}
+
+/// `outflow up` on the lab's node, its API on this host.
+fn up(prefix: &str, extra: &[&str], port: u16) -> Up {
+    let db = std::env::temp_dir().join(format!("{prefix}-{port}.db"));
+    let _ = std::fs::remove_file(&db);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_outflow"));
+    cmd.args(["up", "--node-netns", &format!("{prefix}-node")])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--db")
+        .arg(&db);
+    Up::start(cmd, prefix, extra, port, None)
 }
 
 impl Up {
-    fn start(prefix: &str, tc_mode: &str, port: u16) -> Up {
-        let db = std::env::temp_dir().join(format!("{prefix}-{tc_mode}.db"));
-        let _ = std::fs::remove_file(&db);
-        let child = Command::new(env!("CARGO_BIN_EXE_outflow"))
-            .args(["up", "--node-netns", &format!("{prefix}-node")])
+    /// Starts `cmd` (an outflow command) with the lab's common flags and waits for its API;
+    /// `netns` is where the API listens when it is not this host's namespace.
+    fn start(mut cmd: Command, prefix: &str, extra: &[&str], port: u16, netns: Option<&str>) -> Up {
+        let child = cmd
             .args(["--iface-prefix", &format!("{prefix}-veth")])
-            .args(["--interval", "1s", "--tc-mode", tc_mode])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg("--db")
-            .arg(&db)
+            .args(["--interval", "1s"])
+            .args(extra)
             .arg("--profile")
             .arg(root().join("examples/lab-profile.yaml"))
             .stdout(Stdio::null())
             .spawn()
-            .expect("outflow up starts");
+            .expect("outflow starts");
         let up = Up {
             child,
             api: format!("http://127.0.0.1:{port}/api/v1"),
+            netns: netns.map(str::to_string),
         };
-        up.wait_for(
-            || get(&format!("{}/health", up.api)).is_some(),
-            "the API to answer",
-        );
+        up.wait_for(|| up.get("health").is_some(), "the API to answer");
         up
+    }
+
+    /// GETs an API path, from the namespace the API listens in.
+    fn get(&self, path: &str) -> Option<Value> {
+        let url = format!("{}/{path}", self.api);
+        match &self.netns {
+            None => get(&url),
+            Some(ns) => {
+                let out = Command::new("ip")
+                    .args(["netns", "exec", ns, "curl", "-sf", &url])
+                    .output()
+                    .ok()?;
+                serde_json::from_slice(&out.stdout).ok()
+            }
+        }
     }
 
     fn wait_for(&self, ok: impl FnMut() -> bool, what: &str) {
@@ -59,42 +84,46 @@ impl Up {
     /// Rows of an endpoint matching a predicate, waiting until there is one.
     fn find(&self, path: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let mut found = None;
-        let url = format!("{}/{path}", self.api);
         self.wait_for_or(
             || {
-                found = get(&url).and_then(|v| {
+                found = self.get(path).and_then(|v| {
                     v.as_array()
                         .and_then(|a| a.iter().find(|r| pred(r)).cloned())
                 });
                 found.is_some()
             },
             what,
-            || format!("{url}: {:?}", get(&url)),
+            || format!("{path}: {:?}", self.get(path)),
         );
         found.expect("found")
     }
 
     fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(
-                    status.success(),
-                    "outflow up exits cleanly on SIGTERM: {status}"
-                );
-                return;
-            }
+        terminate(&mut self.child, "outflow up");
+    }
+}
+
+/// SIGTERM, then a clean exit within 10 s.
+fn terminate(child: &mut Child, what: &str) {
+    let pid = child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
             assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "outflow up did not stop on SIGTERM"
+                status.success(),
+                "{what} exits cleanly on SIGTERM: {status}"
             );
-            std::thread::sleep(Duration::from_millis(100));
+            return;
         }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{what} did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -133,8 +162,8 @@ fn outcome(r: &Value, key: &str) -> u64 {
     r["outcomes"][key].as_u64().unwrap_or(0)
 }
 
-fn check_mode(prefix: &str, tc_mode: &str, port: u16) {
-    let up = Up::start(prefix, tc_mode, port);
+/// Runs the lab's traffic from the pod and checks what the API says about it.
+fn check_lab(up: &Up, prefix: &str, datapath: &str) {
     let pod = format!("default/{prefix}-pod-a");
     let q = |extra: &str| format!("connections?pod={pod}{extra}");
     pod_run(
@@ -201,6 +230,10 @@ fn check_mode(prefix: &str, tc_mode: &str, port: u16) {
             .is_some_and(|n| n.iter().any(|n| n == "web.example.com"))
     });
     assert_eq!(r["category"], "public");
+    if datapath == "ebpf" {
+        // The kernel counts every packet; libpcap sees control packets only.
+        assert!(r["bytes_in"].as_u64().unwrap_or(0) > 0, "{r}");
+    }
     let r = up.find(
         &format!("dns?pod={pod}&outcome=nxdomain"),
         "the failing lookup",
@@ -220,11 +253,17 @@ fn check_mode(prefix: &str, tc_mode: &str, port: u16) {
                     .is_some_and(|t| t.contains("198.51.100.20"))
         },
     );
-    let health = get(&format!("{}/health", up.api)).expect("health");
-    let dp = &health["nodes"][0]["datapath"];
-    assert_eq!(dp["kind"], "ebpf", "{health}");
-    assert_eq!(dp["event_drops"], 0, "{health}");
-    up.stop();
+    let health = up.get("health").expect("health");
+    let node = health["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["node"] == format!("{prefix}-node")))
+        .expect("the node in health");
+    assert_eq!(node["datapath"]["kind"], datapath, "{health}");
+    assert_eq!(node["totals"]["event_drops"], 0, "{health}");
+}
+
+/// Nothing of the agent stays on the pod's interface.
+fn check_clean(prefix: &str) {
     let veth = format!("{prefix}-veth-a");
     assert!(
         node_tc(prefix, &["filter", "show", "dev", &veth, "ingress"])
@@ -245,6 +284,151 @@ fn outflow_up_reports_the_lab_pods_failures_per_pod_category_and_outcome() {
     }
     let prefix = format!("ofl{}", std::process::id() % 10_000);
     let _lab = Lab::up(&prefix);
-    check_mode(&prefix, "tcx", 17_878);
-    check_mode(&prefix, "netlink", 17_879);
+    for (extra, port, kind) in [
+        (["--datapath", "ebpf", "--tc-mode", "tcx"], 17_878, "ebpf"),
+        (
+            ["--datapath", "ebpf", "--tc-mode", "netlink"],
+            17_879,
+            "ebpf",
+        ),
+        (["--datapath", "pcap", "--tc-mode", "auto"], 17_880, "pcap"),
+    ] {
+        let up = up(&prefix, &extra, port);
+        check_lab(&up, &prefix, kind);
+        up.stop();
+        check_clean(&prefix);
+    }
+}
+
+/// Without CAP_BPF (nor CAP_SYS_ADMIN, which would stand in for it) eBPF cannot load: the agent
+/// runs on libpcap, says why, and reports the same failures.
+#[test]
+fn without_bpf_privileges_the_agent_falls_back_to_libpcap_and_says_why() {
+    if !privileged("without_bpf_privileges_the_agent_falls_back_to_libpcap_and_says_why") {
+        return;
+    }
+    let prefix = format!("ofp{}", std::process::id() % 10_000);
+    let _lab = Lab::up(&prefix);
+    let node = format!("{prefix}-node");
+    let db = std::env::temp_dir().join(format!("{prefix}-fallback.db"));
+    let _ = std::fs::remove_file(&db);
+    // Dropping CAP_SYS_ADMIN also forbids entering a namespace, so the whole process starts in
+    // the node's namespace instead of using --node-netns, and an inventory file names the pod.
+    let inventory = std::env::temp_dir().join(format!("{prefix}-inventory.yaml"));
+    std::fs::write(
+        &inventory,
+        format!("pods:\n- namespace: default\n  name: {prefix}-pod-a\n  ips: [10.244.1.10, fd00:244:1::10]\n"),
+    )
+    .expect("inventory file");
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &node, "setpriv"])
+        .args(["--bounding-set", "-bpf,-sys_admin,-perfmon"])
+        .args(["--inh-caps", "-bpf,-sys_admin,-perfmon", "--"])
+        .arg(env!("CARGO_BIN_EXE_outflow"))
+        .args(["up", "--node", &node, "--listen", "127.0.0.1:17881"])
+        .arg("--inventory")
+        .arg(&inventory)
+        .arg("--db")
+        .arg(&db);
+    let up = Up::start(cmd, &prefix, &[], 17_881, Some(&node));
+    check_lab(&up, &prefix, "pcap");
+    let health = up.get("health").expect("health");
+    let reason = health["nodes"][0]["datapath"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("cannot load the eBPF programs") && reason.contains("CAP_BPF"),
+        "the reason names the failure and the fix: {health}"
+    );
+    up.stop();
+}
+
+/// Kills a child left running by a failed assertion.
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Node B runs `outflow agent` and its pod fails while the controller is not there yet; node A
+/// then starts `outflow up`, whose embedded controller must end up holding both nodes' records,
+/// B's queued ones included.
+#[test]
+fn two_nodes_report_into_one_controller_and_a_late_controller_gets_the_queued_reports() {
+    if !privileged(
+        "two_nodes_report_into_one_controller_and_a_late_controller_gets_the_queued_reports",
+    ) {
+        return;
+    }
+    let id = std::process::id() % 10_000;
+    let (a, b) = (format!("ofa{id}"), format!("ofb{id}"));
+    let (_lab_a, _lab_b) = (Lab::up(&a), Lab::up(&b));
+    let port = 17_882;
+    let mut agent = Reaper(
+        Command::new(env!("CARGO_BIN_EXE_outflow"))
+            .args(["agent", "--node-netns", &format!("{b}-node")])
+            .args(["--controller", &format!("http://127.0.0.1:{port}")])
+            .args(["--iface-prefix", &format!("{b}-veth"), "--interval", "1s"])
+            .arg("--profile")
+            .arg(root().join("examples/lab-profile.yaml"))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("outflow agent starts"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    pod_run(
+        &b,
+        &[
+            "curl",
+            "-s",
+            "--connect-timeout",
+            "2",
+            "http://198.51.100.20/",
+        ],
+    );
+    pod_run(
+        &b,
+        &["dig", "+search", "+time=2", "+tries=1", "nx.example.com"],
+    );
+    // The SYN timeout concludes the attempt a few windows later, still without a controller.
+    std::thread::sleep(Duration::from_secs(4));
+    let controller_up = outflow_core::report::rfc3339(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos() as u64,
+    );
+    let up = up(&a, &[], port);
+    check_lab(&up, &a, "ebpf");
+    let node_b = format!("{b}-node");
+    let r = up.find(
+        &format!("connections?node={node_b}&outcome=unanswered"),
+        "node B's blackholed SYNs, queued while the controller was down",
+        |r| r["dst"] == "198.51.100.20",
+    );
+    assert_eq!(r["pod"], format!("{b}-pod-a"), "{r}");
+    assert!(
+        r["window_end"].as_str().unwrap_or_default() < controller_up.as_str(),
+        "made before the controller started ({controller_up}): {r}"
+    );
+    up.find(
+        &format!("dns?node={node_b}&outcome=nxdomain"),
+        "node B's failing lookup",
+        |r| r["name"] == "nx.example.com",
+    );
+    let health = up.get("health").expect("health");
+    let nodes: Vec<&str> = health["nodes"]
+        .as_array()
+        .map(|n| n.iter().filter_map(|n| n["node"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        nodes.contains(&format!("{a}-node").as_str()) && nodes.contains(&node_b.as_str()),
+        "{health}"
+    );
+    terminate(&mut agent.0, "outflow agent");
+    check_clean(&b);
+    up.stop();
 }

@@ -7,8 +7,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,7 +17,9 @@ use outflow_core::wire::NodeReport;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::metrics::Metrics;
 use crate::store::{Filter, Kind, Store};
+use crate::view;
 
 /// Largest report body accepted.
 pub const MAX_REPORT_BYTES: usize = 16 << 20;
@@ -29,24 +32,40 @@ const MAX_LIMIT: u32 = 10_000;
 #[derive(Clone)]
 pub struct AppState {
     store: Arc<Mutex<Store>>,
+    /// When set, every API call must carry it as a bearer token.
+    token: Option<Arc<str>>,
+    metrics: Arc<Mutex<Metrics>>,
 }
 
 impl AppState {
-    /// State over a store.
+    /// State over a store, open to every caller (a loopback listener).
     pub fn new(store: Store) -> AppState {
         AppState {
             store: Arc::new(Mutex::new(store)),
+            token: None,
+            metrics: Arc::default(),
         }
+    }
+
+    /// Requires `Authorization: Bearer TOKEN` on the API and `/metrics`.
+    pub fn with_token(mut self, token: Option<String>) -> AppState {
+        self.token = token.map(Arc::from);
+        self
     }
 
     /// Stores a report (the embedded agent's path, no HTTP).
     pub async fn ingest(&self, report: NodeReport) -> Result<(), ApiError> {
         check_report(&report)?;
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.lock().expect("store lock").insert(&report))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| ApiError::Internal(format!("{e:#}")))
+        let metrics = self.metrics.clone();
+        tokio::task::spawn_blocking(move || {
+            store.lock().expect("store lock").insert(&report)?;
+            metrics.lock().expect("metrics lock").count(&report);
+            anyhow::Ok(())
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(format!("{e:#}")))
     }
 }
 
@@ -78,16 +97,65 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The API's routes.
+/// The API's routes. The health page at `/` holds no data (its script calls the API, with the
+/// token when there is one) and `/healthz` only says the process serves, so both stay open.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let guarded = Router::new()
         .route("/api/v1/reports", post(post_report))
         .route("/api/v1/connections", get(connections))
         .route("/api/v1/dns", get(dns))
         .route("/api/v1/findings", get(findings))
         .route("/api/v1/health", get(health))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .merge(guarded)
+        .route("/", get(view::page))
+        .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_REPORT_BYTES))
         .with_state(state)
+}
+
+/// Lets a request through when no token is set or it carries the right one.
+async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(token) = &state.token else {
+        return next.run(req).await;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|g| same_secret(g.trim().as_bytes(), token.as_bytes())) {
+        return next.run(req).await;
+    }
+    let mut resp = ApiError::Rejected(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong token: send `Authorization: Bearer TOKEN` with the controller's token \
+         (outflow commands read it from --token-file or OUTFLOW_TOKEN)"
+            .into(),
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp
+}
+
+/// Compares in time independent of where the inputs differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state.metrics.lock().expect("metrics lock").render();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 fn check_report(r: &NodeReport) -> Result<(), ApiError> {

@@ -188,3 +188,99 @@ async fn hostile_requests_get_a_400_that_says_what_was_wrong_and_nothing_is_stor
         "no rejected report was stored"
     );
 }
+
+async fn text(app: &Router, req: Request<Body>) -> (StatusCode, String) {
+    let resp = app.clone().oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn with_token(mut req: Request<Body>, token: &str) -> Request<Body> {
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header value"),
+    );
+    req
+}
+
+#[tokio::test]
+async fn with_a_token_set_the_api_and_metrics_refuse_callers_without_it() {
+    let app = app(state().with_token(Some("s3cret".into())));
+    let body = serde_json::to_vec(&report(vec![connection(
+        "web",
+        "203.0.113.7",
+        "unanswered",
+        Category::Public,
+    )]))
+    .unwrap();
+    let (status, err) = call(&app, post(body.clone())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(err["error"].as_str().unwrap().contains("Bearer"), "{err}");
+    let (status, _) = call(&app, with_token(post(body.clone()), "wrong")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(&app, with_token(post(body), "s3cret")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for uri in ["/api/v1/connections", "/api/v1/health", "/metrics"] {
+        let (status, _) = call(&app, get(uri)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
+    }
+    let (status, rows) = call(&app, with_token(get("/api/v1/connections"), "s3cret")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
+    // The page and the liveness probe hold no data.
+    let (status, page) = text(&app, get("/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("/api/v1/"), "the page reads the API");
+    assert_eq!(text(&app, get("/healthz")).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn metrics_count_attempts_per_pod_category_and_outcome_and_the_datapath_losses() {
+    let app = app(state());
+    let mut r = report(vec![
+        connection("web", "203.0.113.7", "unanswered", Category::Public),
+        connection("web", "203.0.113.8", "unanswered", Category::Public),
+    ]);
+    r.datapath.event_drops = 7;
+    r.datapath.reports_dropped = 3;
+    for _ in 0..2 {
+        let (status, _) = call(&app, post(serde_json::to_vec(&r).unwrap())).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let (status, m) = text(&app, get("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    let value = |prefix: &str| -> Option<f64> {
+        m.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    assert_eq!(
+        value(
+            r#"outflow_connection_attempts_total{node="node-1",namespace="default",pod="web",category="public",outcome="unanswered"}"#
+        ),
+        Some(8.0),
+        "2 reports × 2 groups × 2 attempts:\n{m}"
+    );
+    assert_eq!(
+        value(r#"outflow_reports_total{node="node-1"}"#),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        value(r#"outflow_datapath_event_drops_total{node="node-1"}"#),
+        Some(14.0),
+        "{m}"
+    );
+    assert_eq!(
+        value(r#"outflow_agent_reports_dropped_total{node="node-1"}"#),
+        Some(6.0),
+        "{m}"
+    );
+    let (_, health) = call(&app, get("/api/v1/health")).await;
+    assert_eq!(health["nodes"][0]["totals"]["event_drops"], 14, "{health}");
+    assert_eq!(
+        health["nodes"][0]["totals"]["reports_dropped"], 6,
+        "{health}"
+    );
+}

@@ -4,7 +4,9 @@
 //! runs the same `AppState` in the agent's process and hands reports over without HTTP.
 
 pub mod api;
+pub mod metrics;
 pub mod store;
+pub mod view;
 
 pub use api::{app, AppState};
 pub use store::Store;

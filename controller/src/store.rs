@@ -61,6 +61,24 @@ pub struct NodeHealth {
     pub reports: u64,
     /// Its last datapath stats.
     pub datapath: serde_json::Value,
+    /// Datapath counters summed over the reports kept: losses show here even when the last
+    /// window had none.
+    pub totals: DatapathTotals,
+}
+
+/// Datapath counters summed over reports.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DatapathTotals {
+    /// Events lost in the ring buffer (or libpcap's buffer).
+    pub event_drops: u64,
+    /// Flow entries the kernel map pushed out.
+    pub flows_evicted: u64,
+    /// Flow entries that could not be created.
+    pub flow_map_full: u64,
+    /// Failed attachments.
+    pub attach_errors: u64,
+    /// Reports the agent dropped because the controller was unreachable too long.
+    pub reports_dropped: u64,
 }
 
 /// The store.
@@ -208,15 +226,30 @@ impl Store {
     pub fn nodes(&self) -> anyhow::Result<Vec<NodeHealth>> {
         let mut stmt = self.db.prepare_cached(
             "SELECT node, MAX(window_end_ns), COUNT(*),
-                    (SELECT datapath FROM reports r2 WHERE r2.node = r.node ORDER BY window_end_ns DESC LIMIT 1)
+                    (SELECT datapath FROM reports r2 WHERE r2.node = r.node ORDER BY window_end_ns DESC LIMIT 1),
+                    SUM(json_extract(datapath, '$.event_drops')),
+                    SUM(json_extract(datapath, '$.flows_evicted')),
+                    SUM(json_extract(datapath, '$.flow_map_full')),
+                    SUM(json_extract(datapath, '$.attach_errors')),
+                    SUM(json_extract(datapath, '$.reports_dropped'))
              FROM reports r GROUP BY node ORDER BY node",
         )?;
+        let sum = |row: &rusqlite::Row, i: usize| {
+            row.get::<_, Option<i64>>(i).map(|v| v.unwrap_or(0) as u64)
+        };
         let rows = stmt.query_map([], |row| {
             Ok(NodeHealth {
                 node: row.get(0)?,
                 last_window_end_ns: row.get::<_, i64>(1)? as u64,
                 reports: row.get::<_, i64>(2)? as u64,
                 datapath: serde_json::from_str(&row.get::<_, String>(3)?).unwrap_or_default(),
+                totals: DatapathTotals {
+                    event_drops: sum(row, 4)?,
+                    flows_evicted: sum(row, 5)?,
+                    flow_map_full: sum(row, 6)?,
+                    attach_errors: sum(row, 7)?,
+                    reports_dropped: sum(row, 8)?,
+                },
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -9,16 +9,20 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions};
 use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
+use nix::time::{clock_gettime, ClockId};
+use outflow_core::capfile::Packet;
 use outflow_core::engine::Traffic;
+use outflow_core::wire::DatapathStats;
 use outflow_ebpf::abi::{self, FlowKey, FlowValue};
 use rustc_hash::FxHashMap;
 
-use super::{AttachError, DatapathError, TcMode};
+use super::{decode, AttachError, Datapath, DatapathError, TcMode};
 use crate::netlink;
 
 /// Counters read from the kernel's STATS array, summed over CPUs.
@@ -56,6 +60,11 @@ pub struct EbpfDatapath {
     /// Entries the agent removed itself (idle flows); the rest of the difference between
     /// entries created and entries live is the LRU's evictions.
     reaped: u64,
+    /// Kernel counters and evictions at the last report.
+    last_kernel: KernelStats,
+    last_evicted: u64,
+    /// CLOCK_REALTIME − CLOCK_MONOTONIC, refreshed every report, for the kernel's timestamps.
+    realtime_offset_ns: u64,
 }
 
 impl EbpfDatapath {
@@ -67,7 +76,7 @@ impl EbpfDatapath {
             .map_max_entries(outflow_ebpf::MAP_EVENTS, ring_bytes)
             .override_global(outflow_ebpf::GLOBAL_WAKEUP_BYTES, &wakeup, true)
             .load(outflow_ebpf::OBJECT)
-            .map_err(|e| DatapathError::Load(format!("{e:#}")))?;
+            .map_err(|e| DatapathError::Load(causes(&e)))?;
         for name in [outflow_ebpf::PROG_INGRESS, outflow_ebpf::PROG_EGRESS] {
             let prog: &mut SchedClassifier = program(&mut bpf, name)?;
             prog.load().map_err(|e| {
@@ -93,19 +102,20 @@ impl EbpfDatapath {
             attached: HashMap::new(),
             reported: FxHashMap::default(),
             reaped: 0,
+            last_kernel: KernelStats::default(),
+            last_evicted: 0,
+            realtime_offset_ns: realtime_offset_ns(),
         })
-    }
-
-    /// Interfaces attached now.
-    pub fn attached(&self) -> impl Iterator<Item = (&str, u32)> {
-        self.attached.iter().map(|(n, a)| (n.as_str(), a.ifindex))
     }
 
     /// Attaches both programs to an interface. An interface that vanishes meanwhile is an
     /// error for that interface only; whatever was attached is taken back.
     pub fn attach(&mut self, ifname: &str, ifindex: u32) -> Result<(), AttachError> {
-        if self.attached.contains_key(ifname) {
-            return Ok(());
+        match self.attached.get(ifname) {
+            Some(a) if a.ifindex == ifindex => return Ok(()),
+            // The name now belongs to a new interface.
+            Some(_) => self.detach(ifname),
+            None => {}
         }
         let err = |e: String| AttachError {
             ifname: ifname.to_string(),
@@ -158,14 +168,6 @@ impl EbpfDatapath {
     pub fn detach(&mut self, ifname: &str) {
         if let Some(att) = self.attached.remove(ifname) {
             self.release(att);
-        }
-    }
-
-    /// Detaches from every interface.
-    pub fn detach_all(&mut self) {
-        let names: Vec<String> = self.attached.keys().cloned().collect();
-        for n in names {
-            self.detach(&n);
         }
     }
 
@@ -257,10 +259,78 @@ impl EbpfDatapath {
     }
 }
 
-impl AsFd for EbpfDatapath {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.ring.as_fd()
+impl Datapath for EbpfDatapath {
+    fn kind(&self) -> &'static str {
+        "ebpf"
     }
+
+    fn attach(&mut self, ifname: &str, ifindex: u32) -> Result<(), AttachError> {
+        EbpfDatapath::attach(self, ifname, ifindex)
+    }
+
+    fn detach(&mut self, ifname: &str) {
+        EbpfDatapath::detach(self, ifname)
+    }
+
+    fn attached(&self) -> Vec<(String, u32)> {
+        self.attached
+            .iter()
+            .map(|(n, a)| (n.clone(), a.ifindex))
+            .collect()
+    }
+
+    fn wait_fds(&self) -> Vec<BorrowedFd<'_>> {
+        vec![self.ring.as_fd()]
+    }
+
+    fn read_packets(&mut self, f: &mut dyn FnMut(&Packet<'_>)) {
+        let offset = self.realtime_offset_ns;
+        self.read_events(|rec| {
+            if let Some(p) = decode::packet(rec, offset) {
+                f(&p);
+            }
+        });
+    }
+
+    fn read_traffic(&mut self, idle_before_ns: u64) -> Vec<Traffic> {
+        EbpfDatapath::read_traffic(self, idle_before_ns)
+    }
+
+    fn take_stats(&mut self) -> DatapathStats {
+        let kernel = self.kernel_stats();
+        let evicted = self.evicted(&kernel);
+        let last = std::mem::replace(&mut self.last_kernel, kernel);
+        let stats = DatapathStats {
+            kind: self.kind().to_string(),
+            reason: String::new(),
+            interfaces: self.attached.len() as u64,
+            packets: kernel.packets - last.packets,
+            events: kernel.events - last.events,
+            event_drops: kernel.event_drops - last.event_drops,
+            flows_evicted: evicted.saturating_sub(self.last_evicted),
+            flow_map_full: kernel.flow_full - last.flow_full,
+            ..DatapathStats::default()
+        };
+        self.last_evicted = evicted;
+        // Wall-clock steps (NTP) show up at the next window, not never.
+        self.realtime_offset_ns = realtime_offset_ns();
+        stats
+    }
+}
+
+/// CLOCK_REALTIME − CLOCK_MONOTONIC: what turns the kernel's event times into wall time.
+fn realtime_offset_ns() -> u64 {
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    wall.saturating_sub(monotonic_ns())
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of the kernel's timestamps.
+pub fn monotonic_ns() -> u64 {
+    clock_gettime(ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
 }
 
 impl Drop for EbpfDatapath {
@@ -306,6 +376,21 @@ fn traffic(k: &FlowKey, packets: u64, bytes: u64) -> Option<Traffic> {
         packets,
         ip_bytes: bytes.saturating_sub(14 * packets),
     })
+}
+
+/// An error with its causes ("failed to create map `FLOWS`: Operation not permitted"): aya's
+/// own message leaves the OS error to the source chain.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// The end of a verifier log: the rejected instruction and why. The whole log runs to

@@ -1,8 +1,55 @@
-//! Where packets come from: the eBPF programs (`ebpf`), and the raw-event decoding shared by
-//! every datapath (`decode`).
+//! Where packets come from: the eBPF programs (`ebpf`) or libpcap (`pcap`), behind one trait
+//! the agent's loop drives, and the ring-buffer record decoding (`decode`).
 
 pub mod decode;
 pub mod ebpf;
+pub mod pcap;
+
+use std::os::fd::BorrowedFd;
+
+use outflow_core::capfile::Packet;
+use outflow_core::engine::Traffic;
+use outflow_core::wire::DatapathStats;
+
+/// A source of pod packets: attaches to interfaces, hands control packets and DNS to the
+/// engine, and counts what it saw and lost.
+pub trait Datapath {
+    /// `ebpf` or `pcap`.
+    fn kind(&self) -> &'static str;
+    /// Starts watching an interface. Attaching twice is a no-op; an interface that vanishes
+    /// meanwhile is an error for it alone, and nothing of it stays attached.
+    fn attach(&mut self, ifname: &str, ifindex: u32) -> Result<(), AttachError>;
+    /// Stops watching an interface (gone or no longer wanted).
+    fn detach(&mut self, ifname: &str);
+    /// Interfaces watched now, with their index.
+    fn attached(&self) -> Vec<(String, u32)>;
+    /// Descriptors that turn readable when packets wait.
+    fn wait_fds(&self) -> Vec<BorrowedFd<'_>>;
+    /// Hands every waiting packet to `f`.
+    fn read_packets(&mut self, f: &mut dyn FnMut(&Packet<'_>));
+    /// Traffic counted since the last call, one entry per flow direction (empty where the
+    /// datapath does not count). Entries idle since `idle_before_ns` (monotonic) are forgotten.
+    fn read_traffic(&mut self, idle_before_ns: u64) -> Vec<Traffic>;
+    /// Counters since the last call.
+    fn take_stats(&mut self) -> DatapathStats;
+    /// Stops watching every interface.
+    fn detach_all(&mut self) {
+        for (name, _) in self.attached() {
+            self.detach(&name);
+        }
+    }
+}
+
+/// Which datapath the agent runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatapathChoice {
+    /// eBPF, or libpcap when eBPF cannot load.
+    Auto,
+    /// eBPF or fail.
+    Ebpf,
+    /// libpcap.
+    Pcap,
+}
 
 /// How TC programs are attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

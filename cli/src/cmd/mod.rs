@@ -1,10 +1,17 @@
 //! One wiring-only module per subcommand, plus what they share.
 
+pub mod agent;
 pub mod analyze;
+pub mod controller;
 pub mod query;
 pub mod up;
 
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
 
 use outflow_core::report::{Report, Severity};
 
@@ -91,4 +98,41 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
     }
+}
+
+/// Sets `stop` on SIGINT or SIGTERM, from a thread of its own (for commands with no runtime).
+pub fn stop_on_signal(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(shutdown_signal());
+            stop.store(true, Ordering::Relaxed);
+        })?;
+    Ok(())
+}
+
+/// The API token: the file's content when `--token-file` is given, else `OUTFLOW_TOKEN`, else
+/// none. An empty token is a mistake, not "no token".
+pub fn read_token(file: Option<&Path>) -> anyhow::Result<Option<String>> {
+    let token = match file {
+        Some(f) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading the token file {}", f.display()))?,
+        None => match std::env::var("OUTFLOW_TOKEN") {
+            Ok(t) => t,
+            Err(_) => return Ok(None),
+        },
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        anyhow::bail!("the token is empty: put a secret in --token-file or OUTFLOW_TOKEN");
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        anyhow::bail!(
+            "the token holds whitespace or control characters: it must fit in one HTTP header"
+        );
+    }
+    Ok(Some(token.to_string()))
 }

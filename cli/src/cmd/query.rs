@@ -20,6 +20,9 @@ pub struct Args {
         env = "OUTFLOW_CONTROLLER"
     )]
     controller: String,
+    /// A file holding the controller's token (else OUTFLOW_TOKEN, else none).
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
     /// Only this pod (NAME or NAMESPACE/NAME).
     #[arg(long)]
     pod: Option<String>,
@@ -73,6 +76,9 @@ pub fn run(what: What, args: Args) -> anyhow::Result<ExitCode> {
         if let Some(v) = v {
             req = req.query(k, v);
         }
+    }
+    if let Some(token) = super::read_token(args.token_file.as_deref())? {
+        req = req.header("authorization", format!("Bearer {token}"));
     }
     let mut resp = req
         .config()

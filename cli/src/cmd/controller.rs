@@ -1,0 +1,86 @@
+//! `outflow controller`: the cluster half, as the Deployment runs it. Agents post window
+//! reports; people, scripts and Prometheus read them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use outflow_controller::{AppState, Store};
+use tracing::info;
+
+/// Where the controller listens and keeps its data, shared by `outflow controller` and `outflow up`.
+#[derive(clap::Args)]
+pub struct ControllerArgs {
+    /// Where the API listens. Loopback needs no token; any other address does.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub listen: SocketAddr,
+    /// The SQLite store.
+    #[arg(long, default_value = "/var/lib/outflow/outflow.db")]
+    pub db: PathBuf,
+    /// How long records are kept.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+    /// A file holding the token callers must send (else OUTFLOW_TOKEN, else none).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl ControllerArgs {
+    /// Opens the store and checks that a listener off loopback has a token.
+    pub fn state(&self) -> anyhow::Result<AppState> {
+        let token = super::read_token(self.token_file.as_deref())?;
+        if token.is_none() && !self.listen.ip().is_loopback() {
+            anyhow::bail!(
+                "--listen {} is reachable from other hosts: give a token with --token-file FILE \
+                 or OUTFLOW_TOKEN (agents and readers send it as a bearer token), or listen on \
+                 127.0.0.1",
+                self.listen
+            );
+        }
+        if let Some(dir) = self.db.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the store directory {}", dir.display()))?;
+        }
+        let store = Store::open(&self.db, self.retention.as_nanos() as u64)?;
+        Ok(AppState::new(store).with_token(token))
+    }
+
+    /// Binds the listener.
+    pub async fn bind(&self) -> anyhow::Result<tokio::net::TcpListener> {
+        let listener = tokio::net::TcpListener::bind(self.listen)
+            .await
+            .with_context(|| format!("listening on {}", self.listen))?;
+        info!(listen = %self.listen, "API listening");
+        Ok(listener)
+    }
+}
+
+/// The controller's runtime: two workers, what this machine class has.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+/// Flags of `outflow controller`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    controller: ControllerArgs,
+}
+
+/// Serves until SIGINT or SIGTERM.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let state = args.controller.state()?;
+    super::controller::runtime()?.block_on(async move {
+        let listener = args.controller.bind().await?;
+        axum::serve(listener, outflow_controller::app(state))
+            .with_graceful_shutdown(super::shutdown_signal())
+            .await
+            .context("serving the API")?;
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -8,6 +8,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod demo;
 mod gen;
 
 /// Debian packages the build, the labs and the benchmarks use.
@@ -33,12 +34,12 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup(),
-        Some("demo") => demo(),
+        Some("demo") => demo::run_demo(&args[1..]),
         Some("test") => test(),
         Some("bench-analyze") => bench::run(&args[1..]),
         Some("fuzz") => fuzz(seconds_arg(&args[1..], 300)),
         _ => {
-            eprintln!("usage: cargo xtask <setup | demo | test | fuzz [--seconds N] | bench-analyze [--packets N]>");
+            eprintln!("usage: cargo xtask <setup | demo [--once] | test | fuzz [--seconds N] | bench-analyze [--packets N]>");
             return ExitCode::from(2);
         }
     };
@@ -103,41 +104,6 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-/// Sets up, builds, runs the lab with real clients and servers, and analyses what it captured.
-fn demo() -> Result<()> {
-    setup()?;
-    let root = root_dir();
-    run(Command::new("cargo")
-        .args(["build", "--release", "-p", "outflow"])
-        .current_dir(&root))?;
-    if !is_root() {
-        bail!("the demo lab creates network namespaces: run it as root");
-    }
-    let out = std::env::temp_dir().join("outflow-demo");
-    std::fs::create_dir_all(&out)?;
-    let lab = root.join("tests/lab/lab.sh");
-    let _ = Command::new(&lab).args(["down", "ofdemo"]).status();
-    run(Command::new(&lab).args(["up", "ofdemo"]))?;
-    let captured = run(Command::new(&lab).args(["capture", "ofdemo"]).arg(&out));
-    run(Command::new(&lab).args(["down", "ofdemo"]))?;
-    captured?;
-    let pcap = out.join("pod-veth.pcap");
-    eprintln!(
-        "\n$ outflow analyze {} --profile examples/lab-profile.yaml\n",
-        pcap.display()
-    );
-    let status = Command::new(root.join("target/release/outflow"))
-        .arg("analyze")
-        .arg(&pcap)
-        .arg("--profile")
-        .arg(root.join("examples/lab-profile.yaml"))
-        .status()?;
-    if !status.success() {
-        bail!("outflow analyze failed");
-    }
-    Ok(())
 }
 
 /// Sets up and runs every check and test; the tests run last so their summary closes the output.

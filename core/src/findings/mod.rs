@@ -45,15 +45,17 @@ pub fn build(
             out.push(Finding {
                 kind: "dns_server_unresponsive".into(),
                 severity: if s.timeouts >= 2 { Severity::Error } else { Severity::Warning },
+                // Live windows can hold a query's timeout without the query itself (sent in an
+                // earlier window), so the timeouts are the count.
                 message: format!(
-                    "DNS server {} answered none of {} queries",
+                    "DNS server {} answered none of {} queries (all timed out)",
                     bits_ip(*server),
-                    s.queries
+                    s.timeouts
                 ),
                 src: None,
                 target: Some(bits_ip(*server).to_string()),
                 category: None,
-                count: s.queries,
+                count: s.timeouts,
                 evidence: vec![format!("{} queries timed out, {} answered", s.timeouts, s.answered)],
                 next_checks: vec![
                     "Is this the right server? Compare the pod's /etc/resolv.conf nameserver with the kube-dns service IP".into(),

@@ -54,6 +54,8 @@ pub struct Metrics {
     flow_map_full: PerNode,
     attach_errors: PerNode,
     reports_dropped: PerNode,
+    dns_malformed: PerNode,
+    undecodable: PerNode,
     interfaces: Family<NodeLabels, Gauge>,
     last_report: Family<NodeLabels, Gauge>,
     attempts: Family<ConnectionLabels, Counter>,
@@ -95,6 +97,11 @@ impl Default for Metrics {
             "agent_reports_dropped",
             "Reports the agent dropped while the controller was unreachable",
         );
+        let dns_malformed = per_node(
+            "dns_malformed",
+            "DNS messages the engine could not parse (malformed, or cut)",
+        );
+        let undecodable = per_node("undecodable_frames", "Frames whose headers were malformed");
         let interfaces = Family::<NodeLabels, Gauge>::default();
         registry.register(
             "datapath_interfaces",
@@ -135,6 +142,8 @@ impl Default for Metrics {
             flow_map_full,
             attach_errors,
             reports_dropped,
+            dns_malformed,
+            undecodable,
             interfaces,
             last_report,
             attempts,
@@ -160,6 +169,8 @@ impl Metrics {
             (&self.flow_map_full, d.flow_map_full),
             (&self.attach_errors, d.attach_errors),
             (&self.reports_dropped, d.reports_dropped),
+            (&self.dns_malformed, r.capture.dns_malformed),
+            (&self.undecodable, r.capture.undecodable),
         ] {
             family.get_or_create(&node).inc_by(n);
         }

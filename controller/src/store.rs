@@ -79,6 +79,10 @@ pub struct DatapathTotals {
     pub attach_errors: u64,
     /// Reports the agent dropped because the controller was unreachable too long.
     pub reports_dropped: u64,
+    /// DNS messages the engine could not parse (malformed, or cut).
+    pub dns_malformed: u64,
+    /// Frames whose headers were malformed.
+    pub undecodable: u64,
 }
 
 /// The store.
@@ -231,7 +235,9 @@ impl Store {
                     SUM(json_extract(datapath, '$.flows_evicted')),
                     SUM(json_extract(datapath, '$.flow_map_full')),
                     SUM(json_extract(datapath, '$.attach_errors')),
-                    SUM(json_extract(datapath, '$.reports_dropped'))
+                    SUM(json_extract(datapath, '$.reports_dropped')),
+                    SUM(json_extract(capture, '$.dns_malformed')),
+                    SUM(json_extract(capture, '$.undecodable'))
              FROM reports r GROUP BY node ORDER BY node",
         )?;
         let sum = |row: &rusqlite::Row, i: usize| {
@@ -249,6 +255,8 @@ impl Store {
                     flow_map_full: sum(row, 6)?,
                     attach_errors: sum(row, 7)?,
                     reports_dropped: sum(row, 8)?,
+                    dns_malformed: sum(row, 9)?,
+                    undecodable: sum(row, 10)?,
                 },
             })
         })?;

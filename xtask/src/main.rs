@@ -23,6 +23,7 @@ const PACKAGES: &[&str] = &[
     "nginx-light",
     "tinyproxy",
     "iperf3",
+    "hping3",
     "dnsutils",
     "iproute2",
     "curl",

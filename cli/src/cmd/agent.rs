@@ -45,6 +45,9 @@ pub struct AgentArgs {
     /// Flow map entries in the kernel (memory: ~100 bytes each).
     #[arg(long, default_value_t = 65_536)]
     pub flow_entries: u32,
+    /// Ring buffer for control packets and DNS (a power of two, at least 4096 bytes).
+    #[arg(long, default_value_t = 4 << 20)]
+    pub ring_bytes: u32,
 }
 
 impl AgentArgs {
@@ -60,6 +63,13 @@ impl AgentArgs {
         cfg.node_netns = self.node_netns.clone();
         cfg.interval = self.interval.max(Duration::from_millis(200));
         cfg.flow_entries = self.flow_entries.max(1024);
+        if self.ring_bytes < 4096 || !self.ring_bytes.is_power_of_two() {
+            anyhow::bail!(
+                "--ring-bytes {}: the ring buffer must be a power of two of at least 4096 bytes (e.g. 4194304)",
+                self.ring_bytes
+            );
+        }
+        cfg.ring_bytes = self.ring_bytes;
         cfg.tc_mode = match self.tc_mode.as_str() {
             "auto" => TcMode::for_this_kernel(),
             "tcx" => TcMode::Tcx,

@@ -131,7 +131,7 @@ pub fn run(
             continue;
         }
         let idle_before = monotonic_ns().saturating_sub(2 * cfg.interval.as_nanos() as u64);
-        for t in dp.read_traffic(idle_before) {
+        for t in dp.read_traffic(idle_before, &mut |p| engine.observe(p)) {
             engine.add_traffic(&t);
         }
         let report = engine.drain();

@@ -98,7 +98,7 @@ fn attach_count_detach(mode: TcMode, node: &'static str, pod: &'static str) {
         refused_connection(pod);
         let mut events = 0;
         dp.read_events(|_| events += 1);
-        let traffic = dp.read_traffic(0);
+        let traffic = dp.read_traffic(0, |_| events += 1);
         dp.detach_all();
         Ok((events, traffic, filters))
     })

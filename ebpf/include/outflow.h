@@ -58,7 +58,7 @@ struct outflow_flow_key {
 struct outflow_flow_value {
 	__u64 packets; /* segments: a GSO packet counts as its gso_segs */
 	__u64 bytes;   /* skb->len, from the Ethernet header on */
-	__u64 last_ns; /* bpf_ktime_get_ns() of the last packet */
+	__u64 last_ns; /* bpf_ktime_get_coarse_ns() of the last packet (CLOCK_MONOTONIC_COARSE) */
 };
 
 /* A packet sent to user space. `data` holds the first cap_len bytes of the frame; the reserved

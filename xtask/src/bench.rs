@@ -13,25 +13,14 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::gen::{generate, Truth};
-use crate::{root_dir, run as run_cmd};
+use crate::root_dir;
 
 /// Runs the benchmark.
 pub fn run(args: &[String]) -> Result<()> {
     crate::setup()?;
-    let packets: u64 = match args.iter().position(|a| a == "--packets") {
-        Some(i) => args
-            .get(i + 1)
-            .context("--packets needs a number")?
-            .parse()?,
-        None => 3_000_000,
-    };
+    let packets: u64 = crate::flag(args, "--packets", 3_000_000)?;
     let root = root_dir();
-    run_cmd(
-        Command::new("cargo")
-            .args(["build", "--release", "-p", "outflow"])
-            .current_dir(&root),
-    )?;
-    let outflow = root.join("target/release/outflow");
+    let outflow = crate::build_outflow()?;
     let dir = root.join("bench-data");
     std::fs::create_dir_all(&dir)?;
     let file = dir.join(format!("mixed-{packets}.pcap"));

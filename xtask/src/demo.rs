@@ -38,9 +38,7 @@ impl Drop for Lab {
 pub fn run_demo(args: &[String]) -> Result<()> {
     setup()?;
     let root = root_dir();
-    run(Command::new("cargo")
-        .args(["build", "--release", "-p", "outflow"])
-        .current_dir(&root))?;
+    let outflow = crate::build_outflow()?;
     if !is_root() {
         bail!("the demo lab creates network namespaces and loads eBPF programs: run it as root");
     }
@@ -52,7 +50,6 @@ pub fn run_demo(args: &[String]) -> Result<()> {
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
         .context("installing the Ctrl-C handler")?;
 
-    let outflow = root.join("target/release/outflow");
     let script = root.join("tests/lab/lab.sh");
     let _ = Command::new(&script).args(["down", PREFIX]).status();
     run(Command::new(&script).args(["up", PREFIX]))?;

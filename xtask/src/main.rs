@@ -8,8 +8,10 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod bench_live;
 mod demo;
 mod gen;
+mod syn_gen;
 
 /// Debian packages the build, the labs and the benchmarks use.
 const PACKAGES: &[&str] = &[
@@ -24,6 +26,7 @@ const PACKAGES: &[&str] = &[
     "tinyproxy",
     "iperf3",
     "hping3",
+    "bpftool",
     "dnsutils",
     "iproute2",
     "curl",
@@ -38,9 +41,11 @@ fn main() -> ExitCode {
         Some("demo") => demo::run_demo(&args[1..]),
         Some("test") => test(),
         Some("bench-analyze") => bench::run(&args[1..]),
-        Some("fuzz") => fuzz(seconds_arg(&args[1..], 300)),
+        Some("bench-live") => bench_live::run(&args[1..]),
+        Some("syn-gen") => syn_gen::run(&args[1..]),
+        Some("fuzz") => flag(&args[1..], "--seconds", 300).and_then(fuzz),
         _ => {
-            eprintln!("usage: cargo xtask <setup | demo [--once] | test | fuzz [--seconds N] | bench-analyze [--packets N]>");
+            eprintln!("usage: cargo xtask <setup | demo [--once] | test | fuzz [--seconds N] | bench-analyze [--packets N] | bench-live [--seconds N]>");
             return ExitCode::from(2);
         }
     };
@@ -129,12 +134,24 @@ fn test() -> Result<()> {
     cargo_test_with_summary(&root)
 }
 
-fn seconds_arg(args: &[String], default: u64) -> u64 {
-    args.iter()
-        .position(|a| a == "--seconds")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+/// The value after `name` in `args`, or `default` when the flag is absent.
+pub fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{name} needs a value of the right kind")),
+    }
+}
+
+/// Builds the release `outflow` binary and returns its path.
+pub fn build_outflow() -> Result<std::path::PathBuf> {
+    let root = root_dir();
+    run(Command::new("cargo")
+        .args(["build", "--release", "-p", "outflow"])
+        .current_dir(&root))?;
+    Ok(root.join("target/release/outflow"))
 }
 
 /// Runs each cargo-fuzz target for `seconds` (stable toolchain, no sanitizer), seeded with the

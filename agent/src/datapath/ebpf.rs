@@ -60,6 +60,8 @@ pub struct EbpfDatapath {
     /// Entries the agent removed itself (idle flows); the rest of the difference between
     /// entries created and entries live is the LRU's evictions.
     reaped: u64,
+    /// Entries in the map at the last scan.
+    live: u64,
     /// Kernel counters and evictions at the last report.
     last_kernel: KernelStats,
     last_evicted: u64,
@@ -102,6 +104,7 @@ impl EbpfDatapath {
             attached: HashMap::new(),
             reported: FxHashMap::default(),
             reaped: 0,
+            live: 0,
             last_kernel: KernelStats::default(),
             last_evicted: 0,
             realtime_offset_ns: realtime_offset_ns(),
@@ -193,19 +196,31 @@ impl EbpfDatapath {
     /// Traffic counted since the last call, one entry per flow direction. A direction seen on
     /// two pod interfaces of this node (pod to pod) is the same packets twice: the larger count
     /// is kept. Entries idle past `idle_before_ns` (monotonic) are removed once read.
-    pub fn read_traffic(&mut self, idle_before_ns: u64) -> Vec<Traffic> {
+    ///
+    /// A full map is tens of thousands of syscalls; ring-buffer records that arrive meanwhile are
+    /// handed to `on_event` every few hundred entries, so a scan never lets the ring overflow.
+    pub fn read_traffic(
+        &mut self,
+        idle_before_ns: u64,
+        mut on_event: impl FnMut(&[u8]),
+    ) -> Vec<Traffic> {
         let mut by_tuple: FxHashMap<FlowKey, (u64, u64)> = FxHashMap::default();
+        let mut seen: FxHashMap<FlowKey, (u64, u64)> =
+            FxHashMap::with_capacity_and_hasher(self.reported.len(), Default::default());
         let mut idle = Vec::new();
-        let mut live = 0u64;
-        for entry in self.flows.iter() {
+        for (n, entry) in self.flows.iter().enumerate() {
+            if n % 512 == 511 {
+                while let Some(item) = self.ring.next() {
+                    on_event(&item);
+                }
+            }
             let Ok((key, value)) = entry else { continue };
-            live += 1;
-            let before = self.reported.entry(key).or_insert((0, 0));
+            let before = self.reported.get(&key).copied().unwrap_or((0, 0));
             let delta = (
                 value.packets.saturating_sub(before.0),
                 value.bytes.saturating_sub(before.1),
             );
-            *before = (value.packets, value.bytes);
+            seen.insert(key, (value.packets, value.bytes));
             if value.last_ns < idle_before_ns {
                 idle.push(key);
             }
@@ -218,17 +233,16 @@ impl EbpfDatapath {
                 *slot = delta;
             }
         }
+        // What the scan did not see any more (the LRU dropped it, or we are about to) is
+        // forgotten with the rest of the old counters.
+        self.reported = seen;
         for key in idle {
             if self.flows.remove(&key).is_ok() {
                 self.reaped += 1;
+                self.reported.remove(&key);
             }
-            self.reported.remove(&key);
         }
-        // Entries the LRU dropped are not in the map any more: forget them too.
-        if self.reported.len() as u64 > live {
-            let flows = &self.flows;
-            self.reported.retain(|k, _| flows.get(k, 0).is_ok());
-        }
+        self.live = self.reported.len() as u64;
         by_tuple
             .into_iter()
             .filter_map(|(k, (packets, bytes))| traffic(&k, packets, bytes))
@@ -252,10 +266,11 @@ impl EbpfDatapath {
         }
     }
 
-    /// Flow entries the LRU evicted so far: created, minus still there, minus removed by us.
+    /// Flow entries the LRU evicted so far: created, minus live at the last scan, minus removed
+    /// by us. Entries created since the scan count as evicted until the next one, so the figure
+    /// is read right after a scan.
     pub fn evicted(&self, stats: &KernelStats) -> u64 {
-        let live = self.flows.keys().count() as u64;
-        stats.flows_new.saturating_sub(live + self.reaped)
+        stats.flows_new.saturating_sub(self.live + self.reaped)
     }
 }
 
@@ -292,8 +307,17 @@ impl Datapath for EbpfDatapath {
         });
     }
 
-    fn read_traffic(&mut self, idle_before_ns: u64) -> Vec<Traffic> {
-        EbpfDatapath::read_traffic(self, idle_before_ns)
+    fn read_traffic(
+        &mut self,
+        idle_before_ns: u64,
+        on_packet: &mut dyn FnMut(&Packet<'_>),
+    ) -> Vec<Traffic> {
+        let offset = self.realtime_offset_ns;
+        EbpfDatapath::read_traffic(self, idle_before_ns, |rec| {
+            if let Some(p) = decode::packet(rec, offset) {
+                on_packet(&p);
+            }
+        })
     }
 
     fn take_stats(&mut self) -> DatapathStats {

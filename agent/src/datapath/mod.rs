@@ -29,7 +29,12 @@ pub trait Datapath {
     fn read_packets(&mut self, f: &mut dyn FnMut(&Packet<'_>));
     /// Traffic counted since the last call, one entry per flow direction (empty where the
     /// datapath does not count). Entries idle since `idle_before_ns` (monotonic) are forgotten.
-    fn read_traffic(&mut self, idle_before_ns: u64) -> Vec<Traffic>;
+    /// Packets that arrive during a long read go to `on_packet` meanwhile.
+    fn read_traffic(
+        &mut self,
+        idle_before_ns: u64,
+        on_packet: &mut dyn FnMut(&Packet<'_>),
+    ) -> Vec<Traffic>;
     /// Counters since the last call.
     fn take_stats(&mut self) -> DatapathStats;
     /// Stops watching every interface.

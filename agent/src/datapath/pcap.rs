@@ -153,7 +153,11 @@ impl Datapath for PcapDatapath {
         }
     }
 
-    fn read_traffic(&mut self, _idle_before_ns: u64) -> Vec<Traffic> {
+    fn read_traffic(
+        &mut self,
+        _idle_before_ns: u64,
+        _on_packet: &mut dyn FnMut(&Packet<'_>),
+    ) -> Vec<Traffic> {
         Vec::new()
     }
 

@@ -144,11 +144,7 @@ fn write_dns(out: &mut impl Write, dns: &[DnsRecord]) -> io::Result<()> {
                 d.name.clone(),
                 d.qtype.clone(),
                 outcomes(&d.outcomes),
-                d.servers
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
+                joined(&d.servers),
                 d.latency_ms
                     .map_or("-".into(), |l| format!("{:.2}ms", l.avg)),
                 d.expansions.to_string(),
@@ -201,4 +197,13 @@ fn human(bytes: u64) -> String {
         b if b >= 1 << 10 => format!("{:.1}K", b as f64 / 1024.0),
         b => b.to_string(),
     }
+}
+
+/// Items separated by commas (DNS servers, answers).
+pub fn joined<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }

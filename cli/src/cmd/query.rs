@@ -8,7 +8,7 @@ use anyhow::Context;
 use outflow_core::report::{ConnectionRecord, DnsRecord, Finding};
 use outflow_core::wire::Scoped;
 
-use crate::table::{outcomes, write_table};
+use crate::table::{joined, outcomes, write_table};
 
 /// Flags shared by the query commands.
 #[derive(clap::Args)]
@@ -156,11 +156,7 @@ pub fn run(what: What, args: Args) -> anyhow::Result<ExitCode> {
                         d.name.clone(),
                         d.qtype.clone(),
                         outcomes(&d.outcomes),
-                        d.servers
-                            .iter()
-                            .map(|s| s.to_string())
-                            .collect::<Vec<_>>()
-                            .join(","),
+                        joined(&d.servers),
                     ]
                 })
                 .collect();

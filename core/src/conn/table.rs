@@ -49,6 +49,16 @@ impl Flow {
             || self.teardown & (FIN_CLIENT | FIN_SERVER) == FIN_CLIENT | FIN_SERVER
     }
 
+    /// Notes a packet of this flow: always its time, its size only when the engine counts
+    /// traffic itself (`Config::count_traffic`).
+    pub fn saw(&mut self, count: bool, from_client: bool, ip_len: u32, ts_ns: u64) {
+        if count {
+            self.count(from_client, ip_len, ts_ns);
+        } else {
+            self.last_ns = ts_ns;
+        }
+    }
+
     /// Counts a packet of this flow.
     pub fn count(&mut self, from_client: bool, ip_len: u32, ts_ns: u64) {
         let dir = (!from_client) as usize;

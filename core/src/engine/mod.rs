@@ -281,11 +281,7 @@ impl Engine {
                 &mut self.events,
             );
         }
-        if self.cfg.count_traffic {
-            flow.count(from_client, d.ip_len, ts);
-        } else {
-            flow.last_ns = ts;
-        }
+        flow.saw(self.cfg.count_traffic, from_client, d.ip_len, ts);
         if effect != Effect::None {
             if let Some(g) = self.groups.get_mut(group) {
                 apply(g, effect);
@@ -327,11 +323,7 @@ impl Engine {
             (sport, dport),
         );
         let from_client = src_is_lo == flow.client_is_lo;
-        if self.cfg.count_traffic {
-            flow.count(from_client, d.ip_len, ts);
-        } else {
-            flow.last_ns = ts;
-        }
+        flow.saw(self.cfg.count_traffic, from_client, d.ip_len, ts);
         if sport == 53 || dport == 53 {
             self.dns
                 .on_message(ts, src, sport, dst, dport, false, payload);

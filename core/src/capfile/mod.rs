@@ -10,10 +10,12 @@
 mod merge;
 mod reader;
 mod step;
+mod writer;
 
 pub use merge::MergedReader;
 pub use reader::CaptureReader;
 pub use step::IfaceInfo;
+pub use writer::{InterfaceInfo, InterfaceStats, PcapngWriter, SectionInfo, WriteError};
 
 /// A link-layer type as numbered by tcpdump.org's LINKTYPE_ registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -28,6 +28,10 @@ pub trait Inventory: Send {
     fn refresh(&mut self, node_links: &[Link]);
     /// The pod holding this address.
     fn pod_of(&self, ip: IpAddr) -> Option<&PodRef>;
+    /// The node-side interfaces leading to a pod, where the inventory knows them.
+    fn interfaces_of(&self, _pod: &PodRef) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Pods from named network namespaces whose veth peer is on this node.
@@ -36,6 +40,8 @@ pub struct NetnsInventory {
     /// The namespace playing the node, which is not a pod.
     node_netns: Option<String>,
     pods: HashMap<IpAddr, PodRef>,
+    /// Node-side veths per pod.
+    interfaces: HashMap<PodRef, Vec<String>>,
 }
 
 impl NetnsInventory {
@@ -44,6 +50,7 @@ impl NetnsInventory {
         NetnsInventory {
             node_netns,
             pods: HashMap::new(),
+            interfaces: HashMap::new(),
         }
     }
 }
@@ -51,6 +58,7 @@ impl NetnsInventory {
 impl Inventory for NetnsInventory {
     fn refresh(&mut self, node_links: &[Link]) {
         let mut pods = HashMap::new();
+        let mut interfaces: HashMap<PodRef, Vec<String>> = HashMap::new();
         for name in netns::names() {
             if Some(&name) == self.node_netns.as_ref() {
                 continue;
@@ -70,31 +78,39 @@ impl Inventory for NetnsInventory {
             };
             // A veth pair names each other's index: both must match, since indexes are only
             // unique within a namespace.
-            let ours: Vec<u32> = links
+            let pairs: Vec<(u32, &str)> = links
                 .iter()
-                .filter(|l| {
-                    l.peer_index != 0
-                        && node_links.iter().any(|n| {
+                .filter(|l| l.peer_index != 0)
+                .filter_map(|l| {
+                    node_links
+                        .iter()
+                        .find(|n| {
                             n.peer_netnsid == Some(nsid)
                                 && n.index == l.peer_index
                                 && n.peer_index == l.index
                         })
+                        .map(|n| (l.index, n.name.as_str()))
                 })
-                .map(|l| l.index)
                 .collect();
+            let pod = PodRef {
+                namespace: "default".to_string(),
+                name: name.clone(),
+            };
             for (index, ip) in addrs {
-                if ours.contains(&index) {
-                    pods.insert(
-                        ip,
-                        PodRef {
-                            namespace: "default".to_string(),
-                            name: name.clone(),
-                        },
-                    );
+                if pairs.iter().any(|(i, _)| *i == index) {
+                    pods.insert(ip, pod.clone());
                 }
+            }
+            if !pairs.is_empty() {
+                interfaces.insert(pod, pairs.iter().map(|(_, n)| n.to_string()).collect());
             }
         }
         self.pods = pods;
+        self.interfaces = interfaces;
+    }
+
+    fn interfaces_of(&self, pod: &PodRef) -> Vec<String> {
+        self.interfaces.get(pod).cloned().unwrap_or_default()
     }
 
     fn pod_of(&self, ip: IpAddr) -> Option<&PodRef> {

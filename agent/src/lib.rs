@@ -6,6 +6,7 @@
 //! which pod holds an address; every interval the engine's window report becomes a node report
 //! for the controller. Nothing here decides outcomes: that is the engine's job.
 
+pub mod capture;
 pub mod datapath;
 pub mod inventory;
 pub mod netlink;

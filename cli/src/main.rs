@@ -28,6 +28,8 @@ enum Command {
     Agent(cmd::agent::Args),
     /// Run the controller: the API, the store, metrics and the health view.
     Controller(cmd::controller::Args),
+    /// Capture a pod's or an interface's packets as pcapng (tcpdump filter syntax).
+    Capture(cmd::capture::Args),
     /// Connection groups per pod, from the controller.
     Connections(cmd::query::Args),
     /// DNS lookups per pod, from the controller.
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Up(args) => cmd::up::run(args),
         Command::Agent(args) => cmd::agent::run(args),
         Command::Controller(args) => cmd::controller::run(args),
+        Command::Capture(args) => cmd::capture::run(args),
         Command::Connections(args) => cmd::query::run(cmd::query::What::Connections, args),
         Command::Dns(args) => cmd::query::run(cmd::query::What::Dns, args),
         Command::Findings(args) => cmd::query::run(cmd::query::What::Findings, args),

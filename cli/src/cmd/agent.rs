@@ -53,12 +53,7 @@ pub struct AgentArgs {
 impl AgentArgs {
     /// The agent's configuration.
     pub fn config(&self) -> anyhow::Result<AgentConfig> {
-        let name = self
-            .node
-            .clone()
-            .or_else(|| self.node_netns.clone())
-            .or_else(|| nix::unistd::gethostname().ok()?.into_string().ok())
-            .unwrap_or_else(|| "node".to_string());
+        let name = super::node_name(self.node.as_deref(), self.node_netns.as_deref());
         let mut cfg = AgentConfig::new(&name);
         cfg.node_netns = self.node_netns.clone();
         cfg.interval = self.interval.max(Duration::from_millis(200));

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod analyze;
+pub mod capture;
 pub mod controller;
 pub mod query;
 pub mod up;
@@ -135,4 +136,12 @@ pub fn read_token(file: Option<&Path>) -> anyhow::Result<Option<String>> {
         );
     }
     Ok(Some(token.to_string()))
+}
+
+/// This node's name: `--node`, else the `--node-netns` name, else the host name.
+pub fn node_name(node: Option<&str>, node_netns: Option<&str>) -> String {
+    node.or(node_netns)
+        .map(str::to_string)
+        .or_else(|| nix::unistd::gethostname().ok()?.into_string().ok())
+        .unwrap_or_else(|| "node".to_string())
 }

@@ -83,6 +83,13 @@ impl NameMap {
     pub fn get(&self, ip_bits: u128) -> &[String] {
         self.map.get(&ip_bits).map_or(&[], |v| v.as_slice())
     }
+
+    /// Every address with its names.
+    pub fn iter(&self) -> impl Iterator<Item = (IpAddr, &[String])> {
+        self.map
+            .iter()
+            .map(|(bits, names)| (crate::decode::bits_ip(*bits), names.as_slice()))
+    }
 }
 
 /// Tracks DNS transactions.

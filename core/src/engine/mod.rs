@@ -162,6 +162,12 @@ impl Engine {
         self.flows.len()
     }
 
+    /// Names DNS answers gave each address so far (what a capture's name-resolution block
+    /// holds).
+    pub fn dns_names(&self) -> impl Iterator<Item = (std::net::IpAddr, &[String])> {
+        self.dns.names.iter()
+    }
+
     /// Feeds one packet.
     pub fn observe(&mut self, packet: &Packet<'_>) {
         self.stats.packets += 1;

@@ -1,0 +1,390 @@
+//! Capture on demand: libpcap on a pod's (or the node's) interfaces, with a tcpdump filter,
+//! written as pcapng while it runs.
+//!
+//! Each interface gets two captures, one per direction (`pcap_setdirection`), because a single
+//! device's Ethernet frames do not say which way they went; packets are written in time order
+//! with their direction flag. The agent's limits cap whatever a request asks, the filter is
+//! compiled before anything opens, and a capture whose interface vanishes ends with what it
+//! got, in a valid file. Names from the DNS answers it sees go into name-resolution blocks as
+//! they appear, so a streamed capture shows names too.
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use outflow_core::capfile::{
+    Direction, InterfaceInfo, InterfaceStats, LinkType, Packet, PcapngWriter, SectionInfo,
+};
+use outflow_core::{Engine, Profile};
+use pcap::{Active, Capture, Precision};
+
+/// What the agent allows, whatever a request asks.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest capture.
+    pub max_duration: Duration,
+    /// Most packets.
+    pub max_packets: u64,
+    /// Most bytes written (captured bytes).
+    pub max_bytes: u64,
+    /// Largest snapshot length.
+    pub max_snaplen: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_duration: Duration::from_secs(300),
+            max_packets: 1_000_000,
+            max_bytes: 256 << 20,
+            max_snaplen: 65_535,
+        }
+    }
+}
+
+/// Headers and a bit: TCP with options, a DNS message, the start of an HTTP request or a TLS
+/// ClientHello.
+pub const DEFAULT_SNAPLEN: u32 = 512;
+
+/// One interface to capture on.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The device, in the namespace the capture runs in.
+    pub ifname: String,
+    /// What the file calls it (`if_name`), e.g. `default/web-1@node-1`.
+    pub label: String,
+    /// The device is a pod's host-side end: directions are flipped to be the pod's (what the
+    /// host's end receives, the pod sent).
+    pub pod_side: bool,
+}
+
+/// A capture to run.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Where.
+    pub targets: Vec<Target>,
+    /// pcap-filter expression ("" for everything).
+    pub filter: String,
+    /// Bytes kept per packet (0: the default).
+    pub snaplen: u32,
+    /// Stop after this many packets.
+    pub max_packets: Option<u64>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Stop after this many bytes.
+    pub max_bytes: Option<u64>,
+    /// The node's name, for the file's header.
+    pub node: String,
+    /// Free text for the section header (cluster, pod, request).
+    pub comment: String,
+}
+
+/// Why a capture ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The packet count was reached.
+    Count,
+    /// The byte limit was reached.
+    Bytes,
+    /// The duration passed.
+    Duration,
+    /// Asked to stop (Ctrl-C, DELETE).
+    Stopped,
+    /// An interface went away (the pod was deleted).
+    InterfaceGone(String),
+    /// The reader went away (a closed pipe).
+    ReaderGone,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Count => write!(f, "packet count reached"),
+            Ended::Bytes => write!(f, "byte limit reached"),
+            Ended::Duration => write!(f, "duration reached"),
+            Ended::Stopped => write!(f, "stopped"),
+            Ended::InterfaceGone(i) => write!(f, "interface {i} went away"),
+            Ended::ReaderGone => write!(f, "the reader went away"),
+        }
+    }
+}
+
+/// What a capture got.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Packets written.
+    pub packets: u64,
+    /// Captured bytes written.
+    pub bytes: u64,
+    /// Packets the kernel dropped (buffer full).
+    pub kernel_drops: u64,
+    /// Why it ended.
+    pub ended: Ended,
+}
+
+/// A capture could not start or write.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// The filter does not compile.
+    #[error("bad filter {filter:?}: {message}")]
+    Filter {
+        /// The expression.
+        filter: String,
+        /// libpcap's message.
+        message: String,
+    },
+    /// Nothing to capture on.
+    #[error("no interface to capture on")]
+    NoTarget,
+    /// An interface could not be opened.
+    #[error("cannot capture on {ifname}: {message}")]
+    Open {
+        /// The device.
+        ifname: String,
+        /// libpcap's message.
+        message: String,
+    },
+    /// The output failed before the capture could end cleanly.
+    #[error("{0}")]
+    Write(String),
+}
+
+/// Compiles the filter the way the capture will, so a bad one fails before anything starts.
+pub fn check_filter(filter: &str) -> Result<(), CaptureError> {
+    let dead = Capture::dead(pcap::Linktype::ETHERNET).map_err(|e| CaptureError::Filter {
+        filter: filter.to_string(),
+        message: e.to_string(),
+    })?;
+    dead.compile(filter, true)
+        .map(|_| ())
+        .map_err(|e| CaptureError::Filter {
+            filter: filter.to_string(),
+            message: e.to_string(),
+        })
+}
+
+struct Handle {
+    interface: u32,
+    ifname: String,
+    direction: Direction,
+    capture: Capture<Active>,
+}
+
+fn open(
+    t: &Target,
+    dir: pcap::Direction,
+    snaplen: u32,
+    filter: &str,
+) -> Result<Capture<Active>, CaptureError> {
+    let err = |e: pcap::Error| CaptureError::Open {
+        ifname: t.ifname.clone(),
+        message: e.to_string(),
+    };
+    let mut cap = Capture::from_device(t.ifname.as_str())
+        .map_err(err)?
+        .promisc(false)
+        .immediate_mode(true)
+        .snaplen(snaplen as i32)
+        .buffer_size(4 << 20)
+        .precision(Precision::Nano)
+        .open()
+        .map_err(err)?;
+    cap.direction(dir).map_err(err)?;
+    if !filter.is_empty() {
+        cap.filter(filter, true).map_err(|e| CaptureError::Filter {
+            filter: filter.to_string(),
+            message: e.to_string(),
+        })?;
+    }
+    cap.setnonblock().map_err(err)
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Runs a capture into `out` until a limit, `stop`, or a vanished interface ends it. The file is
+/// valid whenever it ends; kernel drops go into its statistics blocks.
+pub fn run<W: Write>(
+    req: &Request,
+    limits: &Limits,
+    out: W,
+    stop: &AtomicBool,
+) -> Result<Summary, CaptureError> {
+    if req.targets.is_empty() {
+        return Err(CaptureError::NoTarget);
+    }
+    check_filter(&req.filter)?;
+    let snaplen = match req.snaplen {
+        0 => DEFAULT_SNAPLEN,
+        s => s.min(limits.max_snaplen),
+    };
+    let max_packets = req.max_packets.unwrap_or(u64::MAX).min(limits.max_packets);
+    let max_bytes = req.max_bytes.unwrap_or(u64::MAX).min(limits.max_bytes);
+    let duration = req
+        .duration
+        .unwrap_or(limits.max_duration)
+        .min(limits.max_duration);
+    let werr = |e: outflow_core::capfile::WriteError| CaptureError::Write(e.to_string());
+
+    let mut handles = Vec::new();
+    for (id, t) in req.targets.iter().enumerate() {
+        let (received, sent) = if t.pod_side {
+            (Direction::Outbound, Direction::Inbound)
+        } else {
+            (Direction::Inbound, Direction::Outbound)
+        };
+        for (dir, direction) in [
+            (pcap::Direction::In, received),
+            (pcap::Direction::Out, sent),
+        ] {
+            handles.push(Handle {
+                interface: id as u32,
+                ifname: t.ifname.clone(),
+                direction,
+                capture: open(t, dir, snaplen, &req.filter)?,
+            });
+        }
+    }
+    let os = nix::sys::utsname::uname()
+        .map(|u| format!("Linux {}", u.release().to_string_lossy()))
+        .ok();
+    let mut w = PcapngWriter::new(
+        out,
+        &SectionInfo {
+            application: format!("outflow {}", env!("CARGO_PKG_VERSION")),
+            os,
+            comment: Some(req.comment.clone()),
+        },
+    )
+    .map_err(werr)?;
+    for t in &req.targets {
+        w.add_interface(&InterfaceInfo {
+            name: t.label.clone(),
+            description: Some(format!("{} on {}", t.ifname, req.node)),
+            link: LinkType::Ethernet,
+            snaplen,
+            filter: Some(req.filter.clone()),
+        })
+        .map_err(werr)?;
+    }
+    w.flush().map_err(werr)?;
+
+    let start_ns = now_ns();
+    let started = Instant::now();
+    let mut engine = Engine::new(&Profile::default());
+    let (mut packets, mut bytes) = (0u64, 0u64);
+    let mut written_by = vec![0u64; req.targets.len()];
+    let mut batch: Vec<(u64, u32, Direction, Vec<u8>, u32)> = Vec::new();
+    let ended = loop {
+        if stop.load(Ordering::Relaxed) {
+            break Ended::Stopped;
+        }
+        let left = duration.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            break Ended::Duration;
+        }
+        {
+            let mut fds: Vec<PollFd> = handles
+                .iter()
+                .map(|h| PollFd::new(h.capture.as_fd(), PollFlags::POLLIN))
+                .collect();
+            let wait = left.min(Duration::from_millis(100)).as_millis() as u16;
+            let _ = poll(&mut fds, PollTimeout::from(wait));
+        }
+        let mut gone = None;
+        for h in handles.iter_mut() {
+            let (interface, direction) = (h.interface, h.direction);
+            let read = h.capture.dispatch(Some(1024), |p| {
+                let ts = &p.header.ts;
+                let ts_ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_usec as u64;
+                batch.push((ts_ns, interface, direction, p.data.to_vec(), p.header.len));
+            });
+            if let Err(e) = read {
+                tracing::warn!(ifname = %h.ifname, error = %e, "capture interface gone");
+                gone = Some(h.ifname.clone());
+            }
+        }
+        batch.sort_by_key(|b| b.0);
+        let mut limit = None;
+        for (ts_ns, interface, direction, data, orig_len) in batch.drain(..) {
+            if packets >= max_packets {
+                limit = Some(Ended::Count);
+                break;
+            }
+            if bytes + data.len() as u64 > max_bytes {
+                limit = Some(Ended::Bytes);
+                break;
+            }
+            engine.observe(&Packet {
+                ts_ns,
+                iface: interface,
+                link: LinkType::Ethernet,
+                direction,
+                orig_len,
+                data: &data,
+            });
+            if w.write_packet(interface, ts_ns, direction, &data, orig_len, None)
+                .is_err()
+            {
+                limit = Some(Ended::ReaderGone);
+                break;
+            }
+            packets += 1;
+            bytes += data.len() as u64;
+            written_by[interface as usize] += 1;
+        }
+        if limit == Some(Ended::ReaderGone) {
+            break Ended::ReaderGone;
+        }
+        let names: Vec<(std::net::IpAddr, String)> = engine
+            .dns_names()
+            .flat_map(|(ip, names)| names.iter().map(move |n| (ip, n.clone())))
+            .collect();
+        let written = w
+            .write_names(names.iter().map(|(ip, n)| (*ip, n.as_str())))
+            .and_then(|()| w.flush());
+        if written.is_err() {
+            break Ended::ReaderGone;
+        }
+        if packets >= max_packets {
+            break Ended::Count;
+        }
+        if let Some(l) = limit {
+            break l;
+        }
+        if let Some(i) = gone {
+            break Ended::InterfaceGone(i);
+        }
+    };
+    let end_ns = now_ns();
+    let mut kernel_drops = 0;
+    let mut per_iface: Vec<InterfaceStats> = vec![InterfaceStats::default(); req.targets.len()];
+    for h in handles.iter_mut() {
+        if let Ok(s) = h.capture.stats() {
+            let st = &mut per_iface[h.interface as usize];
+            st.accepted += s.received as u64;
+            st.os_dropped += (s.dropped + s.if_dropped) as u64;
+            kernel_drops += (s.dropped + s.if_dropped) as u64;
+        }
+    }
+    if ended != Ended::ReaderGone {
+        for (id, st) in per_iface.iter_mut().enumerate() {
+            st.start_ns = start_ns;
+            st.end_ns = end_ns;
+            st.delivered = written_by[id];
+            let _ = w.write_stats(id as u32, st);
+        }
+        let _ = w.flush();
+    }
+    Ok(Summary {
+        packets,
+        bytes,
+        kernel_drops,
+        ended,
+    })
+}

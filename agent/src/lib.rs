@@ -7,6 +7,7 @@
 //! for the controller. Nothing here decides outcomes: that is the engine's job.
 
 pub mod capture;
+pub mod capture_tasks;
 pub mod datapath;
 pub mod inventory;
 pub mod netlink;

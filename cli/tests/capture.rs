@@ -240,3 +240,121 @@ fn a_pod_capture_holds_what_tcpdump_holds_with_the_pods_names_and_directions() {
     let _ = std::fs::remove_file(ours);
     let _ = std::fs::remove_file(theirs);
 }
+
+/// Through the controller: `outflow up` on the lab's node, `outflow capture --pod` from the
+/// host. The controller finds the pod's node from its records, the agent captures and streams
+/// the file up, the command streams it down; Ctrl-C stops it through the API and the file is
+/// still whole.
+#[test]
+fn a_capture_through_the_controller_streams_stops_and_stays_valid() {
+    if !privileged("a_capture_through_the_controller_streams_stops_and_stays_valid") {
+        return;
+    }
+    let prefix = format!("ofr{}", std::process::id() % 10_000);
+    let _lab = Lab::up(&prefix);
+    let dir = std::env::temp_dir().join(format!("{prefix}-controller"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let url = "http://127.0.0.1:17885";
+    let mut up = Command::new(env!("CARGO_BIN_EXE_outflow"))
+        .args(["up", "--node-netns", &format!("{prefix}-node")])
+        .args([
+            "--iface-prefix",
+            &format!("{prefix}-veth"),
+            "--interval",
+            "1s",
+        ])
+        .args(["--listen", "127.0.0.1:17885", "--db"])
+        .arg(dir.join("outflow.db"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("outflow up");
+    let remote = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_outflow"));
+        c.args([
+            "capture",
+            "--controller",
+            url,
+            "--pod",
+            &format!("default/{prefix}-pod-a"),
+        ]);
+        c
+    };
+    // Until the pod has records, the controller does not know its node.
+    let start = std::time::Instant::now();
+    loop {
+        pod(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
+        let known = remote()
+            .args(["-c", "1", "--duration", "1s", "-w", "/dev/null"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if known {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the controller never learnt the pod's node"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    let mut streamed = remote()
+        .args(["-c", "4", "-w", "-", "tcp"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("outflow capture -w -");
+    let tshark = Command::new("tshark")
+        .args(["-r", "-", "-T", "fields", "-e", "tcp.srcport"])
+        .stdin(streamed.stdout.take().expect("stdout"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tshark -r -");
+    std::thread::sleep(Duration::from_millis(1500));
+    pod(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
+    assert!(streamed.wait().expect("wait").success(), "ends at -c 4");
+    let out = tshark.wait_with_output().expect("tshark");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        4,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let file = dir.join("dns.pcapng");
+    let mut stopped = remote()
+        .arg("-w")
+        .arg(&file)
+        .args(["udp", "port", "53"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("outflow capture");
+    std::thread::sleep(Duration::from_millis(1500));
+    pod(
+        &prefix,
+        &["dig", "+search", "+time=2", "+tries=1", "nx.example.com"],
+    );
+    pod(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
+    assert!(
+        interrupt(&mut stopped).success(),
+        "Ctrl-C stops it through the controller"
+    );
+    let file = file.to_str().unwrap();
+    let all = fields(file, &[], &["frame.number"]);
+    assert!(all.len() >= 8, "the lookups were captured: {}", all.len());
+    assert!(fields(file, &["-Y", "not udp.port == 53"], &["frame.number"]).is_empty());
+    let rows = fields(file, &[], &["frame.interface_name"]);
+    assert_eq!(rows[0][0], format!("default/{prefix}-pod-a@{prefix}-node"));
+    let list = Command::new("curl")
+        .args(["-sf", &format!("{url}/api/v1/captures")])
+        .output()
+        .expect("curl");
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).expect("captures JSON");
+    let last = &list[0];
+    assert_eq!(last["state"], "done", "{list}");
+    assert_eq!(last["reason"], "stopped", "{list}");
+    assert_eq!(last["packets"].as_u64(), Some(all.len() as u64), "{list}");
+    interrupt(&mut up);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -17,6 +17,7 @@ use outflow_core::wire::NodeReport;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::captures::Captures;
 use crate::metrics::Metrics;
 use crate::store::{Filter, Kind, Store};
 use crate::view;
@@ -35,6 +36,7 @@ pub struct AppState {
     /// When set, every API call must carry it as a bearer token.
     token: Option<Arc<str>>,
     metrics: Arc<Mutex<Metrics>>,
+    captures: Option<Arc<Captures>>,
 }
 
 impl AppState {
@@ -44,7 +46,38 @@ impl AppState {
             store: Arc::new(Mutex::new(store)),
             token: None,
             metrics: Arc::default(),
+            captures: None,
         }
+    }
+
+    /// Enables captures on demand, kept in `captures`.
+    pub fn with_captures(mut self, captures: Captures) -> AppState {
+        self.captures = Some(Arc::new(captures));
+        self
+    }
+
+    /// The captures, when enabled.
+    pub fn captures(&self) -> Option<&Captures> {
+        self.captures.as_deref()
+    }
+
+    /// The node whose latest records name this pod.
+    pub async fn node_of_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let store = self.store.clone();
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        tokio::task::spawn_blocking(move || {
+            store
+                .lock()
+                .expect("store lock")
+                .node_of_pod(&namespace, &name)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(format!("{e:#}")))
     }
 
     /// Requires `Authorization: Bearer TOKEN` on the API and `/metrics`.
@@ -107,6 +140,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/findings", get(findings))
         .route("/api/v1/health", get(health))
         .route("/metrics", get(metrics))
+        .merge(crate::captures_api::routes())
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(guarded)
@@ -202,7 +236,7 @@ struct RecordQuery {
     limit: Option<u32>,
 }
 
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
@@ -280,7 +314,12 @@ async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
-    Ok(Json(json!({ "nodes": nodes })))
+    // The latest captures beside the nodes: the evidence next to the findings it explains.
+    let captures: Vec<_> = state
+        .captures()
+        .map(|c| c.list().into_iter().take(20).collect())
+        .unwrap_or_default();
+    Ok(Json(json!({ "nodes": nodes, "captures": captures })))
 }
 
 #[cfg(test)]

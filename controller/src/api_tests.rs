@@ -284,3 +284,183 @@ async fn metrics_count_attempts_per_pod_category_and_outcome_and_the_datapath_lo
         "{health}"
     );
 }
+
+fn with_captures(name: &str) -> (AppState, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "outflow-api-captures-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let caps = crate::captures::Captures::open(&dir, u64::MAX).expect("captures");
+    (state().with_captures(caps), dir)
+}
+
+fn json_req(method: &str, uri: &str, body: &str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn capture_requests_are_checked_before_anything_starts() {
+    let (state, dir) = with_captures("checks");
+    let app = app(state);
+    let (status, body) = call(
+        &app,
+        json_req(
+            "POST",
+            "/api/v1/captures",
+            r#"{"pod":"default/web","node":"n1","filter":"tcp port http80"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let e = body["error"].as_str().unwrap();
+    assert!(
+        e.starts_with("bad filter") && e.contains("http80"),
+        "libpcap's message: {e}"
+    );
+    let (status, body) = call(
+        &app,
+        json_req(
+            "POST",
+            "/api/v1/captures",
+            r#"{"pod":"default/ghost","filter":""}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no records on any node"),
+        "{body}"
+    );
+    let (status, _) = call(
+        &app,
+        json_req("POST", "/api/v1/captures", r#"{"pod":"web"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a pod is NAMESPACE/NAME");
+    let (status, _) = call(
+        &app,
+        json_req(
+            "POST",
+            "/api/v1/captures",
+            r#"{"pod":"default/web","node":"n1","path":"/etc/passwd"}"#,
+        ),
+    )
+    .await;
+    assert!(
+        status.is_client_error(),
+        "unknown fields are refused: {status}"
+    );
+    let (status, _) = call(
+        &app,
+        json_req(
+            "POST",
+            "/api/v1/captures",
+            r#"{"node":"n1","interface":"../../etc"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    for uri in [
+        "/api/v1/captures/..%2F..%2Fetc%2Fpasswd/pcapng",
+        "/api/v1/captures/1e3",
+        "/api/v1/captures/-1",
+    ] {
+        let (status, _) = call(&app, get(uri)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+    }
+    let (status, _) = call(&app, get("/api/v1/captures/99/pcapng")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_capture_is_found_by_its_pods_node_taken_by_that_agent_uploaded_and_downloaded_whole() {
+    let (state, dir) = with_captures("flow");
+    let app = app(state);
+    // The pod's records say which node it is on.
+    let r = report(vec![connection(
+        "web",
+        "203.0.113.7",
+        "unanswered",
+        Category::Public,
+    )]);
+    call(&app, post(serde_json::to_vec(&r).unwrap())).await;
+    let (status, c) = call(
+        &app,
+        json_req(
+            "POST",
+            "/api/v1/captures",
+            r#"{"pod":"default/web","filter":"tcp","count":10}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{c}");
+    assert_eq!(
+        (c["node"].as_str(), c["state"].as_str()),
+        (Some("node-1"), Some("pending"))
+    );
+    let id = c["id"].as_u64().unwrap();
+    let (_, tasks) = call(&app, get("/api/v1/agent/captures?node=other")).await;
+    assert_eq!(tasks, serde_json::json!([]));
+    let (_, tasks) = call(&app, get("/api/v1/agent/captures?node=node-1")).await;
+    assert_eq!(tasks[0]["id"], id, "{tasks}");
+    assert_eq!(tasks[0]["filter"], "tcp");
+    let pcapng = b"pretend this is a pcapng section".to_vec();
+    let (status, _) = call(
+        &app,
+        Request::put(format!("/api/v1/captures/{id}/pcapng"))
+            .body(Body::from(pcapng.clone()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(
+        &app,
+        json_req(
+            "POST",
+            &format!("/api/v1/captures/{id}/result"),
+            r#"{"packets":3,"kernel_drops":1,"ended":"packet count reached"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = text(&app, get(&format!("/api/v1/captures/{id}/pcapng"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body.as_bytes(),
+        &pcapng[..],
+        "the file as the agent sent it"
+    );
+    let (_, c) = call(&app, get(&format!("/api/v1/captures/{id}"))).await;
+    assert_eq!(
+        (
+            c["state"].as_str(),
+            c["packets"].as_u64(),
+            c["kernel_drops"].as_u64()
+        ),
+        (Some("done"), Some(3), Some(1)),
+        "{c}"
+    );
+    let (status, _) = call(
+        &app,
+        Request::put(format!("/api/v1/captures/{id}/pcapng"))
+            .body(Body::from("more"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a finished capture takes no more data"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

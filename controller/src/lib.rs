@@ -4,6 +4,8 @@
 //! runs the same `AppState` in the agent's process and hands reports over without HTTP.
 
 pub mod api;
+pub mod captures;
+mod captures_api;
 pub mod metrics;
 pub mod store;
 pub mod view;

@@ -226,6 +226,19 @@ impl Store {
         Ok(out)
     }
 
+    /// The node of the latest records of a pod.
+    pub fn node_of_pod(&self, namespace: &str, name: &str) -> anyhow::Result<Option<String>> {
+        let mut stmt = self.db.prepare_cached(
+            "SELECT node FROM records WHERE namespace = ?1 AND pod = ?2
+             ORDER BY window_end_ns DESC LIMIT 1",
+        )?;
+        let mut rows = stmt.query(params![namespace, name])?;
+        Ok(match rows.next()? {
+            Some(row) => Some(row.get(0)?),
+            None => None,
+        })
+    }
+
     /// Each node's latest report.
     pub fn nodes(&self) -> anyhow::Result<Vec<NodeHealth>> {
         let mut stmt = self.db.prepare_cached(

@@ -7,6 +7,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use outflow_agent::capture::Limits;
+use outflow_agent::capture_tasks::{self, TaskConfig};
 use outflow_agent::datapath::{DatapathChoice, TcMode};
 use outflow_agent::inventory::{FileInventory, Inventory, NetnsInventory};
 use outflow_agent::ship::{ShipConfig, Shipper};
@@ -92,6 +94,9 @@ impl AgentArgs {
     }
 }
 
+/// Captures one agent runs at once.
+pub const MAX_CAPTURES: usize = 4;
+
 /// Flags of `outflow agent`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -117,12 +122,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let token = super::read_token(args.token_file.as_deref())?;
     let shipper = Shipper::start(ShipConfig {
         controller: args.controller.clone(),
-        token,
+        token: token.clone(),
         capacity: args.queue,
         timeout: Duration::from_secs(10),
     })?;
     let stop = Arc::new(AtomicBool::new(false));
     super::stop_on_signal(stop.clone())?;
+    capture_tasks::spawn(
+        TaskConfig {
+            controller: args.controller.clone(),
+            token,
+            node: cfg.node.clone(),
+            node_netns: cfg.node_netns.clone(),
+            limits: Limits::default(),
+            max_concurrent: MAX_CAPTURES,
+        },
+        stop.clone(),
+    )?;
     info!(controller = %args.controller, "agent starting");
     let result = outflow_agent::run(cfg, &profile, inventory, stop.clone(), |r| shipper.send(r));
     let stats = shipper.close(Duration::from_secs(5));

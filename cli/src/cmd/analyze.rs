@@ -137,7 +137,7 @@ impl Progress {
 
     fn tick(&mut self) {
         self.packets += 1;
-        if !self.enabled || self.packets % 65_536 != 0 {
+        if !self.enabled || !self.packets.is_multiple_of(65_536) {
             return;
         }
         let now = Instant::now();

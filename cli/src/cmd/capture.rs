@@ -1,9 +1,10 @@
-//! `outflow capture --local`: tcpdump for a pod, on the node itself, written as pcapng.
+//! `outflow capture`: tcpdump for a pod, written as pcapng.
 //!
-//! Through the controller (`--pod` from anywhere, the controller finding the node) comes next;
-//! `--local` runs the agent's capture executor right here.
+//! By default through the controller: it finds the pod's node, that node's agent captures and
+//! streams the file up, and this command streams it down to `-w`. `--local` runs the agent's
+//! capture executor right here, on the node.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -21,6 +22,8 @@ pub struct Args {
     /// Capture on this machine (the node) instead of asking a controller.
     #[arg(long)]
     local: bool,
+    #[command(flatten)]
+    client: super::ControllerClient,
     /// The pod to capture (NAMESPACE/NAME): its host-side interfaces.
     #[arg(long)]
     pod: Option<String>,
@@ -51,39 +54,18 @@ pub struct Args {
 
 /// Runs a capture until a limit or Ctrl-C.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if !args.local {
-        bail!(
-            "capture through the controller is not available yet: run `outflow capture --local …` \
-             on the pod's node"
-        );
-    }
     let filter = args.filter.join(" ");
     // Before anything opens: a typo in the filter is the commonest mistake.
     capture::check_filter(&filter)?;
+    if !args.local {
+        return remote(&args, filter);
+    }
     let node = super::node_name(args.node.as_deref(), args.node_netns.as_deref());
     if let Some(ns) = &args.node_netns {
         netns::enter(ns)?;
     }
     let targets = targets(&args, &node)?;
-    let (out, shown): (Box<dyn std::io::Write>, String) = match &args.write {
-        Some(p) if p.as_os_str() == "-" => {
-            if std::io::stdout().is_terminal() {
-                bail!("-w - writes binary pcapng: pipe it (`| tshark -r -`) or give a file");
-            }
-            (Box::new(std::io::stdout().lock()), "standard output".into())
-        }
-        Some(p) => (
-            Box::new(std::io::BufWriter::new(
-                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-            )),
-            p.display().to_string(),
-        ),
-        None => {
-            let name = default_file_name(args.pod.as_deref(), args.interface.as_deref());
-            let file = std::fs::File::create(&name).with_context(|| format!("creating {name}"))?;
-            (Box::new(std::io::BufWriter::new(file)), name)
-        }
-    };
+    let (out, shown) = output(&args)?;
     let comment = format!(
         "node {node}; {}; filter {:?}",
         args.pod
@@ -117,6 +99,115 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         summary.packets, summary.bytes, summary.kernel_drops, summary.ended
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the pcapng goes, and how to name it in messages.
+fn output(args: &Args) -> anyhow::Result<(Box<dyn std::io::Write>, String)> {
+    Ok(match &args.write {
+        Some(p) if p.as_os_str() == "-" => {
+            if std::io::stdout().is_terminal() {
+                bail!("-w - writes binary pcapng: pipe it (`| tshark -r -`) or give a file");
+            }
+            (Box::new(std::io::stdout().lock()), "standard output".into())
+        }
+        Some(p) => (
+            Box::new(std::io::BufWriter::new(
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+            )),
+            p.display().to_string(),
+        ),
+        None => {
+            let name = default_file_name(args.pod.as_deref(), args.interface.as_deref());
+            let file = std::fs::File::create(&name).with_context(|| format!("creating {name}"))?;
+            (Box::new(std::io::BufWriter::new(file)), name)
+        }
+    })
+}
+
+/// Through the controller: create, stream down, DELETE on Ctrl-C and read to the end, so the
+/// file is whole either way.
+fn remote(args: &Args, filter: String) -> anyhow::Result<ExitCode> {
+    if args.pod.is_none() && (args.node.is_none() || args.interface.is_none()) {
+        bail!("say what to capture: --pod NAMESPACE/NAME, or --node NODE -i INTERFACE");
+    }
+    let base = args.client.base();
+    let token = args.client.token()?;
+    let spec = serde_json::json!({
+        "pod": args.pod, "node": args.node, "interface": args.interface, "filter": filter,
+        "count": args.count, "duration_s": args.duration.map(|d| d.as_secs().max(1)),
+        "snaplen": (args.snaplen > 0).then_some(args.snaplen),
+    });
+    let mut resp = super::authorized(ureq::post(format!("{base}/api/v1/captures")), &token)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_json(&spec)
+        .with_context(|| {
+            format!("cannot reach the controller at {base} (is `outflow up` running?)")
+        })?;
+    let body: serde_json::Value = resp
+        .body_mut()
+        .read_json()
+        .context("the controller's answer")?;
+    if !resp.status().is_success() {
+        bail!(
+            "the controller said {}: {}",
+            resp.status(),
+            body["error"].as_str().unwrap_or("(no message)")
+        );
+    }
+    let id = body["id"]
+        .as_u64()
+        .context("the controller returned no capture id")?;
+    let (mut out, shown) = output(args)?;
+    eprintln!(
+        "outflow: capture {id} on node {} into {shown} (Ctrl-C stops)",
+        body["node"].as_str().unwrap_or("?")
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    super::stop_on_signal(stop.clone())?;
+    {
+        let (url, token) = (format!("{base}/api/v1/captures/{id}"), token.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = super::authorized(ureq::delete(&url), &token).call();
+        });
+    }
+    let mut stream = super::authorized(
+        ureq::get(format!("{base}/api/v1/captures/{id}/pcapng")),
+        &token,
+    )
+    .call()
+    .context("downloading the capture")?;
+    let mut reader = stream.body_mut().as_reader();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = std::io::Read::read(&mut reader, &mut buf).context("reading the capture stream")?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+        // Streamed to Wireshark: packets show as they come.
+        out.flush()?;
+    }
+    let mut resp =
+        super::authorized(ureq::get(format!("{base}/api/v1/captures/{id}")), &token).call()?;
+    let info: serde_json::Value = resp.body_mut().read_json()?;
+    eprintln!(
+        "outflow: capture {id} {}: {} packets, {} bytes written to {shown}; {} dropped by the kernel; {}",
+        info["state"].as_str().unwrap_or("?"),
+        info["packets"],
+        info["bytes"],
+        info["kernel_drops"],
+        info["reason"].as_str().unwrap_or("")
+    );
+    Ok(if info["state"] == "failed" {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// The interfaces: the pod's host-side veths (from the named-netns inventory), or `-i`.

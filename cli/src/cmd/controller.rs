@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use outflow_controller::captures::Captures;
 use outflow_controller::{AppState, Store};
 use tracing::info;
 
@@ -25,6 +26,12 @@ pub struct ControllerArgs {
     /// A file holding the token callers must send (else OUTFLOW_TOKEN, else none).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// Where captures are kept (default: `captures/` beside the store).
+    #[arg(long)]
+    pub capture_dir: Option<PathBuf>,
+    /// Bytes of finished captures kept; the oldest go first.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub capture_budget: u64,
 }
 
 impl ControllerArgs {
@@ -44,7 +51,28 @@ impl ControllerArgs {
                 .with_context(|| format!("creating the store directory {}", dir.display()))?;
         }
         let store = Store::open(&self.db, self.retention.as_nanos() as u64)?;
-        Ok(AppState::new(store).with_token(token))
+        let dir = self.capture_dir.clone().unwrap_or_else(|| {
+            self.db
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."))
+                .join("captures")
+        });
+        let captures = Captures::open(&dir, self.capture_budget)
+            .with_context(|| format!("opening the capture directory {}", dir.display()))?;
+        Ok(AppState::new(store)
+            .with_token(token)
+            .with_captures(captures))
+    }
+
+    /// The URL this process's own agent reaches the API at.
+    pub fn own_url(&self) -> String {
+        let port = self.listen.port();
+        if self.listen.ip().is_unspecified() {
+            format!("http://127.0.0.1:{port}")
+        } else {
+            format!("http://{}", self.listen)
+        }
     }
 
     /// Binds the listener.

@@ -145,3 +145,41 @@ pub fn node_name(node: Option<&str>, node_netns: Option<&str>) -> String {
         .or_else(|| nix::unistd::gethostname().ok()?.into_string().ok())
         .unwrap_or_else(|| "node".to_string())
 }
+
+/// A request with the controller's token, when there is one.
+pub fn authorized<B>(
+    req: ureq::RequestBuilder<B>,
+    token: &Option<String>,
+) -> ureq::RequestBuilder<B> {
+    match token {
+        Some(t) => req.header("authorization", format!("Bearer {t}")),
+        None => req,
+    }
+}
+
+/// How a command reaches the controller.
+#[derive(clap::Args)]
+pub struct ControllerClient {
+    /// The controller.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:7878",
+        env = "OUTFLOW_CONTROLLER"
+    )]
+    pub controller: String,
+    /// A file holding the controller's token (else OUTFLOW_TOKEN, else none).
+    #[arg(long)]
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+impl ControllerClient {
+    /// The base URL, without a trailing slash.
+    pub fn base(&self) -> String {
+        self.controller.trim_end_matches('/').to_string()
+    }
+
+    /// The token, if any.
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        read_token(self.token_file.as_deref())
+    }
+}

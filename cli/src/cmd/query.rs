@@ -13,16 +13,8 @@ use crate::table::{joined, outcomes, write_table};
 /// Flags shared by the query commands.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The controller.
-    #[arg(
-        long,
-        default_value = "http://127.0.0.1:7878",
-        env = "OUTFLOW_CONTROLLER"
-    )]
-    controller: String,
-    /// A file holding the controller's token (else OUTFLOW_TOKEN, else none).
-    #[arg(long)]
-    token_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    client: super::ControllerClient,
     /// Only this pod (NAME or NAMESPACE/NAME).
     #[arg(long)]
     pod: Option<String>,
@@ -64,7 +56,7 @@ pub fn run(what: What, args: Args) -> anyhow::Result<ExitCode> {
         What::Dns => "dns",
         What::Findings => "findings",
     };
-    let url = format!("{}/api/v1/{path}", args.controller.trim_end_matches('/'));
+    let url = format!("{}/api/v1/{path}", args.client.base());
     let mut req = ureq::get(&url).query("since", args.since.as_secs().to_string());
     for (k, v) in [
         ("pod", &args.pod),
@@ -77,9 +69,7 @@ pub fn run(what: What, args: Args) -> anyhow::Result<ExitCode> {
             req = req.query(k, v);
         }
     }
-    if let Some(token) = super::read_token(args.token_file.as_deref())? {
-        req = req.header("authorization", format!("Bearer {token}"));
-    }
+    req = super::authorized(req, &args.client.token()?);
     let mut resp = req
         .config()
         .http_status_as_error(false)
@@ -88,7 +78,7 @@ pub fn run(what: What, args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| {
             format!(
                 "cannot reach the controller at {} (is `outflow up` running?)",
-                args.controller
+                args.client.controller
             )
         })?;
     let status = resp.status();

@@ -8,7 +8,10 @@ use anyhow::Context;
 use outflow_controller::app;
 use tracing::error;
 
-use super::agent::AgentArgs;
+use outflow_agent::capture::Limits;
+use outflow_agent::capture_tasks::{self, TaskConfig};
+
+use super::agent::{AgentArgs, MAX_CAPTURES};
 use super::analyze::load_profile;
 use super::controller::ControllerArgs;
 
@@ -27,6 +30,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cfg = args.agent.config()?;
     let inventory = args.agent.inventory()?;
     let state = args.controller.state()?;
+    let tasks = TaskConfig {
+        controller: args.controller.own_url(),
+        token: super::read_token(args.controller.token_file.as_deref())?,
+        node: cfg.node.clone(),
+        node_netns: cfg.node_netns.clone(),
+        limits: Limits::default(),
+        max_concurrent: MAX_CAPTURES,
+    };
     super::controller::runtime()?.block_on(async move {
         // Bound before the agent enters the node namespace: the API stays on this host.
         let listener = args.controller.bind().await?;
@@ -34,6 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let agent_stop = stop.clone();
+        capture_tasks::spawn(tasks, stop.clone())?;
         std::thread::Builder::new()
             .name("datapath".into())
             .spawn(move || {

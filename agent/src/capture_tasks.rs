@@ -1,0 +1,275 @@
+//! The agent's side of captures on demand: it long-polls the controller for its node's captures,
+//! runs each on the pod's interfaces, streams the pcapng up while it runs, watches for a stop,
+//! and reports how it ended.
+//!
+//! Each capture runs on threads of its own (the capture, the upload), so a slow controller
+//! slows that upload alone: the capture writes into a pipe, and when the pipe is full libpcap's
+//! buffer fills and the kernel drops (counted in the file's statistics) — memory never grows.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use crate::capture::{self, Limits, Request, Target};
+use crate::inventory::{Inventory, NetnsInventory, PodRef};
+use crate::{netlink, netns};
+
+/// Where the controller is and what this node allows.
+#[derive(Debug, Clone)]
+pub struct TaskConfig {
+    /// The controller's base URL.
+    pub controller: String,
+    /// Its token.
+    pub token: Option<String>,
+    /// This node's name.
+    pub node: String,
+    /// The namespace playing the node, if any.
+    pub node_netns: Option<String>,
+    /// The agent's capture limits.
+    pub limits: Limits,
+    /// Most captures at once.
+    pub max_concurrent: usize,
+}
+
+/// A capture as the controller hands it over (the fields the agent needs).
+#[derive(Debug, Clone, Deserialize)]
+struct Task {
+    id: u64,
+    pod: Option<String>,
+    interface: Option<String>,
+    #[serde(default)]
+    filter: String,
+    count: Option<u64>,
+    duration_s: Option<u64>,
+    snaplen: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct Status {
+    state: String,
+}
+
+fn agent(timeout: Option<Duration>) -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .timeout_global(timeout)
+            .http_status_as_error(false)
+            .build(),
+    )
+}
+
+fn authorized<B>(req: ureq::RequestBuilder<B>, token: &Option<String>) -> ureq::RequestBuilder<B> {
+    match token {
+        Some(t) => req.header("authorization", format!("Bearer {t}")),
+        None => req,
+    }
+}
+
+/// Starts the poller thread; it ends when `stop` is set (within one long poll).
+pub fn spawn(
+    cfg: TaskConfig,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("capture-tasks".into())
+        .spawn(move || poll_tasks(&cfg, &stop))
+}
+
+fn poll_tasks(cfg: &TaskConfig, stop: &AtomicBool) {
+    let http = agent(Some(Duration::from_secs(15)));
+    let url = format!(
+        "{}/api/v1/agent/captures",
+        cfg.controller.trim_end_matches('/')
+    );
+    let running = Arc::new(AtomicUsize::new(0));
+    let mut failing = false;
+    while !stop.load(Ordering::Relaxed) {
+        let req = authorized(http.get(&url), &cfg.token)
+            .query("node", &cfg.node)
+            .query("wait", "5");
+        let tasks: Result<Vec<Task>, String> =
+            req.call().map_err(|e| e.to_string()).and_then(|mut r| {
+                if !r.status().is_success() {
+                    return Err(format!("{}", r.status()));
+                }
+                r.body_mut().read_json().map_err(|e| e.to_string())
+            });
+        match tasks {
+            Ok(tasks) => {
+                failing = false;
+                for t in tasks {
+                    if running.load(Ordering::Relaxed) >= cfg.max_concurrent {
+                        report(
+                            cfg,
+                            t.id,
+                            0,
+                            0,
+                            "",
+                            Some(format!(
+                                "node {} already runs {} captures, its limit",
+                                cfg.node, cfg.max_concurrent
+                            )),
+                        );
+                        continue;
+                    }
+                    running.fetch_add(1, Ordering::Relaxed);
+                    let (cfg, running) = (cfg.clone(), running.clone());
+                    let started = std::thread::Builder::new()
+                        .name(format!("capture-{}", t.id))
+                        .spawn(move || {
+                            run_task(&cfg, &t);
+                            running.fetch_sub(1, Ordering::Relaxed);
+                        });
+                    if let Err(e) = started {
+                        warn!(error = %e, "cannot start a capture thread");
+                    }
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    warn!(error = %e, "cannot fetch capture tasks from the controller; retrying");
+                }
+                failing = true;
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+fn report(cfg: &TaskConfig, id: u64, packets: u64, drops: u64, ended: &str, error: Option<String>) {
+    let url = format!(
+        "{}/api/v1/captures/{id}/result",
+        cfg.controller.trim_end_matches('/')
+    );
+    let body = serde_json::json!({
+        "packets": packets, "kernel_drops": drops, "ended": ended, "error": error,
+    });
+    if let Err(e) =
+        authorized(agent(Some(Duration::from_secs(10))).post(&url), &cfg.token).send_json(body)
+    {
+        warn!(id, error = %e, "cannot report a capture's end");
+    }
+}
+
+/// The interfaces of a task, in the node's namespace (this thread is already in it).
+fn targets(cfg: &TaskConfig, t: &Task) -> Result<Vec<Target>, String> {
+    let Some(pod) = &t.pod else {
+        let i = t.interface.clone().ok_or("no pod and no interface")?;
+        return Ok(vec![Target {
+            label: format!("{i}@{}", cfg.node),
+            ifname: i,
+            pod_side: false,
+        }]);
+    };
+    let (namespace, name) = pod.split_once('/').ok_or("pod is not NAMESPACE/NAME")?;
+    let links = netlink::links().map_err(|e| e.to_string())?;
+    let mut inventory = NetnsInventory::new(cfg.node_netns.clone());
+    inventory.refresh(&links);
+    let mut ifaces = inventory.interfaces_of(&PodRef {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    });
+    if let Some(i) = &t.interface {
+        ifaces.retain(|n| n == i);
+    }
+    if ifaces.is_empty() {
+        return Err(format!("pod {pod} has no interface on node {}", cfg.node));
+    }
+    Ok(ifaces
+        .into_iter()
+        .map(|ifname| Target {
+            label: format!("{pod}@{}", cfg.node),
+            ifname,
+            pod_side: true,
+        })
+        .collect())
+}
+
+/// Runs one capture. This thread and the upload stay in the agent's own namespace, where the
+/// controller is reachable; only the capture thread enters the node's.
+fn run_task(cfg: &TaskConfig, t: &Task) {
+    info!(id = t.id, pod = ?t.pod, filter = %t.filter, "capture starting");
+    let (reader, writer) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => return report(cfg, t.id, 0, 0, "", Some(format!("pipe: {e}"))),
+    };
+    let base = cfg.controller.trim_end_matches('/').to_string();
+    let upload = {
+        let (url, token) = (
+            format!("{base}/api/v1/captures/{}/pcapng", t.id),
+            cfg.token.clone(),
+        );
+        std::thread::spawn(move || {
+            let body = ureq::SendBody::from_owned_reader(reader);
+            authorized(agent(None).put(&url), &token)
+                .header("content-type", "application/x-pcapng")
+                .send(body)
+                .map(|r| r.status())
+        })
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let capture = {
+        let (cfg, t, stop) = (cfg.clone(), t.clone(), stop.clone());
+        std::thread::spawn(move || -> Result<capture::Summary, String> {
+            if let Some(ns) = &cfg.node_netns {
+                netns::enter(ns).map_err(|e| format!("cannot enter the node namespace: {e}"))?;
+            }
+            let req = Request {
+                targets: targets(&cfg, &t)?,
+                filter: t.filter.clone(),
+                snaplen: t.snaplen.unwrap_or(0),
+                max_packets: t.count,
+                duration: t.duration_s.map(Duration::from_secs),
+                max_bytes: None,
+                node: cfg.node.clone(),
+                comment: format!(
+                    "node {}; {}; filter {:?}; capture {}",
+                    cfg.node,
+                    t.pod
+                        .as_ref()
+                        .map_or_else(|| "interface".to_string(), |p| format!("pod {p}")),
+                    t.filter,
+                    t.id
+                ),
+            };
+            // The writer moves in and is closed at the end: the upload sees the end of the file.
+            capture::run(&req, &cfg.limits, writer, &stop).map_err(|e| e.to_string())
+        })
+    };
+    let http = agent(Some(Duration::from_secs(5)));
+    let url = format!("{base}/api/v1/captures/{}", t.id);
+    while !capture.is_finished() {
+        std::thread::sleep(Duration::from_millis(250));
+        let state = authorized(http.get(&url), &cfg.token)
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_json::<Status>().ok());
+        if state.is_some_and(|s| s.state == "stopping" || s.state == "done") {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+    let result = capture
+        .join()
+        .unwrap_or_else(|_| Err("the capture thread panicked".to_string()));
+    let uploaded = upload.join();
+    match result {
+        Ok(s) => {
+            info!(id = t.id, packets = s.packets, ended = %s.ended, "capture ended");
+            if !matches!(uploaded, Ok(Ok(status)) if status.is_success()) {
+                warn!(id = t.id, "the capture's upload did not complete");
+            }
+            report(
+                cfg,
+                t.id,
+                s.packets,
+                s.kernel_drops,
+                &s.ended.to_string(),
+                None,
+            );
+        }
+        Err(e) => report(cfg, t.id, 0, 0, "", Some(e)),
+    }
+}

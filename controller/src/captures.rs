@@ -1,0 +1,396 @@
+//! Captures on demand, as the controller keeps them: what was asked, which node runs it, its
+//! state and counters, and its pcapng on disk.
+//!
+//! A capture is created by a person (`POST /api/v1/captures`), picked up by its node's agent
+//! (long poll), streamed up by the agent into `DIR/ID.pcapng` while readers stream it down, and
+//! finished with the agent's summary. Ids are numbers the controller makes, so no request can
+//! name a path. Finished captures are kept under a byte budget, oldest evicted first; a sidecar
+//! `ID.json` lets a restarted controller list them again.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// What a person asks for.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureSpec {
+    /// `NAMESPACE/NAME`.
+    #[serde(default)]
+    pub pod: Option<String>,
+    /// The node (found from the pod's records when not given). Shown as the capture's `node`.
+    #[serde(default, skip_serializing)]
+    pub node: Option<String>,
+    /// One interface (with a pod: one of the pod's; without: a node interface).
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// pcap-filter expression.
+    #[serde(default)]
+    pub filter: String,
+    /// Stop after this many packets.
+    #[serde(default)]
+    pub count: Option<u64>,
+    /// Stop after this many seconds.
+    #[serde(default)]
+    pub duration_s: Option<u64>,
+    /// Bytes kept per packet.
+    #[serde(default)]
+    pub snaplen: Option<u32>,
+}
+
+/// Where a capture is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureState {
+    /// Waiting for its node's agent.
+    Pending,
+    /// The agent captures.
+    Running,
+    /// Asked to stop; the agent finishes the file.
+    Stopping,
+    /// Ended; the file is whole.
+    Done,
+    /// Could not run (the reason says why); what was written is kept.
+    Failed,
+}
+
+/// A capture as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CaptureInfo {
+    /// Its id.
+    pub id: u64,
+    /// The node that runs it.
+    pub node: String,
+    /// What was asked.
+    #[serde(flatten)]
+    pub spec: CaptureSpec,
+    /// Where it is.
+    pub state: CaptureState,
+    /// Created, ns since the epoch.
+    pub created_ns: u64,
+    /// Ended, ns since the epoch.
+    #[serde(default)]
+    pub ended_ns: Option<u64>,
+    /// Packets written (from the agent's summary).
+    #[serde(default)]
+    pub packets: u64,
+    /// Bytes of pcapng received so far.
+    #[serde(default)]
+    pub bytes: u64,
+    /// Packets the kernel dropped.
+    #[serde(default)]
+    pub kernel_drops: u64,
+    /// Why it ended, or why it failed.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The agent's summary at the end.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureResult {
+    /// Packets written.
+    pub packets: u64,
+    /// Kernel drops.
+    pub kernel_drops: u64,
+    /// Why it ended ("packet count reached", "stopped", …).
+    pub ended: String,
+    /// Set when the capture could not run at all.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// The captures of this controller.
+pub struct Captures {
+    dir: PathBuf,
+    budget: u64,
+    inner: Mutex<BTreeMap<u64, CaptureInfo>>,
+    /// Bumped at every change, for long polls and streaming readers.
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+/// A capture that does not exist.
+#[derive(Debug, thiserror::Error)]
+#[error("no capture {0}")]
+pub struct NoSuchCapture(pub u64);
+
+impl Captures {
+    /// Captures kept in `dir` (created if missing) within `budget` bytes; finished captures
+    /// already there are listed again.
+    pub fn open(dir: &Path, budget: u64) -> std::io::Result<Captures> {
+        std::fs::create_dir_all(dir)?;
+        let mut map = BTreeMap::new();
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let info = std::fs::read(&path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<CaptureInfo>(&b).ok());
+                if let Some(info) = info {
+                    map.insert(info.id, info);
+                }
+            }
+        }
+        Ok(Captures {
+            dir: dir.to_path_buf(),
+            budget,
+            inner: Mutex::new(map),
+            changed: tokio::sync::watch::channel(0).0,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, CaptureInfo>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// A receiver that wakes at the next change.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// The pcapng file of a capture.
+    pub fn path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("{id}.pcapng"))
+    }
+
+    /// Registers a new capture for `node`.
+    pub fn create(&self, spec: CaptureSpec, node: String, now_ns: u64) -> CaptureInfo {
+        let mut map = self.lock();
+        let id = map.keys().next_back().map_or(1, |k| k + 1);
+        let info = CaptureInfo {
+            id,
+            node,
+            spec,
+            state: CaptureState::Pending,
+            created_ns: now_ns,
+            ended_ns: None,
+            packets: 0,
+            bytes: 0,
+            kernel_drops: 0,
+            reason: None,
+        };
+        map.insert(id, info.clone());
+        drop(map);
+        self.bump();
+        info
+    }
+
+    /// Every capture, newest first.
+    pub fn list(&self) -> Vec<CaptureInfo> {
+        self.lock().values().rev().cloned().collect()
+    }
+
+    /// One capture.
+    pub fn get(&self, id: u64) -> Result<CaptureInfo, NoSuchCapture> {
+        self.lock().get(&id).cloned().ok_or(NoSuchCapture(id))
+    }
+
+    /// Pending captures of a node, now handed to its agent (running).
+    pub fn take_tasks(&self, node: &str) -> Vec<CaptureInfo> {
+        let mut map = self.lock();
+        let mut out = Vec::new();
+        for c in map.values_mut() {
+            if c.node == node && c.state == CaptureState::Pending {
+                c.state = CaptureState::Running;
+                out.push(c.clone());
+            }
+        }
+        drop(map);
+        if !out.is_empty() {
+            self.bump();
+        }
+        out
+    }
+
+    /// Asks a capture to stop. A pending one never starts.
+    pub fn stop(&self, id: u64, now_ns: u64) -> Result<CaptureInfo, NoSuchCapture> {
+        let mut map = self.lock();
+        let c = map.get_mut(&id).ok_or(NoSuchCapture(id))?;
+        match c.state {
+            CaptureState::Pending => {
+                c.state = CaptureState::Done;
+                c.ended_ns = Some(now_ns);
+                c.reason = Some("stopped before it started".into());
+            }
+            CaptureState::Running => c.state = CaptureState::Stopping,
+            _ => {}
+        }
+        let info = c.clone();
+        drop(map);
+        self.persist(&info);
+        self.bump();
+        Ok(info)
+    }
+
+    /// Appends a chunk of the agent's stream.
+    pub fn append(&self, id: u64, chunk: &[u8]) -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(id))?;
+        f.write_all(chunk)?;
+        if let Some(c) = self.lock().get_mut(&id) {
+            c.bytes += chunk.len() as u64;
+        }
+        self.bump();
+        Ok(())
+    }
+
+    /// Ends a capture with the agent's summary, then evicts old files past the budget.
+    pub fn finish(&self, id: u64, r: CaptureResult, now_ns: u64) -> Result<(), NoSuchCapture> {
+        let info = {
+            let mut map = self.lock();
+            let c = map.get_mut(&id).ok_or(NoSuchCapture(id))?;
+            c.packets = r.packets;
+            c.kernel_drops = r.kernel_drops;
+            c.ended_ns = Some(now_ns);
+            (c.state, c.reason) = match r.error {
+                Some(e) => (CaptureState::Failed, Some(e)),
+                None => (CaptureState::Done, Some(r.ended)),
+            };
+            c.clone()
+        };
+        self.persist(&info);
+        self.evict();
+        self.bump();
+        Ok(())
+    }
+
+    fn persist(&self, info: &CaptureInfo) {
+        if matches!(info.state, CaptureState::Done | CaptureState::Failed) {
+            if let Ok(json) = serde_json::to_vec(info) {
+                let _ = std::fs::write(self.dir.join(format!("{}.json", info.id)), json);
+            }
+        }
+    }
+
+    /// Removes the oldest finished captures until the files fit the budget.
+    fn evict(&self) {
+        let mut map = self.lock();
+        let mut total: u64 = map.values().map(|c| c.bytes).sum();
+        let finished: Vec<u64> = map
+            .values()
+            .filter(|c| matches!(c.state, CaptureState::Done | CaptureState::Failed))
+            .map(|c| c.id)
+            .collect();
+        for id in finished {
+            if total <= self.budget {
+                break;
+            }
+            if let Some(c) = map.remove(&id) {
+                total -= c.bytes;
+                let _ = std::fs::remove_file(self.path(id));
+                let _ = std::fs::remove_file(self.dir.join(format!("{id}.json")));
+                tracing::info!(
+                    id,
+                    bytes = c.bytes,
+                    "capture evicted: over the capture budget"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("outflow-captures-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn spec(pod: &str) -> CaptureSpec {
+        CaptureSpec {
+            pod: Some(pod.to_string()),
+            ..CaptureSpec::default()
+        }
+    }
+
+    fn done(caps: &Captures, id: u64, bytes: usize) {
+        assert_eq!(caps.take_tasks("n1").len(), 1);
+        caps.append(id, &vec![7u8; bytes]).expect("append");
+        caps.finish(
+            id,
+            CaptureResult {
+                ended: "stopped".into(),
+                ..CaptureResult::default()
+            },
+            9,
+        )
+        .expect("finish");
+    }
+
+    #[test]
+    fn finished_captures_past_the_budget_are_evicted_oldest_first_and_survive_a_restart() {
+        let d = dir("budget");
+        let caps = Captures::open(&d, 2500).expect("open");
+        for _ in 0..3 {
+            let id = caps.create(spec("default/web"), "n1".into(), 1).id;
+            done(&caps, id, 1000);
+        }
+        let ids: Vec<u64> = caps.list().iter().map(|c| c.id).collect();
+        assert_eq!(ids, vec![3, 2], "the oldest went to stay within 2500 bytes");
+        assert!(!caps.path(1).exists() && caps.path(2).exists());
+        let again = Captures::open(&d, 2500).expect("reopen");
+        let listed: Vec<(u64, CaptureState)> =
+            again.list().iter().map(|c| (c.id, c.state)).collect();
+        assert_eq!(
+            listed,
+            vec![(3, CaptureState::Done), (2, CaptureState::Done)]
+        );
+        assert_eq!(
+            again.create(spec("default/web"), "n1".into(), 1).id,
+            4,
+            "ids are not reused"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_capture_goes_pending_running_stopping_done_and_only_its_node_takes_it() {
+        let d = dir("states");
+        let caps = Captures::open(&d, u64::MAX).expect("open");
+        let id = caps.create(spec("default/web"), "n1".into(), 1).id;
+        assert!(
+            caps.take_tasks("n2").is_empty(),
+            "another node's agent does not get it"
+        );
+        assert_eq!(caps.take_tasks("n1")[0].id, id);
+        assert!(caps.take_tasks("n1").is_empty(), "handed over once");
+        assert_eq!(
+            caps.stop(id, 2).expect("stop").state,
+            CaptureState::Stopping
+        );
+        caps.finish(
+            id,
+            CaptureResult {
+                packets: 5,
+                ended: "stopped".into(),
+                ..CaptureResult::default()
+            },
+            3,
+        )
+        .expect("finish");
+        let c = caps.get(id).expect("kept");
+        assert_eq!((c.state, c.packets), (CaptureState::Done, 5));
+        let pending = caps.create(spec("default/db"), "n1".into(), 4).id;
+        let c = caps.stop(pending, 5).expect("stop");
+        assert_eq!(
+            c.state,
+            CaptureState::Done,
+            "a capture stopped before it started is over"
+        );
+        assert!(caps.take_tasks("n1").is_empty());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

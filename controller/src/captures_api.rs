@@ -1,0 +1,267 @@
+//! The capture endpoints (DESIGN.md §4.4): people create, watch, download and stop captures;
+//! agents take their node's tasks (long poll), stream the pcapng up and report how it ended.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::api::{now_ns, ApiError, AppState};
+use crate::captures::{CaptureInfo, CaptureResult, CaptureSpec, CaptureState, Captures};
+
+/// Longest filter accepted.
+const MAX_FILTER: usize = 4096;
+/// Longest long poll of an agent.
+const MAX_WAIT_S: u64 = 30;
+
+/// The routes, all behind the token check.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/captures", get(list).post(create))
+        .route("/api/v1/captures/{id}", get(one).delete(stop))
+        .route("/api/v1/captures/{id}/pcapng", get(download).put(upload))
+        .route("/api/v1/captures/{id}/result", post(result))
+        .route("/api/v1/agent/captures", get(tasks))
+}
+
+fn captures(state: &AppState) -> Result<&Captures, ApiError> {
+    state.captures().ok_or_else(|| {
+        ApiError::Rejected(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "captures are not enabled on this controller (no --capture-dir)".into(),
+        )
+    })
+}
+
+fn id_of(p: Result<Path<u64>, PathRejection>) -> Result<u64, ApiError> {
+    p.map(|Path(id)| id).map_err(|_| {
+        ApiError::BadRequest(
+            "a capture id is a number, as POST /api/v1/captures returned it".into(),
+        )
+    })
+}
+
+fn not_found(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Rejected(StatusCode::NOT_FOUND, e.to_string())
+}
+
+/// Checks a request; the filter with libpcap, so a typo is a 400 with libpcap's words.
+fn check_spec(s: &CaptureSpec) -> Result<(), ApiError> {
+    if s.filter.len() > MAX_FILTER {
+        return Err(ApiError::BadRequest(format!(
+            "filter: longer than {MAX_FILTER} bytes"
+        )));
+    }
+    if let Some(pod) = &s.pod {
+        let ok = pod
+            .split_once('/')
+            .is_some_and(|(ns, n)| !ns.is_empty() && !n.is_empty() && !n.contains('/'));
+        if !ok {
+            return Err(ApiError::BadRequest(format!(
+                "pod {pod:?}: expected NAMESPACE/NAME"
+            )));
+        }
+    } else if s.node.is_none() || s.interface.is_none() {
+        return Err(ApiError::BadRequest(
+            "say what to capture: a pod (NAMESPACE/NAME), or a node and an interface".into(),
+        ));
+    }
+    if let Some(i) = &s.interface {
+        if i.is_empty() || i.len() > 15 || i.contains(['/', '\0']) {
+            return Err(ApiError::BadRequest(format!(
+                "interface {i:?}: not an interface name"
+            )));
+        }
+    }
+    let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    dead.compile(&s.filter, true)
+        .map_err(|e| ApiError::BadRequest(format!("bad filter {:?}: {e}", s.filter)))?;
+    Ok(())
+}
+
+async fn create(
+    State(state): State<AppState>,
+    body: Result<Json<CaptureSpec>, JsonRejection>,
+) -> Result<(StatusCode, Json<CaptureInfo>), ApiError> {
+    let Json(spec) =
+        body.map_err(|e| ApiError::Rejected(e.status(), format!("capture: {}", e.body_text())))?;
+    check_spec(&spec)?;
+    let node = match (&spec.node, &spec.pod) {
+        (Some(n), _) => n.clone(),
+        (None, Some(pod)) => {
+            let (ns, name) = pod.split_once('/').expect("checked");
+            state.node_of_pod(ns, name).await?.ok_or_else(|| {
+                not_found(format!(
+                    "pod {pod} has no records on any node: give its node (--node), or let it make traffic first"
+                ))
+            })?
+        }
+        (None, None) => unreachable!("checked"),
+    };
+    let info = captures(&state)?.create(spec, node, now_ns());
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+async fn list(State(state): State<AppState>) -> Result<Json<Vec<CaptureInfo>>, ApiError> {
+    Ok(Json(captures(&state)?.list()))
+}
+
+async fn one(
+    State(state): State<AppState>,
+    id: Result<Path<u64>, PathRejection>,
+) -> Result<Json<CaptureInfo>, ApiError> {
+    let id = id_of(id)?;
+    captures(&state)?.get(id).map(Json).map_err(not_found)
+}
+
+async fn stop(
+    State(state): State<AppState>,
+    id: Result<Path<u64>, PathRejection>,
+) -> Result<Json<CaptureInfo>, ApiError> {
+    let id = id_of(id)?;
+    captures(&state)?
+        .stop(id, now_ns())
+        .map(Json)
+        .map_err(not_found)
+}
+
+/// The pcapng: what is there, then more as the agent sends it, until the capture ends.
+async fn download(
+    State(state): State<AppState>,
+    id: Result<Path<u64>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = id_of(id)?;
+    captures(&state)?.get(id).map_err(not_found)?;
+    let path = captures(&state)?.path(id);
+    let rx = captures(&state)?.subscribe();
+    let stream = futures_util::stream::unfold(
+        (state, 0u64, rx, false),
+        move |(state, offset, mut rx, over)| {
+            let path = path.clone();
+            async move {
+                if over {
+                    return None;
+                }
+                loop {
+                    let chunk = read_at(&path, offset).await;
+                    if !chunk.is_empty() {
+                        let n = chunk.len() as u64;
+                        return Some((
+                            Ok::<_, std::io::Error>(chunk),
+                            (state, offset + n, rx, false),
+                        ));
+                    }
+                    let ended = state
+                        .captures()
+                        .and_then(|c| c.get(id).ok())
+                        .is_none_or(|c| {
+                            matches!(c.state, CaptureState::Done | CaptureState::Failed)
+                        });
+                    if ended {
+                        // Bytes appended just before the end.
+                        let last = read_at(&path, offset).await;
+                        return (!last.is_empty()).then(|| (Ok(last), (state, offset, rx, true)));
+                    }
+                    let _ = tokio::time::timeout(Duration::from_secs(1), rx.changed()).await;
+                }
+            }
+        },
+    );
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-pcapng")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Up to 256 KiB of a file from `offset`; empty at the end or when it does not exist yet.
+async fn read_at(path: &std::path::Path, offset: u64) -> Bytes {
+    let Ok(mut f) = tokio::fs::File::open(path).await else {
+        return Bytes::new();
+    };
+    if f.seek(std::io::SeekFrom::Start(offset)).await.is_err() {
+        return Bytes::new();
+    }
+    let mut buf = vec![0u8; 256 << 10];
+    match f.read(&mut buf).await {
+        Ok(n) => {
+            buf.truncate(n);
+            Bytes::from(buf)
+        }
+        Err(_) => Bytes::new(),
+    }
+}
+
+/// The agent's stream: appended as it comes.
+async fn upload(
+    State(state): State<AppState>,
+    id: Result<Path<u64>, PathRejection>,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let id = id_of(id)?;
+    let caps = captures(&state)?;
+    let info = caps.get(id).map_err(not_found)?;
+    if !matches!(info.state, CaptureState::Running | CaptureState::Stopping) {
+        return Err(ApiError::Rejected(
+            StatusCode::CONFLICT,
+            format!("capture {id} is {:?}, not running", info.state),
+        ));
+    }
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("capture stream: {e}")))?;
+        caps.append(id, &chunk)
+            .map_err(|e| ApiError::Internal(format!("writing capture {id}: {e}")))?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn result(
+    State(state): State<AppState>,
+    id: Result<Path<u64>, PathRejection>,
+    body: Result<Json<CaptureResult>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = id_of(id)?;
+    let Json(r) =
+        body.map_err(|e| ApiError::Rejected(e.status(), format!("result: {}", e.body_text())))?;
+    captures(&state)?
+        .finish(id, r, now_ns())
+        .map_err(not_found)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskQuery {
+    node: String,
+    /// Seconds to wait for a task (at most 30).
+    wait: Option<u64>,
+}
+
+/// An agent's long poll: its node's new captures, as soon as there is one.
+async fn tasks(
+    State(state): State<AppState>,
+    q: Result<Query<TaskQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<CaptureInfo>>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let caps = captures(&state)?;
+    let mut rx = caps.subscribe();
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_S));
+    loop {
+        let tasks = caps.take_tasks(&q.node);
+        if !tasks.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(tasks));
+        }
+        let _ = tokio::time::timeout_at(deadline, rx.changed()).await;
+    }
+}

@@ -1,9 +1,10 @@
 //! Capture on demand: libpcap on a pod's (or the node's) interfaces, with a tcpdump filter,
 //! written as pcapng while it runs.
 //!
-//! Each interface gets two captures, one per direction (`pcap_setdirection`), because a single
-//! device's Ethernet frames do not say which way they went; packets are written in time order
-//! with their direction flag. The agent's limits cap whatever a request asks, the filter is
+//! A single device's Ethernet frames do not say which way they went: with the pod's address
+//! known, a frame from it is what the pod sent and any other what it received; without it, the
+//! device gets two captures, one per direction (`pcap_setdirection`, which makes the kernel copy
+//! every packet twice, so it is the fallback). The agent's limits cap whatever a request asks, the filter is
 //! compiled before anything opens, and a capture whose interface vanishes ends with what it
 //! got, in a valid file. Names from the DNS answers it sees go into name-resolution blocks as
 //! they appear, so a streamed capture shows names too.
@@ -19,6 +20,9 @@ use outflow_core::capfile::{
 };
 use outflow_core::{Engine, Profile};
 use pcap::{Active, Capture, Precision};
+
+use crate::inventory::{Inventory, NetnsInventory, PodRef};
+use crate::netlink;
 
 /// What the agent allows, whatever a request asks.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +62,9 @@ pub struct Target {
     /// The device is a pod's host-side end: directions are flipped to be the pod's (what the
     /// host's end receives, the pod sent).
     pub pod_side: bool,
+    /// The Ethernet address of the pod at the other end: frames from it are what the pod
+    /// sent, the rest what it received. Unknown: two captures, one per direction.
+    pub peer_mac: Option<[u8; 6]>,
 }
 
 /// A capture to run.
@@ -151,6 +158,58 @@ pub enum CaptureError {
     Write(String),
 }
 
+/// The interfaces to capture, looked up in the node's namespace (the calling thread's): a pod's
+/// node-side veths (from the named-netns inventory), optionally only `interface` of them, or the
+/// node's `interface` alone. A pod's come with the pod's Ethernet address, which tells directions
+/// apart.
+pub fn targets(
+    pod: Option<&str>,
+    interface: Option<&str>,
+    node: &str,
+    node_netns: Option<String>,
+) -> Result<Vec<Target>, String> {
+    let links = netlink::links().map_err(|e| format!("listing interfaces: {e}"))?;
+    let Some(pod) = pod else {
+        let i = interface.ok_or("say what to capture: a pod or an interface")?;
+        if !links.iter().any(|l| l.name == i) {
+            return Err(format!("no interface {i} on node {node}"));
+        }
+        return Ok(vec![Target {
+            label: format!("{i}@{node}"),
+            ifname: i.to_string(),
+            pod_side: false,
+            peer_mac: None,
+        }]);
+    };
+    let (namespace, name) = pod
+        .split_once('/')
+        .ok_or_else(|| format!("pod {pod:?}: expected NAMESPACE/NAME"))?;
+    let mut inventory = NetnsInventory::new(node_netns);
+    inventory.refresh(&links);
+    let mut ifaces = inventory.interfaces_of(&PodRef {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    });
+    if let Some(i) = interface {
+        ifaces.retain(|n| n.node_side == i);
+    }
+    if ifaces.is_empty() {
+        return Err(format!(
+            "pod {pod} has no interface on node {node} (pods are named network namespaces whose \
+             veth leads to the node; `ip netns list` shows them)"
+        ));
+    }
+    Ok(ifaces
+        .into_iter()
+        .map(|i| Target {
+            label: format!("{pod}@{node}"),
+            ifname: i.node_side,
+            pod_side: true,
+            peer_mac: i.pod_mac,
+        })
+        .collect())
+}
+
 /// Compiles the filter the way the capture will, so a bad one fails before anything starts.
 pub fn check_filter(filter: &str) -> Result<(), CaptureError> {
     let dead = Capture::dead(pcap::Linktype::ETHERNET).map_err(|e| CaptureError::Filter {
@@ -168,8 +227,31 @@ pub fn check_filter(filter: &str) -> Result<(), CaptureError> {
 struct Handle {
     interface: u32,
     ifname: String,
-    direction: Direction,
+    /// How directions are told: fixed by the capture's own direction, or by the source address.
+    direction: Sense,
     capture: Capture<Active>,
+}
+
+#[derive(Clone, Copy)]
+enum Sense {
+    Fixed(Direction),
+    /// (the peer's address, the direction of what it sends, of the rest)
+    ByMac([u8; 6], Direction, Direction),
+}
+
+impl Sense {
+    fn of(self, frame: &[u8]) -> Direction {
+        match self {
+            Sense::Fixed(d) => d,
+            Sense::ByMac(mac, sent, received) => {
+                if frame.get(6..12) == Some(&mac[..]) {
+                    sent
+                } else {
+                    received
+                }
+            }
+        }
+    }
 }
 
 fn open(
@@ -185,7 +267,10 @@ fn open(
     let mut cap = Capture::from_device(t.ifname.as_str())
         .map_err(err)?
         .promisc(false)
-        .immediate_mode(true)
+        // Blocks handed over when full or after 200 ms, as tcpdump -w does: immediate mode
+        // would wake the capture for every packet and cost a busy interface a third of its rate.
+        .immediate_mode(false)
+        .timeout(200)
         .snaplen(snaplen as i32)
         .buffer_size(4 << 20)
         .precision(Precision::Nano)
@@ -238,10 +323,15 @@ pub fn run<W: Write>(
         } else {
             (Direction::Inbound, Direction::Outbound)
         };
-        for (dir, direction) in [
-            (pcap::Direction::In, received),
-            (pcap::Direction::Out, sent),
-        ] {
+        let senses = match t.peer_mac {
+            // What the peer sends, the host's end receives.
+            Some(mac) => vec![(pcap::Direction::InOut, Sense::ByMac(mac, received, sent))],
+            None => vec![
+                (pcap::Direction::In, Sense::Fixed(received)),
+                (pcap::Direction::Out, Sense::Fixed(sent)),
+            ],
+        };
+        for (dir, direction) in senses {
             handles.push(Handle {
                 interface: id as u32,
                 ifname: t.ifname.clone(),
@@ -277,9 +367,13 @@ pub fn run<W: Write>(
     let start_ns = now_ns();
     let started = Instant::now();
     let mut engine = Engine::new(&Profile::default());
+    // Only DNS feeds the name-resolution blocks: the engine sees nothing else, which keeps a
+    // busy capture's cost near libpcap's own.
+    let dns = Capture::dead(pcap::Linktype::ETHERNET)
+        .and_then(|d| d.compile("port 53", true))
+        .map_err(|e| CaptureError::Write(format!("compiling the DNS selector: {e}")))?;
     let (mut packets, mut bytes) = (0u64, 0u64);
     let mut written_by = vec![0u64; req.targets.len()];
-    let mut batch: Vec<(u64, u32, Direction, Vec<u8>, u32)> = Vec::new();
     let ended = loop {
         if stop.load(Ordering::Relaxed) {
             break Ended::Stopped;
@@ -297,46 +391,50 @@ pub fn run<W: Write>(
             let _ = poll(&mut fds, PollTimeout::from(wait));
         }
         let mut gone = None;
+        let mut limit = None;
+        // Written straight from libpcap's buffer: no copy. Each interface's packets come in
+        // time order; several interfaces interleave by batch, which readers take.
         for h in handles.iter_mut() {
-            let (interface, direction) = (h.interface, h.direction);
-            let read = h.capture.dispatch(Some(1024), |p| {
+            let (interface, sense) = (h.interface, h.direction);
+            let read = h.capture.dispatch(Some(4096), |p| {
+                if limit.is_some() {
+                    return;
+                }
+                if packets >= max_packets {
+                    limit = Some(Ended::Count);
+                    return;
+                }
+                if bytes + p.data.len() as u64 > max_bytes {
+                    limit = Some(Ended::Bytes);
+                    return;
+                }
                 let ts = &p.header.ts;
                 let ts_ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_usec as u64;
-                batch.push((ts_ns, interface, direction, p.data.to_vec(), p.header.len));
+                let direction = sense.of(p.data);
+                if dns.filter(p.data) {
+                    engine.observe(&Packet {
+                        ts_ns,
+                        iface: interface,
+                        link: LinkType::Ethernet,
+                        direction,
+                        orig_len: p.header.len,
+                        data: p.data,
+                    });
+                }
+                if w.write_packet(interface, ts_ns, direction, p.data, p.header.len, None)
+                    .is_err()
+                {
+                    limit = Some(Ended::ReaderGone);
+                    return;
+                }
+                packets += 1;
+                bytes += p.data.len() as u64;
+                written_by[interface as usize] += 1;
             });
             if let Err(e) = read {
                 tracing::warn!(ifname = %h.ifname, error = %e, "capture interface gone");
                 gone = Some(h.ifname.clone());
             }
-        }
-        batch.sort_by_key(|b| b.0);
-        let mut limit = None;
-        for (ts_ns, interface, direction, data, orig_len) in batch.drain(..) {
-            if packets >= max_packets {
-                limit = Some(Ended::Count);
-                break;
-            }
-            if bytes + data.len() as u64 > max_bytes {
-                limit = Some(Ended::Bytes);
-                break;
-            }
-            engine.observe(&Packet {
-                ts_ns,
-                iface: interface,
-                link: LinkType::Ethernet,
-                direction,
-                orig_len,
-                data: &data,
-            });
-            if w.write_packet(interface, ts_ns, direction, &data, orig_len, None)
-                .is_err()
-            {
-                limit = Some(Ended::ReaderGone);
-                break;
-            }
-            packets += 1;
-            bytes += data.len() as u64;
-            written_by[interface as usize] += 1;
         }
         if limit == Some(Ended::ReaderGone) {
             break Ended::ReaderGone;
@@ -368,8 +466,10 @@ pub fn run<W: Write>(
         if let Ok(s) = h.capture.stats() {
             let st = &mut per_iface[h.interface as usize];
             st.accepted += s.received as u64;
-            st.os_dropped += (s.dropped + s.if_dropped) as u64;
-            kernel_drops += (s.dropped + s.if_dropped) as u64;
+            // The capture's own losses; the interface's drops happen to every reader alike.
+            st.os_dropped += s.dropped as u64;
+            st.if_dropped += s.if_dropped as u64;
+            kernel_drops += s.dropped as u64;
         }
     }
     if ended != Ended::ReaderGone {

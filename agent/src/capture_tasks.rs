@@ -13,9 +13,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use crate::capture::{self, Limits, Request, Target};
-use crate::inventory::{Inventory, NetnsInventory, PodRef};
-use crate::{netlink, netns};
+use crate::capture::{self, Limits, Request};
+use crate::netns;
 
 /// Where the controller is and what this node allows.
 #[derive(Debug, Clone)]
@@ -154,40 +153,6 @@ fn report(cfg: &TaskConfig, id: u64, packets: u64, drops: u64, ended: &str, erro
     }
 }
 
-/// The interfaces of a task, in the node's namespace (this thread is already in it).
-fn targets(cfg: &TaskConfig, t: &Task) -> Result<Vec<Target>, String> {
-    let Some(pod) = &t.pod else {
-        let i = t.interface.clone().ok_or("no pod and no interface")?;
-        return Ok(vec![Target {
-            label: format!("{i}@{}", cfg.node),
-            ifname: i,
-            pod_side: false,
-        }]);
-    };
-    let (namespace, name) = pod.split_once('/').ok_or("pod is not NAMESPACE/NAME")?;
-    let links = netlink::links().map_err(|e| e.to_string())?;
-    let mut inventory = NetnsInventory::new(cfg.node_netns.clone());
-    inventory.refresh(&links);
-    let mut ifaces = inventory.interfaces_of(&PodRef {
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-    });
-    if let Some(i) = &t.interface {
-        ifaces.retain(|n| n == i);
-    }
-    if ifaces.is_empty() {
-        return Err(format!("pod {pod} has no interface on node {}", cfg.node));
-    }
-    Ok(ifaces
-        .into_iter()
-        .map(|ifname| Target {
-            label: format!("{pod}@{}", cfg.node),
-            ifname,
-            pod_side: true,
-        })
-        .collect())
-}
-
 /// Runs one capture. This thread and the upload stay in the agent's own namespace, where the
 /// controller is reachable; only the capture thread enters the node's.
 fn run_task(cfg: &TaskConfig, t: &Task) {
@@ -218,7 +183,12 @@ fn run_task(cfg: &TaskConfig, t: &Task) {
                 netns::enter(ns).map_err(|e| format!("cannot enter the node namespace: {e}"))?;
             }
             let req = Request {
-                targets: targets(&cfg, &t)?,
+                targets: capture::targets(
+                    t.pod.as_deref(),
+                    t.interface.as_deref(),
+                    &cfg.node,
+                    cfg.node_netns.clone(),
+                )?,
                 filter: t.filter.clone(),
                 snaplen: t.snaplen.unwrap_or(0),
                 max_packets: t.count,

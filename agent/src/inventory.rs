@@ -22,14 +22,24 @@ pub struct PodRef {
     pub name: String,
 }
 
+/// A pod's veth: the node-side name and the pod-side address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInterface {
+    /// The node-side device.
+    pub node_side: String,
+    /// The pod-side end's Ethernet address: frames from it are what the pod sent.
+    pub pod_mac: Option<[u8; 6]>,
+}
+
 /// Maps addresses to pods.
 pub trait Inventory: Send {
     /// Looks again (pods come and go); `node_links` are the node's interfaces.
     fn refresh(&mut self, node_links: &[Link]);
     /// The pod holding this address.
     fn pod_of(&self, ip: IpAddr) -> Option<&PodRef>;
-    /// The node-side interfaces leading to a pod, where the inventory knows them.
-    fn interfaces_of(&self, _pod: &PodRef) -> Vec<String> {
+    /// The node-side interfaces leading to a pod, each with the pod-side end's Ethernet
+    /// address, where the inventory knows them.
+    fn interfaces_of(&self, _pod: &PodRef) -> Vec<PodInterface> {
         Vec::new()
     }
 }
@@ -40,8 +50,8 @@ pub struct NetnsInventory {
     /// The namespace playing the node, which is not a pod.
     node_netns: Option<String>,
     pods: HashMap<IpAddr, PodRef>,
-    /// Node-side veths per pod.
-    interfaces: HashMap<PodRef, Vec<String>>,
+    /// Veths per pod.
+    interfaces: HashMap<PodRef, Vec<PodInterface>>,
 }
 
 impl NetnsInventory {
@@ -58,7 +68,7 @@ impl NetnsInventory {
 impl Inventory for NetnsInventory {
     fn refresh(&mut self, node_links: &[Link]) {
         let mut pods = HashMap::new();
-        let mut interfaces: HashMap<PodRef, Vec<String>> = HashMap::new();
+        let mut interfaces: HashMap<PodRef, Vec<PodInterface>> = HashMap::new();
         for name in netns::names() {
             if Some(&name) == self.node_netns.as_ref() {
                 continue;
@@ -78,7 +88,7 @@ impl Inventory for NetnsInventory {
             };
             // A veth pair names each other's index: both must match, since indexes are only
             // unique within a namespace.
-            let pairs: Vec<(u32, &str)> = links
+            let pairs: Vec<(u32, PodInterface)> = links
                 .iter()
                 .filter(|l| l.peer_index != 0)
                 .filter_map(|l| {
@@ -89,7 +99,13 @@ impl Inventory for NetnsInventory {
                                 && n.index == l.peer_index
                                 && n.peer_index == l.index
                         })
-                        .map(|n| (l.index, n.name.as_str()))
+                        .map(|n| {
+                            let iface = PodInterface {
+                                node_side: n.name.clone(),
+                                pod_mac: l.mac,
+                            };
+                            (l.index, iface)
+                        })
                 })
                 .collect();
             let pod = PodRef {
@@ -102,14 +118,14 @@ impl Inventory for NetnsInventory {
                 }
             }
             if !pairs.is_empty() {
-                interfaces.insert(pod, pairs.iter().map(|(_, n)| n.to_string()).collect());
+                interfaces.insert(pod, pairs.into_iter().map(|(_, i)| i).collect());
             }
         }
         self.pods = pods;
         self.interfaces = interfaces;
     }
 
-    fn interfaces_of(&self, pod: &PodRef) -> Vec<String> {
+    fn interfaces_of(&self, pod: &PodRef) -> Vec<PodInterface> {
         self.interfaces.get(pod).cloned().unwrap_or_default()
     }
 

@@ -27,6 +27,8 @@ pub struct Link {
     pub peer_index: u32,
     /// For a veth whose peer is in another namespace, that namespace's id as seen from here.
     pub peer_netnsid: Option<i32>,
+    /// Its Ethernet address, when it has one.
+    pub mac: Option<[u8; 6]>,
 }
 
 /// The links of this namespace.
@@ -39,12 +41,14 @@ pub fn links() -> io::Result<Vec<Link>> {
                 name: String::new(),
                 peer_index: 0,
                 peer_netnsid: None,
+                mac: None,
             };
             for a in l.attributes {
                 match a {
                     LinkAttribute::IfName(n) => link.name = n,
                     LinkAttribute::Link(p) => link.peer_index = p,
                     LinkAttribute::LinkNetNsId(id) => link.peer_netnsid = Some(id),
+                    LinkAttribute::Address(a) => link.mac = a.try_into().ok(),
                     _ => {}
                 }
             }

@@ -101,6 +101,7 @@ fn write_sample(path: &Path) {
             end_ns: T0 + 2_000_000_000,
             accepted: 2,
             os_dropped: 3,
+            if_dropped: 0,
             delivered: 2,
         },
     )

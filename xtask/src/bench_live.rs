@@ -414,6 +414,88 @@ fn memory(outflow: &Path, flow_entries: u32) -> Result<Vec<(u64, u64, u64)>> {
     Ok(out)
 }
 
+/// A capture to file during the load: tcpdump or outflow, same interface, same snaplen.
+fn start_capture(outflow: &Path, tool: &str, file: &Path) -> Result<Child> {
+    let f = file.to_str().context("path")?;
+    let child = match tool {
+        "tcpdump" => in_ns(NODE, &["tcpdump", "-q", "-i", VETH, "-s", "512", "-w", f])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?,
+        _ => Command::new(outflow)
+            // The pod namespace is a pod to outflow's inventory: its veth and its address.
+            .args(["capture", "--local", "--node-netns", NODE, "--pod"])
+            .arg(format!("default/{POD}"))
+            .args(["-s", "512", "-w", f])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?,
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    Ok(child)
+}
+
+/// Stops a capture with SIGINT; returns the kernel drops it reported.
+fn stop_capture(child: Child) -> Result<u64> {
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    // tcpdump: "N packets dropped by kernel"; outflow: "…; N dropped by the kernel; …".
+    let drops = text
+        .lines()
+        .find_map(|l| {
+            let at = l.find(" dropped by")?;
+            l[..at].rsplit([' ', ';']).next()?.parse::<u64>().ok()
+        })
+        .unwrap_or(0);
+    Ok(drops)
+}
+
+/// iperf3 (TCP, or the 64-byte UDP flood) bare, under `tcpdump -w`, and under `outflow capture
+/// -w`, interleaved; medians of throughput and kernel drops.
+fn capture_compare(
+    outflow: &Path,
+    udp: bool,
+    rounds: usize,
+    seconds: u64,
+) -> Result<[(f64, f64); 3]> {
+    let tools = ["bare", "tcpdump", "outflow"];
+    let mut runs: [Vec<(f64, f64)>; 3] = Default::default();
+    let file = std::env::temp_dir().join("outflow-bench-capture.pcapng");
+    for round in 0..rounds {
+        for k in 0..tools.len() {
+            let i = (round + k) % tools.len();
+            let child = if i == 0 {
+                None
+            } else {
+                Some(start_capture(outflow, tools[i], &file)?)
+            };
+            let bps = iperf(udp, seconds)?;
+            let drops = match child {
+                Some(c) => stop_capture(c)?,
+                None => 0,
+            };
+            let _ = std::fs::remove_file(&file);
+            eprintln!(
+                "  round {} {:<8} {:>8.0} Mbit/s, {drops} kernel drops",
+                round + 1,
+                tools[i],
+                bps / 1e6
+            );
+            runs[i].push((bps, drops as f64));
+        }
+    }
+    let med = |v: &Vec<(f64, f64)>| {
+        (
+            median(v.iter().map(|r| r.0).collect()),
+            median(v.iter().map(|r| r.1).collect()),
+        )
+    };
+    Ok([med(&runs[0]), med(&runs[1]), med(&runs[2])])
+}
+
 /// Runs the benchmark.
 pub fn run(args: &[String]) -> Result<()> {
     crate::setup()?;
@@ -445,6 +527,13 @@ pub fn run(args: &[String]) -> Result<()> {
     if want("events") {
         eprintln!("SYN/RST control events:");
         events = Some(event_rate(&outflow, 50_000, seconds)?);
+    }
+    let mut captures = Vec::new();
+    if want("capture") {
+        for (udp, load) in [(false, "iperf3 TCP"), (true, "iperf3 UDP 64 B")] {
+            eprintln!("{load} while capturing to a file, snaplen 512, {seconds} s per run:");
+            captures.push((load, udp, capture_compare(&outflow, udp, ROUNDS, seconds)?));
+        }
     }
     if want("memory") {
         eprintln!("flow map of 65536 entries, RSS as flows are added:");
@@ -488,6 +577,29 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     if let Some((rate, drops, cpu)) = events {
         println!("\nControl events: {rate:.0} events/s (SYN + RST) for {seconds} s, ring-buffer drops: **{drops}**, agent CPU {:.0} % of one core.\n", cpu * 100.0);
+    }
+    if !captures.is_empty() {
+        println!("\n| capture of the pod to file (snaplen 512) | bare | tcpdump -w | ratio | kernel drops | outflow capture -w | ratio | kernel drops |");
+        println!("|---|---|---|---|---|---|---|---|");
+    }
+    for (load, udp, [bare, tcpdump, ours]) in &captures {
+        let unit = |v: f64| {
+            if *udp {
+                format!("{v:.0} pkt/s")
+            } else {
+                format!("{:.0} Mbit/s", v / 1e6)
+            }
+        };
+        println!(
+            "| {load} | {} | {} | {:.3} | {:.0} | {} | **{:.3}** | **{:.0}** |",
+            unit(bare.0),
+            unit(tcpdump.0),
+            tcpdump.0 / bare.0,
+            tcpdump.1,
+            unit(ours.0),
+            ours.0 / bare.0,
+            ours.1
+        );
     }
     if !mem.is_empty() {
         println!("| flow directions in one burst | agent RSS | flows evicted (map of 65536) |");

@@ -12,9 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use outflow_agent::capture::{self, Limits, Request, Target};
-use outflow_agent::inventory::{Inventory, NetnsInventory, PodRef};
-use outflow_agent::{netlink, netns};
+use outflow_agent::capture::{self, Limits, Request};
+use outflow_agent::netns;
 
 /// Flags of `outflow capture`.
 #[derive(clap::Args)]
@@ -64,7 +63,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(ns) = &args.node_netns {
         netns::enter(ns)?;
     }
-    let targets = targets(&args, &node)?;
+    let targets = capture::targets(
+        args.pod.as_deref(),
+        args.interface.as_deref(),
+        &node,
+        args.node_netns.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let (out, shown) = output(&args)?;
     let comment = format!(
         "node {node}; {}; filter {:?}",
@@ -208,48 +213,6 @@ fn remote(args: &Args, filter: String) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// The interfaces: the pod's host-side veths (from the named-netns inventory), or `-i`.
-fn targets(args: &Args, node: &str) -> anyhow::Result<Vec<Target>> {
-    let Some(pod) = &args.pod else {
-        let Some(i) = &args.interface else {
-            bail!("say what to capture: --pod NAMESPACE/NAME or -i INTERFACE");
-        };
-        return Ok(vec![Target {
-            ifname: i.clone(),
-            label: format!("{i}@{node}"),
-            pod_side: false,
-        }]);
-    };
-    let (namespace, name) = pod
-        .split_once('/')
-        .with_context(|| format!("--pod {pod:?}: expected NAMESPACE/NAME"))?;
-    let links = netlink::links()?;
-    let mut inventory = NetnsInventory::new(args.node_netns.clone());
-    inventory.refresh(&links);
-    let pod_ref = PodRef {
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-    };
-    let mut ifaces = inventory.interfaces_of(&pod_ref);
-    if let Some(i) = &args.interface {
-        ifaces.retain(|n| n == i);
-    }
-    if ifaces.is_empty() {
-        bail!(
-            "pod {pod} has no interface on this node (pods are named network namespaces whose veth \
-             leads here; `ip netns list` shows them)"
-        );
-    }
-    Ok(ifaces
-        .into_iter()
-        .map(|ifname| Target {
-            label: format!("{pod}@{node}"),
-            ifname,
-            pod_side: true,
-        })
-        .collect())
 }
 
 /// `outflow-default-web-1-20261125T201500.pcapng`: only safe characters, in the current

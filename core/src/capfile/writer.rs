@@ -65,6 +65,8 @@ pub struct InterfaceStats {
     pub accepted: u64,
     /// Packets the kernel dropped for want of buffer (`isb_osdrop`).
     pub os_dropped: u64,
+    /// Packets the interface itself dropped, captured or not (`isb_ifdrop`).
+    pub if_dropped: u64,
     /// Packets written to the file (`isb_usrdeliv`).
     pub delivered: u64,
 }
@@ -212,6 +214,7 @@ impl<W: Write> PcapngWriter<W> {
                 InterfaceStatisticsOption::IsbEndTime(s.end_ns),
                 InterfaceStatisticsOption::IsbFilterAccept(s.accepted),
                 InterfaceStatisticsOption::IsbOsDrop(s.os_dropped),
+                InterfaceStatisticsOption::IsbIfDrop(s.if_dropped),
                 InterfaceStatisticsOption::IsbUsrDeliv(s.delivered),
             ],
         };

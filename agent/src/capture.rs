@@ -420,6 +420,15 @@ pub fn run<W: Write>(
                         orig_len: p.header.len,
                         data: p.data,
                     });
+                    // Before the packets that follow: a one-pass reader (tshark, a live
+                    // Wireshark) applies names only to what comes after them.
+                    let names = engine
+                        .dns_names()
+                        .flat_map(|(ip, names)| names.iter().map(move |n| (ip, n.as_str())));
+                    if w.write_names(names).is_err() {
+                        limit = Some(Ended::ReaderGone);
+                        return;
+                    }
                 }
                 if w.write_packet(interface, ts_ns, direction, p.data, p.header.len, None)
                     .is_err()
@@ -439,13 +448,8 @@ pub fn run<W: Write>(
         if limit == Some(Ended::ReaderGone) {
             break Ended::ReaderGone;
         }
-        let names: Vec<(std::net::IpAddr, String)> = engine
-            .dns_names()
-            .flat_map(|(ip, names)| names.iter().map(move |n| (ip, n.clone())))
-            .collect();
-        let written = w
-            .write_names(names.iter().map(|(ip, n)| (*ip, n.as_str())))
-            .and_then(|()| w.flush());
+        // Each batch reaches the reader (a pipe to Wireshark) as it is read.
+        let written = w.flush();
         if written.is_err() {
             break Ended::ReaderGone;
         }

@@ -48,6 +48,9 @@ impl Default for Limits {
     }
 }
 
+/// How long libpcap keeps a partly filled block before handing it over.
+const BLOCK_TIMEOUT_MS: i32 = 200;
+
 /// Headers and a bit: TCP with options, a DNS message, the start of an HTTP request or a TLS
 /// ClientHello.
 pub const DEFAULT_SNAPLEN: u32 = 512;
@@ -270,7 +273,7 @@ fn open(
         // Blocks handed over when full or after 200 ms, as tcpdump -w does: immediate mode
         // would wake the capture for every packet and cost a busy interface a third of its rate.
         .immediate_mode(false)
-        .timeout(200)
+        .timeout(BLOCK_TIMEOUT_MS)
         .snaplen(snaplen as i32)
         .buffer_size(4 << 20)
         .precision(Precision::Nano)
@@ -374,15 +377,22 @@ pub fn run<W: Write>(
         .map_err(|e| CaptureError::Write(format!("compiling the DNS selector: {e}")))?;
     let (mut packets, mut bytes) = (0u64, 0u64);
     let mut written_by = vec![0u64; req.targets.len()];
+    // Asked to stop or out of time: one last read once libpcap has handed over its partly
+    // filled block (its timeout), so the last packets before the stop are in the file.
+    let mut closing: Option<Ended> = None;
     let ended = loop {
-        if stop.load(Ordering::Relaxed) {
-            break Ended::Stopped;
-        }
         let left = duration.saturating_sub(started.elapsed());
-        if left.is_zero() {
-            break Ended::Duration;
+        if closing.is_none() {
+            if stop.load(Ordering::Relaxed) {
+                closing = Some(Ended::Stopped);
+            } else if left.is_zero() {
+                closing = Some(Ended::Duration);
+            }
+            if closing.is_some() {
+                std::thread::sleep(Duration::from_millis(BLOCK_TIMEOUT_MS as u64 + 50));
+            }
         }
-        {
+        if closing.is_none() {
             let mut fds: Vec<PollFd> = handles
                 .iter()
                 .map(|h| PollFd::new(h.capture.as_fd(), PollFlags::POLLIN))
@@ -461,6 +471,9 @@ pub fn run<W: Write>(
         }
         if let Some(i) = gone {
             break Ended::InterfaceGone(i);
+        }
+        if let Some(c) = closing {
+            break c;
         }
     };
     let end_ns = now_ns();

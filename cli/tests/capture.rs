@@ -173,6 +173,25 @@ fn a_pod_capture_holds_what_tcpdump_holds_with_the_pods_names_and_directions() {
     );
     assert!(info.contains("Number of stat entries = 1"), "{info}");
 
+    // Stopped right after the last packet: that packet is in the file.
+    let tail = dir.join(format!("{prefix}-tail.pcapng"));
+    let mut capture = outflow(&prefix)
+        .args(["--pod", &format!("default/{prefix}-pod-a"), "-w"])
+        .arg(&tail)
+        .args(["udp", "port", "53"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("outflow capture");
+    std::thread::sleep(Duration::from_millis(1500));
+    pod(&prefix, &["dig", "+time=2", "+tries=1", "web.example.com"]);
+    assert!(interrupt(&mut capture).success());
+    let tail_rows = fields(tail.to_str().unwrap(), &[], &["dns.flags.response"]);
+    assert!(
+        tail_rows.iter().any(|r| r[0] == "1" || r[0] == "True"),
+        "the answer that came just before Ctrl-C is in the file: {tail_rows:?}"
+    );
+    let _ = std::fs::remove_file(&tail);
+
     // Streaming, with a count.
     let mut streamed = outflow(&prefix)
         .args([

@@ -12,7 +12,7 @@
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use outflow_core::capfile::{
@@ -22,7 +22,7 @@ use outflow_core::{Engine, Profile};
 use pcap::{Active, Capture, Precision};
 
 use crate::inventory::{Inventory, NetnsInventory, PodRef};
-use crate::netlink;
+use crate::{clock, netlink};
 
 /// What the agent allows, whatever a request asks.
 #[derive(Debug, Clone, Copy)]
@@ -289,12 +289,6 @@ fn open(
     cap.setnonblock().map_err(err)
 }
 
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
 /// Runs a capture into `out` until a limit, `stop`, or a vanished interface ends it. The file is
 /// valid whenever it ends; kernel drops go into its statistics blocks.
 pub fn run<W: Write>(
@@ -367,7 +361,7 @@ pub fn run<W: Write>(
     }
     w.flush().map_err(werr)?;
 
-    let start_ns = now_ns();
+    let start_ns = clock::realtime_ns();
     let started = Instant::now();
     let mut engine = Engine::new(&Profile::default());
     // Only DNS feeds the name-resolution blocks: the engine sees nothing else, which keeps a
@@ -476,7 +470,7 @@ pub fn run<W: Write>(
             break c;
         }
     };
-    let end_ns = now_ns();
+    let end_ns = clock::realtime_ns();
     let mut kernel_drops = 0;
     let mut per_iface: Vec<InterfaceStats> = vec![InterfaceStats::default(); req.targets.len()];
     for h in handles.iter_mut() {

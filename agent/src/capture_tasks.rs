@@ -14,6 +14,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::capture::{self, Limits, Request};
+use crate::http::{authorized, client};
 use crate::netns;
 
 /// Where the controller is and what this node allows.
@@ -51,22 +52,6 @@ struct Status {
     state: String,
 }
 
-fn agent(timeout: Option<Duration>) -> ureq::Agent {
-    ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .timeout_global(timeout)
-            .http_status_as_error(false)
-            .build(),
-    )
-}
-
-fn authorized<B>(req: ureq::RequestBuilder<B>, token: &Option<String>) -> ureq::RequestBuilder<B> {
-    match token {
-        Some(t) => req.header("authorization", format!("Bearer {t}")),
-        None => req,
-    }
-}
-
 /// Starts the poller thread; it ends when `stop` is set (within one long poll).
 pub fn spawn(
     cfg: TaskConfig,
@@ -78,7 +63,7 @@ pub fn spawn(
 }
 
 fn poll_tasks(cfg: &TaskConfig, stop: &AtomicBool) {
-    let http = agent(Some(Duration::from_secs(15)));
+    let http = client(Some(Duration::from_secs(15)));
     let url = format!(
         "{}/api/v1/agent/captures",
         cfg.controller.trim_end_matches('/')
@@ -86,7 +71,7 @@ fn poll_tasks(cfg: &TaskConfig, stop: &AtomicBool) {
     let running = Arc::new(AtomicUsize::new(0));
     let mut failing = false;
     while !stop.load(Ordering::Relaxed) {
-        let req = authorized(http.get(&url), &cfg.token)
+        let req = authorized(http.get(&url), cfg.token.as_deref())
             .query("node", &cfg.node)
             .query("wait", "5");
         let tasks: Result<Vec<Task>, String> =
@@ -146,8 +131,11 @@ fn report(cfg: &TaskConfig, id: u64, packets: u64, drops: u64, ended: &str, erro
     let body = serde_json::json!({
         "packets": packets, "kernel_drops": drops, "ended": ended, "error": error,
     });
-    if let Err(e) =
-        authorized(agent(Some(Duration::from_secs(10))).post(&url), &cfg.token).send_json(body)
+    if let Err(e) = authorized(
+        client(Some(Duration::from_secs(10))).post(&url),
+        cfg.token.as_deref(),
+    )
+    .send_json(body)
     {
         warn!(id, error = %e, "cannot report a capture's end");
     }
@@ -169,7 +157,7 @@ fn run_task(cfg: &TaskConfig, t: &Task) {
         );
         std::thread::spawn(move || {
             let body = ureq::SendBody::from_owned_reader(reader);
-            authorized(agent(None).put(&url), &token)
+            authorized(client(None).put(&url), token.as_deref())
                 .header("content-type", "application/x-pcapng")
                 .send(body)
                 .map(|r| r.status())
@@ -209,11 +197,11 @@ fn run_task(cfg: &TaskConfig, t: &Task) {
             capture::run(&req, &cfg.limits, writer, &stop).map_err(|e| e.to_string())
         })
     };
-    let http = agent(Some(Duration::from_secs(5)));
+    let http = client(Some(Duration::from_secs(5)));
     let url = format!("{base}/api/v1/captures/{}", t.id);
     while !capture.is_finished() {
         std::thread::sleep(Duration::from_millis(250));
-        let state = authorized(http.get(&url), &cfg.token)
+        let state = authorized(http.get(&url), cfg.token.as_deref())
             .call()
             .ok()
             .and_then(|mut r| r.body_mut().read_json::<Status>().ok());

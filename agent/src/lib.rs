@@ -8,7 +8,9 @@
 
 pub mod capture;
 pub mod capture_tasks;
+pub mod clock;
 pub mod datapath;
+pub mod http;
 pub mod inventory;
 pub mod netlink;
 pub mod netns;

@@ -7,14 +7,15 @@
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use outflow_core::wire::NodeReport;
 use outflow_core::{Config, Engine, Profile};
 use tracing::{info, info_span, warn};
 
-use crate::datapath::ebpf::{monotonic_ns, EbpfDatapath};
+use crate::clock::{monotonic_ns, realtime_ns};
+use crate::datapath::ebpf::EbpfDatapath;
 use crate::datapath::pcap::PcapDatapath;
 use crate::datapath::{Datapath, DatapathChoice, TcMode};
 use crate::inventory::Inventory;
@@ -57,12 +58,6 @@ impl AgentConfig {
             datapath: DatapathChoice::Auto,
         }
     }
-}
-
-fn realtime_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Opens the datapath the configuration asks for; with `Auto`, libpcap when eBPF cannot load,

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use outflow_core::wire::NodeReport;
 use tracing::{debug, error, info, warn};
 
+use crate::http;
+
 /// Where and how reports go.
 #[derive(Debug, Clone)]
 pub struct ShipConfig {
@@ -156,12 +158,7 @@ enum Delivery {
 
 /// The sender thread: oldest report first, backoff while the controller is down.
 fn deliver(cfg: &ShipConfig, shared: &Shared) {
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .timeout_global(Some(cfg.timeout))
-            .http_status_as_error(false)
-            .build(),
-    );
+    let agent = http::client(Some(cfg.timeout));
     let url = format!("{}/api/v1/reports", cfg.controller.trim_end_matches('/'));
     let mut backoff = Duration::ZERO;
     let mut failing = false;
@@ -221,10 +218,7 @@ fn post(agent: &ureq::Agent, url: &str, token: Option<&str>, report: &NodeReport
         Ok(b) => b,
         Err(e) => return Delivery::Refused(format!("cannot encode the report: {e}")),
     };
-    let mut req = agent.post(url).header("content-type", "application/json");
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
+    let req = http::authorized(agent.post(url), token).header("content-type", "application/json");
     match req.send(&body[..]) {
         Err(e) => Delivery::Retry(e.to_string()),
         Ok(mut resp) => {

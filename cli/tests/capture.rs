@@ -7,7 +7,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use outflow_tests::{privileged, Lab};
+use outflow_tests::{pod_run, privileged, Lab};
 
 fn outflow(prefix: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_outflow"));
@@ -18,15 +18,6 @@ fn outflow(prefix: &str) -> Command {
         &format!("{prefix}-node"),
     ]);
     c
-}
-
-fn pod(prefix: &str, args: &[&str]) {
-    let _ = Command::new("ip")
-        .args(["netns", "exec", &format!("{prefix}-pod-a")])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 fn interrupt(child: &mut Child) -> std::process::ExitStatus {
@@ -86,9 +77,9 @@ fn a_pod_capture_holds_what_tcpdump_holds_with_the_pods_names_and_directions() {
         .spawn()
         .expect("tcpdump");
     std::thread::sleep(Duration::from_millis(1500));
-    pod(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
+    pod_run(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
     // Rejected by ICMP: the ICMP error is outside the filter, the SYN inside.
-    pod(
+    pod_run(
         &prefix,
         &[
             "curl",
@@ -98,7 +89,7 @@ fn a_pod_capture_holds_what_tcpdump_holds_with_the_pods_names_and_directions() {
             "http://203.0.113.7/",
         ],
     );
-    pod(
+    pod_run(
         &prefix,
         &["dig", "+search", "+time=2", "+tries=1", "nx.example.com"],
     );
@@ -183,7 +174,7 @@ fn a_pod_capture_holds_what_tcpdump_holds_with_the_pods_names_and_directions() {
         .spawn()
         .expect("outflow capture");
     std::thread::sleep(Duration::from_millis(1500));
-    pod(&prefix, &["dig", "+time=2", "+tries=1", "web.example.com"]);
+    pod_run(&prefix, &["dig", "+time=2", "+tries=1", "web.example.com"]);
     assert!(interrupt(&mut capture).success());
     let tail_rows = fields(tail.to_str().unwrap(), &[], &["dns.flags.response"]);
     assert!(
@@ -215,7 +206,7 @@ fn a_pod_capture_holds_what_tcpdump_holds_with_the_pods_names_and_directions() {
         .spawn()
         .expect("tshark -r -");
     std::thread::sleep(Duration::from_millis(500));
-    pod(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
+    pod_run(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
     assert!(
         streamed.wait().expect("wait").success(),
         "stops by itself at -c 4"
@@ -301,7 +292,7 @@ fn a_capture_through_the_controller_streams_stops_and_stays_valid() {
     // Until the pod has records, the controller does not know its node.
     let start = std::time::Instant::now();
     loop {
-        pod(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
+        pod_run(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
         let known = remote()
             .args(["-c", "1", "--duration", "1s", "-w", "/dev/null"])
             .stderr(Stdio::null())
@@ -331,7 +322,7 @@ fn a_capture_through_the_controller_streams_stops_and_stays_valid() {
         .spawn()
         .expect("tshark -r -");
     std::thread::sleep(Duration::from_millis(1500));
-    pod(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
+    pod_run(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
     assert!(streamed.wait().expect("wait").success(), "ends at -c 4");
     let out = tshark.wait_with_output().expect("tshark");
     assert_eq!(
@@ -350,11 +341,11 @@ fn a_capture_through_the_controller_streams_stops_and_stays_valid() {
         .spawn()
         .expect("outflow capture");
     std::thread::sleep(Duration::from_millis(1500));
-    pod(
+    pod_run(
         &prefix,
         &["dig", "+search", "+time=2", "+tries=1", "nx.example.com"],
     );
-    pod(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
+    pod_run(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
     assert!(
         interrupt(&mut stopped).success(),
         "Ctrl-C stops it through the controller"

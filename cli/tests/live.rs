@@ -8,7 +8,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use outflow_tests::{privileged, root, Lab};
+use outflow_tests::{pod_run, privileged, root, Lab};
 use serde_json::Value;
 
 struct Up {
@@ -137,15 +137,6 @@ impl Drop for Up {
 fn get(url: &str) -> Option<Value> {
     let mut resp = ureq::get(url).call().ok()?;
     serde_json::from_str(&resp.body_mut().read_to_string().ok()?).ok()
-}
-
-fn pod_run(prefix: &str, args: &[&str]) {
-    let _ = Command::new("ip")
-        .args(["netns", "exec", &format!("{prefix}-pod-a")])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 /// What `tc ARGS` prints in the lab's node namespace.

@@ -31,6 +31,17 @@ pub fn privileged(test: &str) -> bool {
     false
 }
 
+/// Runs a client command in the lab's pod `PREFIX-pod-a`, quietly; the test judges by what
+/// outflow reports, not by the client's exit status (a blackholed curl fails on purpose).
+pub fn pod_run(prefix: &str, args: &[&str]) {
+    let _ = Command::new("ip")
+        .args(["netns", "exec", &format!("{prefix}-pod-a")])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
 /// A lab of network namespaces (tests/lab/lab.sh), torn down when dropped.
 pub struct Lab {
     prefix: String,

@@ -9,13 +9,11 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions};
 use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
-use nix::time::{clock_gettime, ClockId};
 use outflow_core::capfile::Packet;
 use outflow_core::engine::Traffic;
 use outflow_core::wire::DatapathStats;
@@ -23,7 +21,7 @@ use outflow_ebpf::abi::{self, FlowKey, FlowValue};
 use rustc_hash::FxHashMap;
 
 use super::{decode, AttachError, Datapath, DatapathError, TcMode};
-use crate::netlink;
+use crate::{clock, netlink};
 
 /// Counters read from the kernel's STATS array, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default)]
@@ -344,17 +342,7 @@ impl Datapath for EbpfDatapath {
 
 /// CLOCK_REALTIME − CLOCK_MONOTONIC: what turns the kernel's event times into wall time.
 fn realtime_offset_ns() -> u64 {
-    let wall = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    wall.saturating_sub(monotonic_ns())
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock of the kernel's timestamps.
-pub fn monotonic_ns() -> u64 {
-    clock_gettime(ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
+    clock::realtime_ns().saturating_sub(clock::monotonic_ns())
 }
 
 impl Drop for EbpfDatapath {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use outflow_agent::capture::{self, Limits, Request};
+use outflow_agent::http::authorized;
 use outflow_agent::netns;
 
 /// Flags of `outflow capture`.
@@ -142,14 +143,15 @@ fn remote(args: &Args, filter: String) -> anyhow::Result<ExitCode> {
         "count": args.count, "duration_s": args.duration.map(|d| d.as_secs().max(1)),
         "snaplen": (args.snaplen > 0).then_some(args.snaplen),
     });
-    let mut resp = super::authorized(ureq::post(format!("{base}/api/v1/captures")), &token)
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send_json(&spec)
-        .with_context(|| {
-            format!("cannot reach the controller at {base} (is `outflow up` running?)")
-        })?;
+    let mut resp = authorized(
+        ureq::post(format!("{base}/api/v1/captures")),
+        token.as_deref(),
+    )
+    .config()
+    .http_status_as_error(false)
+    .build()
+    .send_json(&spec)
+    .with_context(|| format!("cannot reach the controller at {base} (is `outflow up` running?)"))?;
     let body: serde_json::Value = resp
         .body_mut()
         .read_json()
@@ -177,12 +179,12 @@ fn remote(args: &Args, filter: String) -> anyhow::Result<ExitCode> {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            let _ = super::authorized(ureq::delete(&url), &token).call();
+            let _ = authorized(ureq::delete(&url), token.as_deref()).call();
         });
     }
-    let mut stream = super::authorized(
+    let mut stream = authorized(
         ureq::get(format!("{base}/api/v1/captures/{id}/pcapng")),
-        &token,
+        token.as_deref(),
     )
     .call()
     .context("downloading the capture")?;
@@ -197,8 +199,11 @@ fn remote(args: &Args, filter: String) -> anyhow::Result<ExitCode> {
         // Streamed to Wireshark: packets show as they come.
         out.flush()?;
     }
-    let mut resp =
-        super::authorized(ureq::get(format!("{base}/api/v1/captures/{id}")), &token).call()?;
+    let mut resp = authorized(
+        ureq::get(format!("{base}/api/v1/captures/{id}")),
+        token.as_deref(),
+    )
+    .call()?;
     let info: serde_json::Value = resp.body_mut().read_json()?;
     eprintln!(
         "outflow: capture {id} {}: {} packets, {} bytes written to {shown}; {} dropped by the kernel; {}",

@@ -146,17 +146,6 @@ pub fn node_name(node: Option<&str>, node_netns: Option<&str>) -> String {
         .unwrap_or_else(|| "node".to_string())
 }
 
-/// A request with the controller's token, when there is one.
-pub fn authorized<B>(
-    req: ureq::RequestBuilder<B>,
-    token: &Option<String>,
-) -> ureq::RequestBuilder<B> {
-    match token {
-        Some(t) => req.header("authorization", format!("Bearer {t}")),
-        None => req,
-    }
-}
-
 /// How a command reaches the controller.
 #[derive(clap::Args)]
 pub struct ControllerClient {

@@ -69,7 +69,7 @@ pub fn run(what: What, args: Args) -> anyhow::Result<ExitCode> {
             req = req.query(k, v);
         }
     }
-    req = super::authorized(req, &args.client.token()?);
+    req = outflow_agent::http::authorized(req, args.client.token()?.as_deref());
     let mut resp = req
         .config()
         .http_status_as_error(false)

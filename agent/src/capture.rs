@@ -371,6 +371,7 @@ pub fn run<W: Write>(
         .map_err(|e| CaptureError::Write(format!("compiling the DNS selector: {e}")))?;
     let (mut packets, mut bytes) = (0u64, 0u64);
     let mut written_by = vec![0u64; req.targets.len()];
+    let mut names_written = 0u64;
     // Asked to stop or out of time: one last read once libpcap has handed over its partly
     // filled block (its timeout), so the last packets before the stop are in the file.
     let mut closing: Option<Ended> = None;
@@ -425,13 +426,17 @@ pub fn run<W: Write>(
                         data: p.data,
                     });
                     // Before the packets that follow: a one-pass reader (tshark, a live
-                    // Wireshark) applies names only to what comes after them.
-                    let names = engine
-                        .dns_names()
-                        .flat_map(|(ip, names)| names.iter().map(move |n| (ip, n.as_str())));
-                    if w.write_names(names).is_err() {
-                        limit = Some(Ended::ReaderGone);
-                        return;
+                    // Wireshark) applies names only to what comes after them. Only when the
+                    // answer taught a new name; the writer skips the pairs it wrote before.
+                    if engine.dns_names_learned() > names_written {
+                        names_written = engine.dns_names_learned();
+                        let names = engine
+                            .dns_names()
+                            .flat_map(|(ip, names)| names.iter().map(move |n| (ip, n.as_str())));
+                        if w.write_names(names).is_err() {
+                            limit = Some(Ended::ReaderGone);
+                            return;
+                        }
                     }
                 }
                 if w.write_packet(interface, ts_ns, direction, p.data, p.header.len, None)

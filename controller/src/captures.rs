@@ -229,13 +229,17 @@ impl Captures {
         Ok(info)
     }
 
-    /// Appends a chunk of the agent's stream.
-    pub fn append(&self, id: u64, chunk: &[u8]) -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
+    /// Opens a capture's file for the agent's stream, which appends to it.
+    pub fn open_upload(&self, id: u64) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.path(id))?;
-        f.write_all(chunk)?;
+            .open(self.path(id))
+    }
+
+    /// Appends a chunk of the agent's stream to the opened file and tells the readers.
+    pub fn append(&self, id: u64, file: &mut std::fs::File, chunk: &[u8]) -> std::io::Result<()> {
+        file.write_all(chunk)?;
         if let Some(c) = self.lock().get_mut(&id) {
             c.bytes += chunk.len() as u64;
         }
@@ -318,7 +322,9 @@ mod tests {
 
     fn done(caps: &Captures, id: u64, bytes: usize) {
         assert_eq!(caps.take_tasks("n1").len(), 1);
-        caps.append(id, &vec![7u8; bytes]).expect("append");
+        let mut file = caps.open_upload(id).expect("open");
+        caps.append(id, &mut file, &vec![7u8; bytes])
+            .expect("append");
         caps.finish(
             id,
             CaptureResult {

@@ -216,11 +216,12 @@ async fn upload(
             format!("capture {id} is {:?}, not running", info.state),
         ));
     }
+    let write_err = |e: std::io::Error| ApiError::Internal(format!("writing capture {id}: {e}"));
+    let mut file = caps.open_upload(id).map_err(write_err)?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("capture stream: {e}")))?;
-        caps.append(id, &chunk)
-            .map_err(|e| ApiError::Internal(format!("writing capture {id}: {e}")))?;
+        caps.append(id, &mut file, &chunk).map_err(write_err)?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

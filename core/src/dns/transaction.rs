@@ -60,6 +60,8 @@ pub struct ServerStats {
 #[derive(Debug, Default)]
 pub struct NameMap {
     map: FxHashMap<u128, Vec<String>>,
+    /// Names learned so far: grows exactly when a new (address, name) pair arrives.
+    learned: u64,
 }
 
 const MAX_NAMED_ADDRESSES: usize = 100_000;
@@ -76,7 +78,14 @@ impl NameMap {
         let names = self.map.entry(bits).or_default();
         if names.len() < MAX_NAMES_PER_ADDRESS && !names.iter().any(|n| n == name) {
             names.push(name.to_string());
+            self.learned += 1;
         }
+    }
+
+    /// How many (address, name) pairs were learned: a reader that wants only news compares it
+    /// with what it saw last.
+    pub fn learned(&self) -> u64 {
+        self.learned
     }
 
     /// Names answered for this address.

@@ -168,6 +168,11 @@ impl Engine {
         self.dns.names.iter()
     }
 
+    /// How many (address, name) pairs DNS answers gave so far; it grows with each new one.
+    pub fn dns_names_learned(&self) -> u64 {
+        self.dns.names.learned()
+    }
+
     /// Feeds one packet.
     pub fn observe(&mut self, packet: &Packet<'_>) {
         self.stats.packets += 1;

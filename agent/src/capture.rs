@@ -18,7 +18,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use outflow_core::capfile::{
     Direction, InterfaceInfo, InterfaceStats, LinkType, Packet, PcapngWriter, SectionInfo,
 };
-use outflow_core::{Engine, Profile};
+use outflow_core::{Config, Engine, Profile};
 use pcap::{Active, Capture, Precision};
 
 use crate::inventory::{Inventory, NetnsInventory, PodRef};
@@ -89,6 +89,9 @@ pub struct Request {
     pub node: String,
     /// Free text for the section header (cluster, pod, request).
     pub comment: String,
+    /// Comment packets with what the engine concluded from them ("connection refused", "SYN
+    /// unanswered for 3.0 s", "DNS nxdomain for …"). Every packet then goes through the engine.
+    pub annotate: bool,
 }
 
 /// Why a capture ended.
@@ -213,6 +216,18 @@ pub fn targets(
         .collect())
 }
 
+/// The section header's comment: where the capture ran and what it kept.
+pub fn describe(cluster: Option<&str>, node: &str, pod: Option<&str>, filter: &str) -> String {
+    let mut parts = Vec::new();
+    if let Some(c) = cluster {
+        parts.push(format!("cluster {c}"));
+    }
+    parts.push(format!("node {node}"));
+    parts.push(pod.map_or_else(|| "interface".to_string(), |p| format!("pod {p}")));
+    parts.push(format!("filter {filter:?}"));
+    parts.join("; ")
+}
+
 /// Compiles the filter the way the capture will, so a bad one fails before anything starts.
 pub fn check_filter(filter: &str) -> Result<(), CaptureError> {
     let dead = Capture::dead(pcap::Linktype::ETHERNET).map_err(|e| CaptureError::Filter {
@@ -280,12 +295,13 @@ fn open(
         .open()
         .map_err(err)?;
     cap.direction(dir).map_err(err)?;
-    if !filter.is_empty() {
-        cap.filter(filter, true).map_err(|e| CaptureError::Filter {
-            filter: filter.to_string(),
-            message: e.to_string(),
-        })?;
-    }
+    // Always a kernel filter, even an empty one: it compiles to "keep snaplen bytes", and that
+    // is what makes the kernel copy only those into the ring. Without it every 64 KiB TCP
+    // segment fills a quarter of a ring block, and the ring overflows under load.
+    cap.filter(filter, true).map_err(|e| CaptureError::Filter {
+        filter: filter.to_string(),
+        message: e.to_string(),
+    })?;
     cap.setnonblock().map_err(err)
 }
 
@@ -363,9 +379,20 @@ pub fn run<W: Write>(
 
     let start_ns = clock::realtime_ns();
     let started = Instant::now();
-    let mut engine = Engine::new(&Profile::default());
-    // Only DNS feeds the name-resolution blocks: the engine sees nothing else, which keeps a
-    // busy capture's cost near libpcap's own.
+    let mut engine = Engine::with_config(
+        &Profile::default(),
+        Config {
+            notes: req.annotate,
+            count_traffic: false,
+            // Bounded, since it sees every packet of a capture that may run for minutes.
+            max_flows: 65_536,
+            max_groups: 16_384,
+            max_dns_records: 16_384,
+            ..Config::default()
+        },
+    );
+    // DNS feeds the name-resolution blocks. Without comments the engine sees nothing else,
+    // which keeps a busy capture's cost near libpcap's own.
     let dns = Capture::dead(pcap::Linktype::ETHERNET)
         .and_then(|d| d.compile("port 53", true))
         .map_err(|e| CaptureError::Write(format!("compiling the DNS selector: {e}")))?;
@@ -416,7 +443,9 @@ pub fn run<W: Write>(
                 let ts = &p.header.ts;
                 let ts_ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_usec as u64;
                 let direction = sense.of(p.data);
-                if dns.filter(p.data) {
+                let is_dns = dns.filter(p.data);
+                let mut note = None;
+                if is_dns || req.annotate {
                     engine.observe(&Packet {
                         ts_ns,
                         iface: interface,
@@ -425,6 +454,9 @@ pub fn run<W: Write>(
                         orig_len: p.header.len,
                         data: p.data,
                     });
+                    note = engine.take_note().map(|n| n.to_string());
+                }
+                if is_dns {
                     // Before the packets that follow: a one-pass reader (tshark, a live
                     // Wireshark) applies names only to what comes after them. Only when the
                     // answer taught a new name; the writer skips the pairs it wrote before.
@@ -439,7 +471,8 @@ pub fn run<W: Write>(
                         }
                     }
                 }
-                if w.write_packet(interface, ts_ns, direction, p.data, p.header.len, None)
+                let comment = note.as_deref();
+                if w.write_packet(interface, ts_ns, direction, p.data, p.header.len, comment)
                     .is_err()
                 {
                     limit = Some(Ended::ReaderGone);

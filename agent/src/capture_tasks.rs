@@ -28,6 +28,8 @@ pub struct TaskConfig {
     pub node: String,
     /// The namespace playing the node, if any.
     pub node_netns: Option<String>,
+    /// The cluster's name, for the files' section headers.
+    pub cluster: Option<String>,
     /// The agent's capture limits.
     pub limits: Limits,
     /// Most captures at once.
@@ -45,6 +47,12 @@ struct Task {
     count: Option<u64>,
     duration_s: Option<u64>,
     snaplen: Option<u32>,
+    #[serde(default = "yes")]
+    annotate: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -184,14 +192,16 @@ fn run_task(cfg: &TaskConfig, t: &Task) {
                 max_bytes: None,
                 node: cfg.node.clone(),
                 comment: format!(
-                    "node {}; {}; filter {:?}; capture {}",
-                    cfg.node,
-                    t.pod
-                        .as_ref()
-                        .map_or_else(|| "interface".to_string(), |p| format!("pod {p}")),
-                    t.filter,
+                    "{}; capture {}",
+                    capture::describe(
+                        cfg.cluster.as_deref(),
+                        &cfg.node,
+                        t.pod.as_deref(),
+                        &t.filter
+                    ),
                     t.id
                 ),
+                annotate: t.annotate,
             };
             // The writer moves in and is closed at the end: the upload sees the end of the file.
             capture::run(&req, &cfg.limits, writer, &stop).map_err(|e| e.to_string())

@@ -61,6 +61,7 @@ fn a_pod_capture_holds_what_tcpdump_holds_with_the_pods_names_and_directions() {
     let theirs = dir.join(format!("{prefix}-tcpdump.pcap"));
     let filter = "tcp or udp port 53";
     let mut capture = outflow(&prefix)
+        .args(["--cluster", "lab-cluster"])
         .args(["--pod", &format!("default/{prefix}-pod-a"), "-w"])
         .arg(&ours)
         .arg(filter)
@@ -92,6 +93,17 @@ fn a_pod_capture_holds_what_tcpdump_holds_with_the_pods_names_and_directions() {
     pod_run(
         &prefix,
         &["dig", "+search", "+time=2", "+tries=1", "nx.example.com"],
+    );
+    // Blackholed: SYNs at 0, 1 and 3 s; the last is past the SYN timeout.
+    pod_run(
+        &prefix,
+        &[
+            "curl",
+            "-s",
+            "--connect-timeout",
+            "4",
+            "http://198.51.100.20/",
+        ],
     );
     std::thread::sleep(Duration::from_millis(500));
     assert!(
@@ -158,9 +170,50 @@ fn a_pod_capture_holds_what_tcpdump_holds_with_the_pods_names_and_directions() {
     );
     assert!(
         info.contains(&format!(
-            "Capture comment:     node {prefix}-node; pod default/{prefix}-pod-a"
+            "Capture comment:     cluster lab-cluster; node {prefix}-node; pod default/{prefix}-pod-a"
         )),
         "{info}"
+    );
+    // The packets that decided something say what outflow concluded.
+    let notes = fields(ours, &["-Y", "frame.comment"], &["ip.src", "frame.comment"]);
+    let note = |src: &str, text: &str| notes.iter().any(|r| r[0] == src && r[1].starts_with(text));
+    assert!(
+        note("198.51.100.80", "outflow: connection established in "),
+        "the SYN-ACK: {notes:?}"
+    );
+    assert!(
+        note(
+            "10.0.0.10",
+            "outflow: DNS nxdomain for nx.example.com.svc.cluster.local (search-list expansion)"
+        ),
+        "an expansion's NXDOMAIN: {notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|r| r[1] == "outflow: DNS nxdomain for nx.example.com"),
+        "the bare name's NXDOMAIN: {notes:?}"
+    );
+    assert!(
+        note("10.0.0.10", "outflow: DNS ok for web.example.com"),
+        "{notes:?}"
+    );
+    assert!(
+        note(
+            "10.244.1.10",
+            "outflow: SYN sent again 1.0 s after the first, no answer yet"
+        ),
+        "{notes:?}"
+    );
+    assert!(
+        note("10.244.1.10", "outflow: SYN unanswered for 3."),
+        "the SYN sent past the timeout: {notes:?}"
+    );
+    assert!(
+        notes.len() < a.len() / 2,
+        "only deciding packets carry comments: {} of {}",
+        notes.len(),
+        a.len()
     );
     assert!(info.contains("Number of stat entries = 1"), "{info}");
 
@@ -251,6 +304,67 @@ fn a_pod_capture_holds_what_tcpdump_holds_with_the_pods_names_and_directions() {
     let _ = std::fs::remove_file(theirs);
 }
 
+/// `outflow up` on the lab's node, its controller on `listen`.
+fn up(prefix: &str, dir: &std::path::Path, listen: &str, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_outflow"))
+        .args(["up", "--node-netns", &format!("{prefix}-node")])
+        .args([
+            "--iface-prefix",
+            &format!("{prefix}-veth"),
+            "--interval",
+            "1s",
+        ])
+        .args(["--listen", listen, "--db"])
+        .arg(dir.join("outflow.db"))
+        .args(extra)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("outflow up")
+}
+
+/// `outflow capture` of the lab's pod through the controller at `url`.
+fn remote(prefix: &str, url: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_outflow"));
+    c.args([
+        "capture",
+        "--controller",
+        url,
+        "--pod",
+        &format!("default/{prefix}-pod-a"),
+    ]);
+    c
+}
+
+/// Until the pod has records, the controller does not know its node.
+fn wait_until_known(prefix: &str, url: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        pod_run(prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
+        let known = remote(prefix, url)
+            .args(["-c", "1", "--duration", "1s", "-w", "/dev/null"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if known {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the controller never learnt the pod's node"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `GET url/api/v1/captures` + `path`.
+fn api(url: &str, path: &str) -> serde_json::Value {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("{url}/api/v1/captures{path}")])
+        .output()
+        .expect("curl");
+    serde_json::from_slice(&out.stdout).expect("captures JSON")
+}
+
 /// Through the controller: `outflow up` on the lab's node, `outflow capture --pod` from the
 /// host. The controller finds the pod's node from its records, the agent captures and streams
 /// the file up, the command streams it down; Ctrl-C stops it through the API and the file is
@@ -265,48 +379,9 @@ fn a_capture_through_the_controller_streams_stops_and_stays_valid() {
     let dir = std::env::temp_dir().join(format!("{prefix}-controller"));
     let _ = std::fs::remove_dir_all(&dir);
     let url = "http://127.0.0.1:17885";
-    let mut up = Command::new(env!("CARGO_BIN_EXE_outflow"))
-        .args(["up", "--node-netns", &format!("{prefix}-node")])
-        .args([
-            "--iface-prefix",
-            &format!("{prefix}-veth"),
-            "--interval",
-            "1s",
-        ])
-        .args(["--listen", "127.0.0.1:17885", "--db"])
-        .arg(dir.join("outflow.db"))
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("outflow up");
-    let remote = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_outflow"));
-        c.args([
-            "capture",
-            "--controller",
-            url,
-            "--pod",
-            &format!("default/{prefix}-pod-a"),
-        ]);
-        c
-    };
-    // Until the pod has records, the controller does not know its node.
-    let start = std::time::Instant::now();
-    loop {
-        pod_run(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
-        let known = remote()
-            .args(["-c", "1", "--duration", "1s", "-w", "/dev/null"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if known {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the controller never learnt the pod's node"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let mut up = up(&prefix, &dir, "127.0.0.1:17885", &[]);
+    let remote = || remote(&prefix, url);
+    wait_until_known(&prefix, url);
 
     let mut streamed = remote()
         .args(["-c", "4", "-w", "-", "tcp"])
@@ -356,15 +431,271 @@ fn a_capture_through_the_controller_streams_stops_and_stays_valid() {
     assert!(fields(file, &["-Y", "not udp.port == 53"], &["frame.number"]).is_empty());
     let rows = fields(file, &[], &["frame.interface_name"]);
     assert_eq!(rows[0][0], format!("default/{prefix}-pod-a@{prefix}-node"));
-    let list = Command::new("curl")
-        .args(["-sf", &format!("{url}/api/v1/captures")])
-        .output()
-        .expect("curl");
-    let list: serde_json::Value = serde_json::from_slice(&list.stdout).expect("captures JSON");
+    let list = api(url, "");
     let last = &list[0];
     assert_eq!(last["state"], "done", "{list}");
     assert_eq!(last["reason"], "stopped", "{list}");
     assert_eq!(last["packets"].as_u64(), Some(all.len() as u64), "{list}");
+    interrupt(&mut up);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The capture's own ends: `--duration` stops it, and a pod deleted mid-capture ends it with
+/// what it got, in a valid file.
+#[test]
+fn a_capture_ends_at_its_duration_and_when_its_pod_goes() {
+    if !privileged("a_capture_ends_at_its_duration_and_when_its_pod_goes") {
+        return;
+    }
+    let prefix = format!("ofv{}", std::process::id() % 10_000);
+    let _lab = Lab::up(&prefix);
+    let dir = std::env::temp_dir();
+
+    let timed = dir.join(format!("{prefix}-timed.pcapng"));
+    let start = std::time::Instant::now();
+    let out = outflow(&prefix)
+        .args(["--pod", &format!("default/{prefix}-pod-a")])
+        .args(["--duration", "2s", "-w"])
+        .arg(&timed)
+        .output()
+        .expect("outflow capture");
+    let took = start.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("ended: duration reached"), "{err}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        "--duration 2s took {took:?}"
+    );
+    let info = Command::new("capinfos")
+        .arg(&timed)
+        .output()
+        .expect("capinfos");
+    assert!(info.status.success(), "a valid file");
+    let _ = std::fs::remove_file(&timed);
+
+    // A second pod on the node, which goes away while it is captured.
+    let (node, pod, veth) = (
+        format!("{prefix}-node"),
+        format!("{prefix}-pod-z"),
+        format!("{prefix}-veth-z"),
+    );
+    let ip = |args: &[&str]| {
+        let ok = Command::new("ip")
+            .args(args)
+            .status()
+            .expect("ip")
+            .success();
+        assert!(ok, "ip {args:?}");
+    };
+    ip(&["netns", "add", &pod]);
+    ip(&[
+        "-n", &node, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &pod,
+    ]);
+    ip(&["-n", &node, "addr", "add", "169.254.77.1/30", "dev", &veth]);
+    ip(&["-n", &pod, "addr", "add", "169.254.77.2/30", "dev", "eth0"]);
+    ip(&["-n", &node, "link", "set", &veth, "up"]);
+    ip(&["-n", &pod, "link", "set", "eth0", "up"]);
+    let gone = dir.join(format!("{prefix}-gone.pcapng"));
+    let mut capture = outflow(&prefix)
+        .args(["--pod", &format!("default/{pod}"), "-w"])
+        .arg(&gone)
+        .args(["udp", "port", "9"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("outflow capture");
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = Command::new("ip")
+        .args(["netns", "exec", &pod, "bash", "-c"])
+        .arg("for i in 1 2 3 4 5; do echo $i > /dev/udp/169.254.77.1/9; sleep 0.2; done")
+        .status()
+        .expect("bash");
+    assert!(sent.success(), "the pod sends to its node");
+    std::thread::sleep(Duration::from_millis(500));
+    ip(&["netns", "del", &pod]);
+    let start = std::time::Instant::now();
+    let out = loop {
+        if let Some(status) = capture.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the capture did not end when its pod went away"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut capture.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(out.success(), "{err}");
+    assert!(
+        err.contains(&format!("ended: interface {veth} went away")),
+        "{err}"
+    );
+    let file = gone.to_str().unwrap();
+    let sent = fields(
+        file,
+        &["-Y", "udp.dstport == 9"],
+        &["frame.packet_flags_direction"],
+    );
+    assert_eq!(sent.len(), 5, "what it got before the pod went is kept");
+    assert!(
+        sent.iter().all(|r| r[0] == "0x00000002"),
+        "what the pod sent is outbound: {sent:?}"
+    );
+    let info = Command::new("capinfos")
+        .arg(file)
+        .output()
+        .expect("capinfos");
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(info.contains("Number of stat entries = 1"), "{info}");
+    let _ = std::fs::remove_file(&gone);
+}
+
+/// The newest capture the controller knows, once it is over (done or failed).
+fn newest_when_over(url: &str, within: Duration) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    loop {
+        let last = api(url, "")[0].clone();
+        if last["state"] == "done" || last["state"] == "failed" {
+            return last;
+        }
+        assert!(start.elapsed() < within, "still {last} after {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The agent's limits win over the request: `--capture-max-duration` cuts a 60 s request to
+/// 3 s, `--capture-max-mib` ends a capture at 1 MiB, `--max-captures 1` refuses a second capture
+/// while one runs. A reader that does not read, or goes away, holds up neither the agent nor the
+/// controller: the capture ends on its own and its file is whole on the controller.
+#[test]
+fn the_agent_enforces_its_limits_and_no_reader_holds_it_up() {
+    if !privileged("the_agent_enforces_its_limits_and_no_reader_holds_it_up") {
+        return;
+    }
+    let prefix = format!("ofl{}", std::process::id() % 10_000);
+    let _lab = Lab::up(&prefix);
+    let dir = std::env::temp_dir().join(format!("{prefix}-limits"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let url = "http://127.0.0.1:17886";
+    let limits = [
+        "--max-captures",
+        "1",
+        "--capture-max-duration",
+        "3s",
+        "--capture-max-mib",
+        "1",
+    ];
+    let mut up = up(&prefix, &dir, "127.0.0.1:17886", &limits);
+    wait_until_known(&prefix, url);
+
+    let start = std::time::Instant::now();
+    let mut long = remote(&prefix, url)
+        .args(["--duration", "60s", "-w"])
+        .arg(dir.join("long.pcapng"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("outflow capture");
+    std::thread::sleep(Duration::from_millis(1000));
+    let refused = remote(&prefix, url)
+        .arg("-w")
+        .arg(dir.join("refused.pcapng"))
+        .output()
+        .expect("outflow capture");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(err.contains("already runs 1 captures, its limit"), "{err}");
+    assert!(long.wait().expect("wait").success());
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(8),
+        "a 60 s request under a 3 s limit took {took:?}"
+    );
+    let list = api(url, "");
+    let long_info = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["state"] == "done" && c["reason"] == "duration reached")
+        .unwrap_or_else(|| panic!("the long capture ended at the agent's limit: {list}"));
+    assert!(
+        long_info["duration_s"] == 60,
+        "the request asked 60 s: {long_info}"
+    );
+
+    // A reader asleep while 1.4 MiB of UDP passes: the capture stops at 1 MiB on its own.
+    let bin = env!("CARGO_BIN_EXE_outflow");
+    let slow_file = dir.join("slow.pcapng");
+    let mut slow = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{bin} capture --controller {url} --pod default/{prefix}-pod-a -s 1500 -w - \
+             udp port 9 2>/dev/null | (sleep 6; cat > {})",
+            slow_file.display()
+        ))
+        .spawn()
+        .expect("sh");
+    let started = std::time::Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    pod_run(
+        &prefix,
+        &[
+            "bash",
+            "-c",
+            "for i in $(seq 1400); do printf '%1000s' x > /dev/udp/10.0.0.10/9; done",
+        ],
+    );
+    let info = newest_when_over(url, Duration::from_secs(4));
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "the capture ended while its reader slept"
+    );
+    assert_eq!(info["state"], "done", "{info}");
+    assert_eq!(info["reason"], "byte limit reached", "{info}");
+    assert!(slow.wait().expect("wait").success());
+    let file = slow_file.to_str().unwrap();
+    let lens = fields(file, &[], &["frame.cap_len"]);
+    let bytes: u64 = lens.iter().map(|r| r[0].parse::<u64>().unwrap()).sum();
+    assert_eq!(Some(lens.len() as u64), info["packets"].as_u64(), "{info}");
+    assert!(
+        bytes <= 1 << 20 && bytes > (1 << 20) - 2000,
+        "{bytes} bytes kept under a 1 MiB limit"
+    );
+
+    // A reader that goes away: the capture goes on to its end, and the controller keeps it.
+    let mut gone = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{bin} capture --controller {url} --pod default/{prefix}-pod-a -w - 2>/dev/null \
+             | head -c 100 > /dev/null"
+        ))
+        .spawn()
+        .expect("sh");
+    std::thread::sleep(Duration::from_millis(1500));
+    pod_run(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
+    let _ = gone.wait();
+    let info = newest_when_over(url, Duration::from_secs(6));
+    assert_eq!(info["state"], "done", "{info}");
+    assert_eq!(info["reason"], "duration reached", "{info}");
+    let kept = dir.join("kept.pcapng");
+    let fetched = Command::new("curl")
+        .args([
+            "-sf",
+            &format!("{url}/api/v1/captures/{}/pcapng", info["id"]),
+            "-o",
+        ])
+        .arg(&kept)
+        .status()
+        .expect("curl");
+    assert!(fetched.success());
+    let packets = fields(kept.to_str().unwrap(), &[], &["frame.number"]);
+    assert!(!packets.is_empty(), "the curl was captured");
+    assert_eq!(
+        Some(packets.len() as u64),
+        info["packets"].as_u64(),
+        "{info}"
+    );
     interrupt(&mut up);
     let _ = std::fs::remove_dir_all(&dir);
 }

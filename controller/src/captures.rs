@@ -39,6 +39,13 @@ pub struct CaptureSpec {
     /// Bytes kept per packet.
     #[serde(default)]
     pub snaplen: Option<u32>,
+    /// Comment packets with what outflow concluded from them (default: yes).
+    #[serde(default = "yes")]
+    pub annotate: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Where a capture is.

@@ -427,6 +427,7 @@ fn start_capture(outflow: &Path, tool: &str, file: &Path) -> Result<Child> {
             .args(["capture", "--local", "--node-netns", NODE, "--pod"])
             .arg(format!("default/{POD}"))
             .args(["-s", "512", "-w", f])
+            .args((tool == "outflow-plain").then_some("--no-annotate"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()?,
@@ -435,8 +436,17 @@ fn start_capture(outflow: &Path, tool: &str, file: &Path) -> Result<Child> {
     Ok(child)
 }
 
-/// Stops a capture with SIGINT; returns the kernel drops it reported.
-fn stop_capture(child: Child) -> Result<u64> {
+/// What a capture reported: kernel drops, packets written, CPU seconds it used.
+#[derive(Clone, Copy, Default)]
+struct CaptureRun {
+    drops: u64,
+    packets: u64,
+    cpu_s: f64,
+}
+
+/// Stops a capture with SIGINT; returns what it reported.
+fn stop_capture(child: Child) -> Result<CaptureRun> {
+    let cpu_s = cpu_seconds(child.id());
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
@@ -450,19 +460,42 @@ fn stop_capture(child: Child) -> Result<u64> {
             l[..at].rsplit([' ', ';']).next()?.parse::<u64>().ok()
         })
         .unwrap_or(0);
-    Ok(drops)
+    // tcpdump: "N packets captured"; outflow: "outflow: N packets, …".
+    let packets = text
+        .lines()
+        .find_map(|l| {
+            let l = l.strip_prefix("outflow: ").unwrap_or(l);
+            l.split_once(" packets")?.0.parse::<u64>().ok()
+        })
+        .unwrap_or(0);
+    Ok(CaptureRun {
+        drops,
+        packets,
+        cpu_s,
+    })
+}
+
+/// The tools `capture_compare` runs, in its result's order.
+const CAPTURE_TOOLS: [&str; 4] = ["bare", "tcpdump", "outflow", "outflow-plain"];
+
+/// Medians of one tool's runs: throughput, kernel drops, CPU nanoseconds per packet written.
+#[derive(Clone, Copy, Default)]
+struct CaptureMedians {
+    rate: f64,
+    drops: f64,
+    cpu_ns_per_packet: f64,
 }
 
 /// iperf3 (TCP, or the 64-byte UDP flood) bare, under `tcpdump -w`, and under `outflow capture
-/// -w`, interleaved; medians of throughput and kernel drops.
+/// -w` with and without packet comments, interleaved; medians.
 fn capture_compare(
     outflow: &Path,
     udp: bool,
     rounds: usize,
     seconds: u64,
-) -> Result<[(f64, f64); 3]> {
-    let tools = ["bare", "tcpdump", "outflow"];
-    let mut runs: [Vec<(f64, f64)>; 3] = Default::default();
+) -> Result<[CaptureMedians; 4]> {
+    let tools = CAPTURE_TOOLS;
+    let mut runs: [Vec<(f64, CaptureRun)>; 4] = Default::default();
     let file = std::env::temp_dir().join("outflow-bench-capture.pcapng");
     for round in 0..rounds {
         for k in 0..tools.len() {
@@ -472,28 +505,35 @@ fn capture_compare(
             } else {
                 Some(start_capture(outflow, tools[i], &file)?)
             };
-            let bps = iperf(udp, seconds)?;
-            let drops = match child {
+            let rate = iperf(udp, seconds)?;
+            let run = match child {
                 Some(c) => stop_capture(c)?,
-                None => 0,
+                None => CaptureRun::default(),
             };
             let _ = std::fs::remove_file(&file);
             eprintln!(
-                "  round {} {:<8} {:>8.0} Mbit/s, {drops} kernel drops",
+                "  round {} {:<13} {:>10.0} {}, {} kernel drops, {} packets, {:.2} s CPU",
                 round + 1,
                 tools[i],
-                bps / 1e6
+                if udp { rate } else { rate / 1e6 },
+                if udp { "pkt/s" } else { "Mbit/s" },
+                run.drops,
+                run.packets,
+                run.cpu_s
             );
-            runs[i].push((bps, drops as f64));
+            runs[i].push((rate, run));
         }
     }
-    let med = |v: &Vec<(f64, f64)>| {
-        (
-            median(v.iter().map(|r| r.0).collect()),
-            median(v.iter().map(|r| r.1).collect()),
-        )
+    let med = |v: &Vec<(f64, CaptureRun)>| CaptureMedians {
+        rate: median(v.iter().map(|r| r.0).collect()),
+        drops: median(v.iter().map(|r| r.1.drops as f64).collect()),
+        cpu_ns_per_packet: median(
+            v.iter()
+                .map(|r| r.1.cpu_s * 1e9 / r.1.packets.max(1) as f64)
+                .collect(),
+        ),
     };
-    Ok([med(&runs[0]), med(&runs[1]), med(&runs[2])])
+    Ok([med(&runs[0]), med(&runs[1]), med(&runs[2]), med(&runs[3])])
 }
 
 /// Runs the benchmark.
@@ -579,10 +619,10 @@ pub fn run(args: &[String]) -> Result<()> {
         println!("\nControl events: {rate:.0} events/s (SYN + RST) for {seconds} s, ring-buffer drops: **{drops}**, agent CPU {:.0} % of one core.\n", cpu * 100.0);
     }
     if !captures.is_empty() {
-        println!("\n| capture of the pod to file (snaplen 512) | bare | tcpdump -w | ratio | kernel drops | outflow capture -w | ratio | kernel drops |");
-        println!("|---|---|---|---|---|---|---|---|");
+        println!("\n| capture of the pod to file (snaplen 512) | run | throughput | ratio to bare | kernel drops | CPU per packet written |");
+        println!("|---|---|---|---|---|---|");
     }
-    for (load, udp, [bare, tcpdump, ours]) in &captures {
+    for (load, udp, medians) in &captures {
         let unit = |v: f64| {
             if *udp {
                 format!("{v:.0} pkt/s")
@@ -590,16 +630,26 @@ pub fn run(args: &[String]) -> Result<()> {
                 format!("{:.0} Mbit/s", v / 1e6)
             }
         };
-        println!(
-            "| {load} | {} | {} | {:.3} | {:.0} | {} | **{:.3}** | **{:.0}** |",
-            unit(bare.0),
-            unit(tcpdump.0),
-            tcpdump.0 / bare.0,
-            tcpdump.1,
-            unit(ours.0),
-            ours.0 / bare.0,
-            ours.1
-        );
+        let bare = medians[0].rate;
+        for (tool, m) in CAPTURE_TOOLS.iter().zip(medians) {
+            let name = match *tool {
+                "bare" => "bare",
+                "tcpdump" => "`tcpdump -w`",
+                "outflow" => "`outflow capture -w` (comments)",
+                _ => "`outflow capture -w --no-annotate`",
+            };
+            if *tool == "bare" {
+                println!("| {load} | {name} | {} | 1 | | |", unit(m.rate));
+            } else {
+                println!(
+                    "| {load} | {name} | {} | **{:.3}** | **{:.0}** | {:.0} ns |",
+                    unit(m.rate),
+                    m.rate / bare,
+                    m.drops,
+                    m.cpu_ns_per_packet
+                );
+            }
+        }
     }
     if !mem.is_empty() {
         println!("| flow directions in one burst | agent RSS | flows evicted (map of 65536) |");

@@ -50,6 +50,21 @@ pub struct AgentArgs {
     /// Ring buffer for control packets and DNS (a power of two, at least 4096 bytes).
     #[arg(long, default_value_t = 4 << 20)]
     pub ring_bytes: u32,
+    /// The cluster's name, written into capture files.
+    #[arg(long, env = "OUTFLOW_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Captures this node runs at once; more are refused.
+    #[arg(long, default_value_t = 4)]
+    pub max_captures: usize,
+    /// Longest capture, whatever a request asks.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub capture_max_duration: Duration,
+    /// Most packets in one capture, whatever a request asks.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub capture_max_packets: u64,
+    /// Most captured bytes in one capture, in MiB, whatever a request asks.
+    #[arg(long, default_value_t = 256)]
+    pub capture_max_mib: u64,
 }
 
 impl AgentArgs {
@@ -85,6 +100,29 @@ impl AgentArgs {
         Ok(cfg)
     }
 
+    /// How this node's agent runs the captures the controller hands it.
+    pub fn captures(
+        &self,
+        cfg: &AgentConfig,
+        controller: String,
+        token: Option<String>,
+    ) -> TaskConfig {
+        TaskConfig {
+            controller,
+            token,
+            node: cfg.node.clone(),
+            node_netns: cfg.node_netns.clone(),
+            cluster: self.cluster.clone(),
+            limits: Limits {
+                max_duration: self.capture_max_duration,
+                max_packets: self.capture_max_packets,
+                max_bytes: self.capture_max_mib.saturating_mul(1 << 20),
+                ..Limits::default()
+            },
+            max_concurrent: self.max_captures,
+        }
+    }
+
     /// The inventory: the file when given, else named network namespaces.
     pub fn inventory(&self) -> anyhow::Result<Box<dyn Inventory>> {
         Ok(match &self.inventory {
@@ -93,9 +131,6 @@ impl AgentArgs {
         })
     }
 }
-
-/// Captures one agent runs at once.
-pub const MAX_CAPTURES: usize = 4;
 
 /// Flags of `outflow agent`.
 #[derive(clap::Args)]
@@ -129,14 +164,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     super::stop_on_signal(stop.clone())?;
     capture_tasks::spawn(
-        TaskConfig {
-            controller: args.controller.clone(),
-            token,
-            node: cfg.node.clone(),
-            node_netns: cfg.node_netns.clone(),
-            limits: Limits::default(),
-            max_concurrent: MAX_CAPTURES,
-        },
+        args.agent.captures(&cfg, args.controller.clone(), token),
         stop.clone(),
     )?;
     info!(controller = %args.controller, "agent starting");

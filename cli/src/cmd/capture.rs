@@ -48,6 +48,13 @@ pub struct Args {
     /// This node's name, for the file (default: --node-netns, else the host name).
     #[arg(long)]
     node: Option<String>,
+    /// Leave out the packet comments with what outflow concluded ("connection refused" on the
+    /// RST, "SYN unanswered for 3.0 s" on a retransmission, "DNS nxdomain for …" on the answer).
+    #[arg(long)]
+    no_annotate: bool,
+    /// The cluster's name, for the file's header (--local; the agent's own otherwise).
+    #[arg(long, env = "OUTFLOW_CLUSTER")]
+    cluster: Option<String>,
     /// The filter, in tcpdump (pcap-filter) syntax.
     filter: Vec<String>,
 }
@@ -72,13 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     )
     .map_err(anyhow::Error::msg)?;
     let (out, shown) = output(&args)?;
-    let comment = format!(
-        "node {node}; {}; filter {:?}",
-        args.pod
-            .as_ref()
-            .map_or_else(|| "interfaces".to_string(), |p| format!("pod {p}")),
-        filter
-    );
+    let comment = capture::describe(args.cluster.as_deref(), &node, args.pod.as_deref(), &filter);
     let req = Request {
         targets,
         filter,
@@ -88,6 +89,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_bytes: None,
         node,
         comment,
+        annotate: !args.no_annotate,
     };
     let stop = Arc::new(AtomicBool::new(false));
     super::stop_on_signal(stop.clone())?;
@@ -141,7 +143,7 @@ fn remote(args: &Args, filter: String) -> anyhow::Result<ExitCode> {
     let spec = serde_json::json!({
         "pod": args.pod, "node": args.node, "interface": args.interface, "filter": filter,
         "count": args.count, "duration_s": args.duration.map(|d| d.as_secs().max(1)),
-        "snaplen": (args.snaplen > 0).then_some(args.snaplen),
+        "snaplen": (args.snaplen > 0).then_some(args.snaplen), "annotate": !args.no_annotate,
     });
     let mut resp = authorized(
         ureq::post(format!("{base}/api/v1/captures")),

@@ -8,10 +8,9 @@ use anyhow::Context;
 use outflow_controller::app;
 use tracing::error;
 
-use outflow_agent::capture::Limits;
-use outflow_agent::capture_tasks::{self, TaskConfig};
+use outflow_agent::capture_tasks;
 
-use super::agent::{AgentArgs, MAX_CAPTURES};
+use super::agent::AgentArgs;
 use super::analyze::load_profile;
 use super::controller::ControllerArgs;
 
@@ -30,14 +29,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cfg = args.agent.config()?;
     let inventory = args.agent.inventory()?;
     let state = args.controller.state()?;
-    let tasks = TaskConfig {
-        controller: args.controller.own_url(),
-        token: super::read_token(args.controller.token_file.as_deref())?,
-        node: cfg.node.clone(),
-        node_netns: cfg.node_netns.clone(),
-        limits: Limits::default(),
-        max_concurrent: MAX_CAPTURES,
-    };
+    let tasks = args.agent.captures(
+        &cfg,
+        args.controller.own_url(),
+        super::read_token(args.controller.token_file.as_deref())?,
+    );
     super::controller::runtime()?.block_on(async move {
         // Bound before the agent enters the node namespace: the API stays on this host.
         let listener = args.controller.bind().await?;

@@ -107,6 +107,12 @@ impl Folder {
         }
     }
 
+    /// Whether `qname` ends in one of the search list's suffixes: the resolver may have made it
+    /// up from a shorter name the application asked for.
+    pub fn may_be_expansion(&self, qname: &str) -> bool {
+        self.search.candidates(qname).len() > 1
+    }
+
     /// A new query (transaction `tx`) from `client` to `server`.
     #[allow(clippy::too_many_arguments)]
     pub fn on_query(

@@ -101,6 +101,17 @@ impl NameMap {
     }
 }
 
+/// A query's answer, for a packet's comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered {
+    /// How it was answered.
+    pub outcome: DnsOutcome,
+    /// The name asked.
+    pub name: String,
+    /// The name ends in a search-list suffix.
+    pub expansion: bool,
+}
+
 /// Tracks DNS transactions.
 #[derive(Debug)]
 pub struct DnsTracker {
@@ -122,6 +133,10 @@ pub struct DnsTracker {
     pub unmatched: u64,
     /// Queries not tracked because the pending limit was reached.
     pub dropped: u64,
+    /// Keep the outcome and name of each answered query in `answered` (packet comments).
+    pub noting: bool,
+    /// The last answered query's outcome and name, while `noting`.
+    pub answered: Option<Answered>,
 }
 
 impl DnsTracker {
@@ -134,6 +149,8 @@ impl DnsTracker {
             timeout_ns,
             limit,
             folder,
+            noting: false,
+            answered: None,
             names: NameMap::default(),
             servers: FxHashMap::default(),
             overflow_server: ServerStats::default(),
@@ -263,6 +280,13 @@ impl DnsTracker {
             for a in &msg.addresses {
                 self.names.add(*a, &msg.qname);
             }
+        }
+        if self.noting {
+            self.answered = Some(Answered {
+                outcome,
+                expansion: self.folder.may_be_expansion(&msg.qname),
+                name: msg.qname.clone(),
+            });
         }
         self.folder.on_answer(p.tx, outcome, ts_ns, &msg.addresses);
     }

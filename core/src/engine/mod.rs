@@ -9,9 +9,11 @@ use std::collections::VecDeque;
 
 mod flows;
 mod live;
+mod notes;
 mod records;
 
 pub use live::Traffic;
+pub use notes::Note;
 
 use flows::{apply, apply_app_event, close_flow, flow_entry};
 use records::record;
@@ -67,6 +69,8 @@ pub struct Config {
     /// datapath counts every packet in the kernel and shows the engine only the control ones, so
     /// the counts come through [`Engine::add_traffic`] instead.
     pub count_traffic: bool,
+    /// Say what each packet decided ([`Engine::take_note`]), for a capture's packet comments.
+    pub notes: bool,
 }
 
 impl Default for Config {
@@ -85,6 +89,7 @@ impl Default for Config {
             dedup: false,
             dedup_window_ns: 50_000_000,
             count_traffic: true,
+            notes: false,
         }
     }
 }
@@ -109,6 +114,8 @@ pub struct Engine {
     now_ns: u64,
     next_sweep_ns: u64,
     next_expire_ns: u64,
+    /// What the last packet decided, when `cfg.notes`.
+    note: Option<Note>,
 }
 
 impl Engine {
@@ -121,11 +128,13 @@ impl Engine {
     pub fn with_config(profile: &Profile, cfg: Config) -> Engine {
         let search = SearchList::new(&profile.cluster_domain, &profile.search_domains);
         let folder = Folder::new(search, cfg.dns_fold_gap_ns, cfg.max_dns_records);
+        let mut dns = DnsTracker::new(folder, cfg.dns_timeout_ns, cfg.max_dns_pending);
+        dns.noting = cfg.notes;
         Engine {
             classifier: Classifier::new(profile),
             flows: FlowTable::new(cfg.max_flows),
             groups: Groups::new(cfg.max_groups),
-            dns: DnsTracker::new(folder, cfg.dns_timeout_ns, cfg.max_dns_pending),
+            dns,
             dedup: cfg.dedup.then(|| Dedup::new(cfg.dedup_window_ns)),
             syn_deadlines: VecDeque::new(),
             closing: VecDeque::new(),
@@ -136,6 +145,7 @@ impl Engine {
             now_ns: 0,
             next_sweep_ns: 0,
             next_expire_ns: 0,
+            note: None,
             cfg,
         }
     }
@@ -173,9 +183,26 @@ impl Engine {
         self.dns.names.learned()
     }
 
+    /// What the last packet observed decided (a connection's outcome, a SYN sent again, a DNS
+    /// answer), when the engine was made with `Config::notes`.
+    pub fn take_note(&mut self) -> Option<Note> {
+        let answered = self.dns.answered.take();
+        self.note.take().or_else(|| {
+            answered.map(|a| Note::Dns {
+                outcome: a.outcome,
+                name: a.name,
+                expansion: a.expansion,
+            })
+        })
+    }
+
     /// Feeds one packet.
     pub fn observe(&mut self, packet: &Packet<'_>) {
         self.stats.packets += 1;
+        if self.cfg.notes {
+            self.note = None;
+            self.dns.answered = None;
+        }
         if (packet.data.len() as u32) < packet.orig_len {
             self.stats.snapped_frames += 1;
         }
@@ -293,6 +320,9 @@ impl Engine {
             );
         }
         flow.saw(self.cfg.count_traffic, from_client, d.ip_len, ts);
+        if self.cfg.notes {
+            self.note = notes::of_effect(effect, ts, flow.attempt.syn_ns, self.cfg.syn_timeout_ns);
+        }
         if effect != Effect::None {
             if let Some(g) = self.groups.get_mut(group) {
                 apply(g, effect);
@@ -384,6 +414,12 @@ impl Engine {
             Effect::None
         };
         let group = flow.group;
+        if self.cfg.notes && effect != Effect::None {
+            self.note = Some(Note::Unreachable {
+                reason: r.reason,
+                from: r.from,
+            });
+        }
         if effect != Effect::None {
             if let Some(g) = self.groups.get_mut(group) {
                 apply(g, effect);

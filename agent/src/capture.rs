@@ -443,9 +443,9 @@ pub fn run<W: Write>(
                 let ts = &p.header.ts;
                 let ts_ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_usec as u64;
                 let direction = sense.of(p.data);
-                let is_dns = dns.filter(p.data);
+                // Annotating, the engine sees every packet and the selector is not needed.
                 let mut note = None;
-                if is_dns || req.annotate {
+                if req.annotate || dns.filter(p.data) {
                     engine.observe(&Packet {
                         ts_ns,
                         iface: interface,
@@ -455,8 +455,6 @@ pub fn run<W: Write>(
                         data: p.data,
                     });
                     note = engine.take_note().map(|n| n.to_string());
-                }
-                if is_dns {
                     // Before the packets that follow: a one-pass reader (tshark, a live
                     // Wireshark) applies names only to what comes after them. Only when the
                     // answer taught a new name; the writer skips the pairs it wrote before.

@@ -212,6 +212,59 @@ fn capinfos_sees_the_section_interfaces_filter_and_statistics() {
     let _ = std::fs::remove_file(&path);
 }
 
+/// editcap rewrites the file: to pcapng again, keeping the comments and names, and to pcap.
+#[test]
+fn editcap_rewrites_it_to_pcapng_and_pcap() {
+    let path = sample("editcap");
+    let file = path.to_str().unwrap();
+    let again = path.with_extension("again.pcapng");
+    let pcap = path.with_extension("pcap");
+    let (again_s, pcap_s) = (again.to_str().unwrap(), pcap.to_str().unwrap());
+    if tool("editcap", &["-F", "pcapng", file, again_s]).is_none() {
+        return;
+    }
+    // pcap holds one link type per file: only the first interface's packets (both Ethernet).
+    tool("editcap", &["-F", "pcap", file, pcap_s]).expect("editcap");
+    let fields = |f: &str| {
+        tool(
+            "tshark",
+            &[
+                "-r",
+                f,
+                "-T",
+                "fields",
+                "-e",
+                "frame.comment",
+                "-e",
+                "ip.dst_host",
+            ],
+        )
+        .expect("tshark")
+    };
+    assert_eq!(
+        fields(file),
+        fields(again_s),
+        "the rewrite keeps comments and names"
+    );
+    let count = |f: &str| {
+        tool("capinfos", &["-c", "-M", f])
+            .expect("capinfos")
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Number of packets:")?
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+            })
+    };
+    assert_eq!(count(file), Some(3));
+    assert_eq!(count(again_s), Some(3));
+    assert_eq!(count(pcap_s), Some(3), "every packet in the pcap too");
+    for p in [&path, &again, &pcap] {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
 #[test]
 fn outflow_reads_back_what_it_wrote() {
     let path = sample("outflow");

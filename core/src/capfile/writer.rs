@@ -2,7 +2,8 @@
 //! node, which interface belonged to which pod, which way each packet went, which names DNS gave
 //! its addresses, and how many packets the capture lost.
 //!
-//! The blocks are written by `pcap-file`; this module decides what goes in them. The section is
+//! The blocks are written by `pcap-file`, except the packets' own, laid out here on the hot path;
+//! this module decides what goes in them. The section is
 //! big-endian because `pcap-file` writes the 64-bit timestamps of statistics blocks as one
 //! integer, which is the format's high-then-low word order only in big-endian sections. Every
 //! interface declares nanosecond timestamps (`if_tsresol` 9), the unit `pcap-file` writes.
@@ -12,7 +13,6 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::net::IpAddr;
 
-use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
 };
@@ -150,24 +150,64 @@ impl<W: Write> PcapngWriter<W> {
         orig_len: u32,
         comment: Option<&str>,
     ) -> Result<(), WriteError> {
-        let mut options = Vec::new();
+        if interface >= self.interfaces {
+            return Err(WriteError(format!("no interface {interface} declared")));
+        }
+        // Laid out here rather than by `pcap-file`, which measures each block by writing it
+        // once to nowhere and allocates its options: on the capture's path that was a third of
+        // its CPU per packet. The layout is the format's (section 4.3), in the section's
+        // big-endian order; tshark, capinfos, editcap and outflow's reader check it in tests.
+        let pad = |n: usize| (4 - n % 4) % 4;
         // epb_flags bits 0-1: 01 inbound, 10 outbound.
-        match direction {
-            Direction::Inbound => options.push(EnhancedPacketOption::Flags(1)),
-            Direction::Outbound => options.push(EnhancedPacketOption::Flags(2)),
-            Direction::Unknown => {}
+        let flags = match direction {
+            Direction::Inbound => Some(1u32),
+            Direction::Outbound => Some(2),
+            Direction::Unknown => None,
+        };
+        let comment = comment
+            .map(str::as_bytes)
+            .filter(|c| c.len() <= u16::MAX as usize);
+        let mut options_len =
+            flags.map_or(0, |_| 8) + comment.map_or(0, |c| 4 + c.len() + pad(c.len()));
+        if options_len > 0 {
+            options_len += 4; // opt_endofopt
+        }
+        let captured = data.len();
+        let block_len = (32 + captured + pad(captured) + options_len) as u32;
+        let mut head = [0u8; 28];
+        for (i, v) in [
+            6, // enhanced packet block
+            block_len,
+            interface,
+            (ts_ns >> 32) as u32,
+            ts_ns as u32,
+            captured as u32,
+            orig_len.max(captured as u32),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            head[i * 4..i * 4 + 4].copy_from_slice(&v.to_be_bytes());
+        }
+        let out = self.inner.get_mut();
+        out.write_all(&head).map_err(err)?;
+        out.write_all(&data[..captured]).map_err(err)?;
+        out.write_all(&[0u8; 3][..pad(captured)]).map_err(err)?;
+        if let Some(f) = flags {
+            out.write_all(&[0, 2, 0, 4]).map_err(err)?;
+            out.write_all(&f.to_be_bytes()).map_err(err)?;
         }
         if let Some(c) = comment {
-            options.push(EnhancedPacketOption::Comment(Cow::Borrowed(c)));
+            out.write_all(&[0, 1]).map_err(err)?;
+            out.write_all(&(c.len() as u16).to_be_bytes())
+                .map_err(err)?;
+            out.write_all(c).map_err(err)?;
+            out.write_all(&[0u8; 3][..pad(c.len())]).map_err(err)?;
         }
-        let block = EnhancedPacketBlock {
-            interface_id: interface,
-            timestamp: std::time::Duration::from_nanos(ts_ns),
-            original_len: orig_len.max(data.len() as u32),
-            data: Cow::Borrowed(data),
-            options,
-        };
-        self.inner.write_pcapng_block(block).map_err(err)?;
+        if options_len > 0 {
+            out.write_all(&[0u8; 4]).map_err(err)?;
+        }
+        out.write_all(&block_len.to_be_bytes()).map_err(err)?;
         Ok(())
     }
 

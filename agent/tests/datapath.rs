@@ -69,6 +69,15 @@ fn lab(node: &'static str, pod: &'static str) -> (Ns, Ns) {
     (guards.0, guards.1)
 }
 
+/// A refused TCP connection from the pod to `port`: SYN out, RST back.
+fn refused_to(pod: &str, port: u16) {
+    let _ = Command::new("ip")
+        .args(["netns", "exec", pod, "bash", "-c"])
+        .arg(format!("exec 3<>/dev/tcp/10.99.0.1/{port} || true"))
+        .output();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+}
+
 /// A refused TCP connection from the pod: SYN out, RST back.
 fn refused_connection(pod: &str) {
     let _ = Command::new("ip")
@@ -84,16 +93,22 @@ fn refused_connection(pod: &str) {
     std::thread::sleep(std::time::Duration::from_millis(200));
 }
 
+/// The programs loaded and attached to `vethp`, from inside the node namespace.
+fn loaded_on_vethp(mode: TcMode) -> std::io::Result<EbpfDatapath> {
+    let mut dp = EbpfDatapath::load(4096, 1 << 16, mode).map_err(std::io::Error::other)?;
+    let link = netlink::links()?
+        .into_iter()
+        .find(|l| l.name == "vethp")
+        .expect("vethp exists");
+    dp.attach(&link.name, link.index)
+        .map_err(std::io::Error::other)?;
+    Ok(dp)
+}
+
 fn attach_count_detach(mode: TcMode, node: &'static str, pod: &'static str) {
     let _g = lab(node, pod);
     let (events, traffic, filters_during) = netns::run_in(node, move || {
-        let mut dp = EbpfDatapath::load(4096, 1 << 16, mode).map_err(std::io::Error::other)?;
-        let link = netlink::links()?
-            .into_iter()
-            .find(|l| l.name == "vethp")
-            .expect("vethp exists");
-        dp.attach(&link.name, link.index)
-            .map_err(std::io::Error::other)?;
+        let mut dp = loaded_on_vethp(mode)?;
         let filters = tc_filters(node, "vethp");
         refused_connection(pod);
         let mut events = 0;
@@ -222,4 +237,38 @@ fn the_node_knows_which_namespace_its_veth_leads_to() {
     .expect("runs");
     assert!(link_nsid.is_some());
     assert_eq!(link_nsid, asked);
+}
+
+/// The kernel keeps no time per flow: a flow whose counters stopped moving between the agent's
+/// scans is removed once idle long enough, and one that moved stays.
+#[test]
+fn flows_that_stopped_leave_the_map_and_moving_ones_stay() {
+    if !privileged() {
+        return;
+    }
+    let (node, pod) = ("ofidle-node", "ofidle-pod");
+    let _g = lab(node, pod);
+    let keys = netns::run_in(node, move || {
+        let mut dp = loaded_on_vethp(TcMode::for_this_kernel())?;
+        refused_to(pod, 9);
+        let first = dp.read_traffic(0, |_| {});
+        let between = outflow_agent::clock::monotonic_ns();
+        refused_to(pod, 10);
+        // Idle since `between`: the port 9 flow's counters have not moved since the first scan.
+        let second = dp.read_traffic(between, |_| {});
+        let keys = dp.flow_keys();
+        dp.detach_all();
+        Ok((first, second, keys))
+    })
+    .expect("datapath runs in the node namespace");
+    let (first, second, keys) = keys;
+    let port = |p: u16| p.to_be();
+    let has = |keys: &[outflow_ebpf::abi::FlowKey], p: u16| {
+        keys.iter()
+            .any(|k| k.dport == port(p) || k.sport == port(p))
+    };
+    assert!(first.iter().any(|t| t.dport == 9), "{first:?}");
+    assert!(second.iter().any(|t| t.dport == 10), "{second:?}");
+    assert!(!has(&keys, 9), "the stopped flow left the map: {keys:?}");
+    assert!(has(&keys, 10), "the flow that moved stayed: {keys:?}");
 }

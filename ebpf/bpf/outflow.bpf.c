@@ -110,12 +110,9 @@ DEFINE_EMIT(emit_dns, OUTFLOW_DNS_BYTES)
 static __always_inline void count_flow(struct outflow_flow_key *key, __u64 segs, __u64 bytes)
 {
 	struct outflow_flow_value *v = bpf_map_lookup_elem(&FLOWS, key);
-	/* last_ns only ages idle entries out: the coarse clock (a tick of precision, Linux 5.11)
-	 * spares every packet a clock read. */
-	__u64 now = bpf_ktime_get_coarse_ns();
 
 	if (!v) {
-		struct outflow_flow_value fresh = { .packets = segs, .bytes = bytes, .last_ns = now };
+		struct outflow_flow_value fresh = { .packets = segs, .bytes = bytes };
 
 		if (bpf_map_update_elem(&FLOWS, key, &fresh, BPF_NOEXIST) == 0) {
 			stat_add(OUTFLOW_STAT_FLOWS_NEW, 1);
@@ -130,7 +127,6 @@ static __always_inline void count_flow(struct outflow_flow_key *key, __u64 segs,
 	}
 	__sync_fetch_and_add(&v->packets, segs);
 	__sync_fetch_and_add(&v->bytes, bytes);
-	v->last_ns = now;
 }
 
 static __always_inline int handle(struct __sk_buff *skb, __u8 hook)

@@ -54,11 +54,12 @@ struct outflow_flow_key {
 	__u8 _pad[2];
 };
 
-/* Counters of one flow direction. Updated with atomic adds: several CPUs may share an entry. */
+/* Counters of one flow direction. Updated with atomic adds: several CPUs may share an entry.
+ * No timestamp: the agent tells idle entries by counters that stopped moving between its scans,
+ * which spares every packet a clock read. */
 struct outflow_flow_value {
 	__u64 packets; /* segments: a GSO packet counts as its gso_segs */
 	__u64 bytes;   /* skb->len, from the Ethernet header on */
-	__u64 last_ns; /* bpf_ktime_get_coarse_ns() of the last packet (CLOCK_MONOTONIC_COARSE) */
 };
 
 /* A packet sent to user space. `data` holds the first cap_len bytes of the frame; the reserved

@@ -72,10 +72,8 @@ pub struct FlowValue {
     pub packets: u64,
     /// Bytes from the Ethernet header on.
     pub bytes: u64,
-    /// Monotonic time of the last packet.
-    pub last_ns: u64,
 }
-const _: () = assert!(size_of::<FlowValue>() == 24);
+const _: () = assert!(size_of::<FlowValue>() == 16);
 
 /// `struct outflow_event`, without its variable-length `data`.
 #[repr(C)]

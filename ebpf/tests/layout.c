@@ -22,7 +22,6 @@ int main(void)
 	SIZE(outflow_flow_value);
 	OFF(outflow_flow_value, packets);
 	OFF(outflow_flow_value, bytes);
-	OFF(outflow_flow_value, last_ns);
 	SIZE(outflow_event);
 	OFF(outflow_event, ts_ns);
 	OFF(outflow_event, ifindex);

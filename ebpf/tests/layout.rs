@@ -47,7 +47,6 @@ fn rust_structs_match_the_c_header() {
         ("outflow_flow_value", size_of::<FlowValue>()),
         ("outflow_flow_value.packets", offset_of!(FlowValue, packets)),
         ("outflow_flow_value.bytes", offset_of!(FlowValue, bytes)),
-        ("outflow_flow_value.last_ns", offset_of!(FlowValue, last_ns)),
         ("outflow_event", size_of::<EventHeader>()),
         ("outflow_event.ts_ns", offset_of!(EventHeader, ts_ns)),
         ("outflow_event.ifindex", offset_of!(EventHeader, ifindex)),

@@ -23,7 +23,7 @@ const VETH: &str = "obn-veth0";
 const POD_IP: &str = "10.99.0.2";
 const NODE_IP: &str = "10.99.0.1";
 const API: &str = "127.0.0.1:17990";
-/// Rounds per load: this machine class is noisy (±10 % between identical runs).
+/// Rounds per load (`--rounds`): this machine class is noisy (±10 % between identical runs).
 const ROUNDS: usize = 5;
 
 /// Removes the namespaces whatever happens.
@@ -258,9 +258,12 @@ fn compare(outflow: &Path, udp: bool, rounds: usize, seconds: u64) -> Result<Com
             .fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
         (hi - lo) / median(bare.clone())
     };
+    let paired = |i: usize| median(runs[i].iter().zip(&runs[0]).map(|(v, b)| v / b).collect());
+    let paired = [paired(1), paired(2)];
     let [a, b, c] = runs;
     Ok(Compared {
         medians: [median(a), median(b), median(c)],
+        paired,
         bare_spread: spread,
         program_ns: program_cost(outflow, udp, seconds)?,
     })
@@ -304,6 +307,9 @@ fn program_ns_per_packet() -> Option<f64> {
 /// Medians by watcher (bare, outflow, tcpdump) and how far apart the bare runs were.
 struct Compared {
     medians: [f64; 3],
+    /// Medians of each round's ratio to that round's bare run (outflow, tcpdump): runs of one
+    /// round are minutes apart at most, so slow drift of the machine cancels out.
+    paired: [f64; 2],
     /// (max − min) / median of the bare runs: the noise floor of the ratios.
     bare_spread: f64,
     /// Median cost of outflow's programs per packet, as the kernel measures it.
@@ -540,6 +546,7 @@ fn capture_compare(
 pub fn run(args: &[String]) -> Result<()> {
     crate::setup()?;
     let seconds: u64 = crate::flag(args, "--seconds", 5)?;
+    let rounds: usize = crate::flag(args, "--rounds", ROUNDS)?.max(1);
     let outflow = crate::build_outflow()?;
     let _pair = Pair::up()?;
     // The node answers SYNs to closed ports with RSTs; nothing more to set up.
@@ -558,11 +565,11 @@ pub fn run(args: &[String]) -> Result<()> {
     let (mut tcp, mut udp, mut events, mut mem) = (None, None, None, Vec::new());
     if want("tcp") {
         eprintln!("iperf3 TCP, {seconds} s per run:");
-        tcp = Some(compare(&outflow, false, ROUNDS, seconds)?);
+        tcp = Some(compare(&outflow, false, rounds, seconds)?);
     }
     if want("udp") {
         eprintln!("iperf3 UDP, 64-byte datagrams, unlimited rate, {seconds} s per run:");
-        udp = Some(compare(&outflow, true, ROUNDS, seconds)?);
+        udp = Some(compare(&outflow, true, rounds, seconds)?);
     }
     if want("events") {
         eprintln!("SYN/RST control events:");
@@ -574,7 +581,7 @@ pub fn run(args: &[String]) -> Result<()> {
             // The flood passes a capture's default limit of 1,000,000 packets after 4 s.
             let secs = if udp { seconds.min(4) } else { seconds };
             eprintln!("{load} while capturing to a file, snaplen 512, {secs} s per run:");
-            captures.push((load, udp, capture_compare(&outflow, udp, ROUNDS, secs)?));
+            captures.push((load, udp, capture_compare(&outflow, udp, rounds, secs)?));
         }
     }
     if want("memory") {
@@ -584,28 +591,38 @@ pub fn run(args: &[String]) -> Result<()> {
     server.stop();
 
     println!(
-        "\n## Live datapath (`cargo xtask bench-live`, {seconds} s runs, medians of {ROUNDS})\n"
+        "\n## Live datapath (`cargo xtask bench-live`, {seconds} s runs, medians of {rounds})\n"
     );
-    println!("| load | bare | outflow (eBPF) | ratio | tcpdump -w /dev/null | ratio |");
-    println!("|---|---|---|---|---|---|");
-    if let Some(Compared { medians: t, .. }) = &tcp {
+    println!("| load | bare | outflow (eBPF) | ratio of medians | median of round ratios | tcpdump -w /dev/null | ratio of medians | median of round ratios |");
+    println!("|---|---|---|---|---|---|---|---|");
+    if let Some(Compared {
+        medians: t, paired, ..
+    }) = &tcp
+    {
         println!(
-            "| iperf3 TCP | {:.0} Mbit/s | {:.0} Mbit/s | **{:.3}** | {:.0} Mbit/s | {:.3} |",
+            "| iperf3 TCP | {:.0} Mbit/s | {:.0} Mbit/s | {:.3} | **{:.3}** | {:.0} Mbit/s | {:.3} | {:.3} |",
             t[0] / 1e6,
             t[1] / 1e6,
             t[1] / t[0],
+            paired[0],
             t[2] / 1e6,
-            t[2] / t[0]
+            t[2] / t[0],
+            paired[1]
         );
     }
-    if let Some(Compared { medians: u, .. }) = &udp {
+    if let Some(Compared {
+        medians: u, paired, ..
+    }) = &udp
+    {
         println!(
-            "| iperf3 UDP 64 B | {:.0} pkt/s | {:.0} pkt/s | **{:.3}** | {:.0} pkt/s | {:.3} |",
+            "| iperf3 UDP 64 B | {:.0} pkt/s | {:.0} pkt/s | {:.3} | **{:.3}** | {:.0} pkt/s | {:.3} | {:.3} |",
             u[0],
             u[1],
             u[1] / u[0],
+            paired[0],
             u[2],
-            u[2] / u[0]
+            u[2] / u[0],
+            paired[1]
         );
     }
     for (load, c) in [("TCP", &tcp), ("UDP", &udp)] {

@@ -45,7 +45,7 @@ fn main() -> ExitCode {
         Some("syn-gen") => syn_gen::run(&args[1..]),
         Some("fuzz") => flag(&args[1..], "--seconds", 300).and_then(fuzz),
         _ => {
-            eprintln!("usage: cargo xtask <setup | demo [--once] | test | fuzz [--seconds N] | bench-analyze [--packets N] | bench-live [--seconds N]>");
+            eprintln!("usage: cargo xtask <setup | demo [--once] | test | fuzz [--seconds N] | bench-analyze [--packets N] | bench-live [--seconds N] [--rounds N] [--only PART]>");
             return ExitCode::from(2);
         }
     };

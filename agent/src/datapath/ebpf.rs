@@ -45,6 +45,15 @@ struct Attachment {
     owns_qdisc: bool,
 }
 
+/// A flow direction's counters at the last scan, and the scan (monotonic ns) at which they last
+/// changed: the kernel keeps no timestamp, so idle entries are told by counters that stopped.
+#[derive(Clone, Copy)]
+struct Reported {
+    packets: u64,
+    bytes: u64,
+    changed_ns: u64,
+}
+
 /// The loaded programs and maps.
 pub struct EbpfDatapath {
     bpf: Ebpf,
@@ -53,8 +62,8 @@ pub struct EbpfDatapath {
     stats: PerCpuArray<MapData, u64>,
     mode: TcMode,
     attached: HashMap<String, Attachment>,
-    /// Counters already reported, per flow direction.
-    reported: FxHashMap<FlowKey, (u64, u64)>,
+    /// Counters already reported, per flow direction, and when they last moved.
+    reported: FxHashMap<FlowKey, Reported>,
     /// Entries the agent removed itself (idle flows); the rest of the difference between
     /// entries created and entries live is the LRU's evictions.
     reaped: u64,
@@ -202,8 +211,9 @@ impl EbpfDatapath {
         idle_before_ns: u64,
         mut on_event: impl FnMut(&[u8]),
     ) -> Vec<Traffic> {
+        let now = clock::monotonic_ns();
         let mut by_tuple: FxHashMap<FlowKey, (u64, u64)> = FxHashMap::default();
-        let mut seen: FxHashMap<FlowKey, (u64, u64)> =
+        let mut seen: FxHashMap<FlowKey, Reported> =
             FxHashMap::with_capacity_and_hasher(self.reported.len(), Default::default());
         let mut idle = Vec::new();
         for (n, entry) in self.flows.iter().enumerate() {
@@ -213,13 +223,25 @@ impl EbpfDatapath {
                 }
             }
             let Ok((key, value)) = entry else { continue };
-            let before = self.reported.get(&key).copied().unwrap_or((0, 0));
+            let before = self.reported.get(&key).copied();
+            let (old_packets, old_bytes) = before.map_or((0, 0), |b| (b.packets, b.bytes));
             let delta = (
-                value.packets.saturating_sub(before.0),
-                value.bytes.saturating_sub(before.1),
+                value.packets.saturating_sub(old_packets),
+                value.bytes.saturating_sub(old_bytes),
             );
-            seen.insert(key, (value.packets, value.bytes));
-            if value.last_ns < idle_before_ns {
+            let changed_ns = match before {
+                Some(b) if delta.0 == 0 => b.changed_ns,
+                _ => now,
+            };
+            seen.insert(
+                key,
+                Reported {
+                    packets: value.packets,
+                    bytes: value.bytes,
+                    changed_ns,
+                },
+            );
+            if changed_ns < idle_before_ns {
                 idle.push(key);
             }
             if delta.0 == 0 {
@@ -245,6 +267,11 @@ impl EbpfDatapath {
             .into_iter()
             .filter_map(|(k, (packets, bytes))| traffic(&k, packets, bytes))
             .collect()
+    }
+
+    /// The flow directions in the kernel's map now.
+    pub fn flow_keys(&self) -> Vec<FlowKey> {
+        self.flows.keys().filter_map(Result::ok).collect()
     }
 
     /// Kernel counters since load.

@@ -272,3 +272,54 @@ fn flows_that_stopped_leave_the_map_and_moving_ones_stay() {
     assert!(!has(&keys, 9), "the stopped flow left the map: {keys:?}");
     assert!(has(&keys, 10), "the flow that moved stayed: {keys:?}");
 }
+
+/// Sends `n` UDP datagrams from the pod to `port` of 10.99.0.3 on one socket, from CPU 0. The
+/// address has a static neighbour entry and no host: the datagrams cross the veth, and nothing
+/// answers (an ICMP error would fail the next send on the socket).
+fn datagrams(pod: &str, port: u16, n: u32) {
+    let ok = Command::new("ip")
+        .args(["netns", "exec", pod, "taskset", "-c", "0", "bash", "-c"])
+        .arg(format!(
+            "ip neigh replace 10.99.0.3 lladdr 02:00:00:00:00:03 dev eth0; \
+             exec 3>/dev/udp/10.99.0.3/{port}; for i in $(seq {n}); do echo x >&3; done"
+        ))
+        .status()
+        .expect("bash")
+        .success();
+    assert!(ok, "the pod sends datagrams");
+}
+
+/// A CPU keeps the counts of its last flow until it sees another; the agent adds them to the
+/// map's. Every datagram counts once: while its flow sits in the CPU's entry, and after another
+/// flow has moved it into the map.
+#[test]
+fn each_packet_counts_once_whether_in_a_cpus_entry_or_in_the_map() {
+    if !privileged() {
+        return;
+    }
+    let (node, pod) = ("ofcnt-node", "ofcnt-pod");
+    let _g = lab(node, pod);
+    let scans = netns::run_in(node, move || {
+        let mut dp = loaded_on_vethp(TcMode::for_this_kernel())?;
+        // All in CPU 0's entry, then moved to the map by the next flow on that CPU.
+        datagrams(pod, 9999, 1000);
+        let first = dp.read_traffic(0, |_| {});
+        datagrams(pod, 9998, 1);
+        let second = dp.read_traffic(0, |_| {});
+        let third = dp.read_traffic(0, |_| {});
+        dp.detach_all();
+        Ok((first, second, third))
+    })
+    .expect("datapath runs in the node namespace");
+    let udp_to = |scan: &[outflow_core::engine::Traffic], port: u16| -> u64 {
+        scan.iter()
+            .filter(|t| t.proto == 17 && t.dport == port)
+            .map(|t| t.packets)
+            .sum()
+    };
+    let (first, second, third) = scans;
+    assert_eq!(udp_to(&first, 9999), 1000, "{first:?}");
+    assert_eq!(udp_to(&second, 9999), 0, "counted once: {second:?}");
+    assert_eq!(udp_to(&second, 9998), 1, "{second:?}");
+    assert_eq!(udp_to(&third, 9998), 0, "{third:?}");
+}

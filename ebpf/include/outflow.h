@@ -62,6 +62,18 @@ struct outflow_flow_value {
 	__u64 bytes;   /* skb->len, from the Ethernet header on */
 };
 
+/* Each CPU's flow direction of its last packet, and the counts not yet added to FLOWS (one entry
+ * of the FLOW_CACHE per-CPU array). A bulk transfer's packets follow each other on one CPU, so
+ * most packets add to this and skip the hash lookup; the counts go into FLOWS when the CPU sees
+ * another flow. The agent reads FLOWS, then every CPU's entry, and adds the two. The key first,
+ * 8-byte aligned, so the programs compare it a word at a time. */
+struct outflow_flow_cache {
+	struct outflow_flow_key key;
+	__u32 _pad;
+	__u64 packets;
+	__u64 bytes;
+} __attribute__((aligned(8)));
+
 /* A packet sent to user space. `data` holds the first cap_len bytes of the frame; the reserved
  * size is OUTFLOW_CONTROL_BYTES or OUTFLOW_DNS_BYTES after the header, by kind. */
 struct outflow_event {

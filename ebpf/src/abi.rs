@@ -75,6 +75,21 @@ pub struct FlowValue {
 }
 const _: () = assert!(size_of::<FlowValue>() == 16);
 
+/// `struct outflow_flow_cache`: a CPU's last flow direction and the counts not yet in `FLOWS`.
+#[repr(C, align(8))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlowCache {
+    /// The flow direction of the CPU's last packet.
+    pub key: FlowKey,
+    /// Padding.
+    pub _pad: u32,
+    /// Segments not yet added to `FLOWS`.
+    pub packets: u64,
+    /// Bytes not yet added to `FLOWS`.
+    pub bytes: u64,
+}
+const _: () = assert!(size_of::<FlowCache>() == 64);
+
 /// `struct outflow_event`, without its variable-length `data`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -102,6 +117,9 @@ unsafe impl aya::Pod for FlowKey {}
 // SAFETY: as above.
 #[allow(unsafe_code)]
 unsafe impl aya::Pod for FlowValue {}
+// SAFETY: as above.
+#[allow(unsafe_code)]
+unsafe impl aya::Pod for FlowCache {}
 
 impl EventHeader {
     /// Reads the header at the start of a ring-buffer record; `None` if it is too short.

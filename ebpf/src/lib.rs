@@ -7,7 +7,7 @@
 pub mod abi;
 
 /// The compiled BPF object: programs `outflow_ingress` and `outflow_egress`, maps `FLOWS`,
-/// `EVENTS` and `STATS`, and the `wakeup_bytes` global.
+/// `FLOW_CACHE`, `EVENTS` and `STATS`, and the `wakeup_bytes` global.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/outflow.bpf.o"));
 
 /// Program attached at TC ingress of a pod's host-side interface (what the pod sends).
@@ -16,6 +16,8 @@ pub const PROG_INGRESS: &str = "outflow_ingress";
 pub const PROG_EGRESS: &str = "outflow_egress";
 /// The per-flow-direction LRU hash map.
 pub const MAP_FLOWS: &str = "FLOWS";
+/// Each CPU's last flow direction and its counts not yet in `FLOWS`.
+pub const MAP_FLOW_CACHE: &str = "FLOW_CACHE";
 /// The ring buffer of events.
 pub const MAP_EVENTS: &str = "EVENTS";
 /// The per-CPU counters.

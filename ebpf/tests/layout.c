@@ -22,6 +22,11 @@ int main(void)
 	SIZE(outflow_flow_value);
 	OFF(outflow_flow_value, packets);
 	OFF(outflow_flow_value, bytes);
+	SIZE(outflow_flow_cache);
+	OFF(outflow_flow_cache, key);
+	OFF(outflow_flow_cache, _pad);
+	OFF(outflow_flow_cache, packets);
+	OFF(outflow_flow_cache, bytes);
 	SIZE(outflow_event);
 	OFF(outflow_event, ts_ns);
 	OFF(outflow_event, ifindex);

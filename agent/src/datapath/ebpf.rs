@@ -17,7 +17,7 @@ use aya::{Ebpf, EbpfLoader};
 use outflow_core::capfile::Packet;
 use outflow_core::engine::Traffic;
 use outflow_core::wire::DatapathStats;
-use outflow_ebpf::abi::{self, FlowKey, FlowValue};
+use outflow_ebpf::abi::{self, FlowCache, FlowKey, FlowValue};
 use rustc_hash::FxHashMap;
 
 use super::{decode, AttachError, Datapath, DatapathError, TcMode};
@@ -59,6 +59,7 @@ pub struct EbpfDatapath {
     bpf: Ebpf,
     ring: RingBuf<MapData>,
     flows: BpfHashMap<MapData, FlowKey, FlowValue>,
+    cache: PerCpuArray<MapData, FlowCache>,
     stats: PerCpuArray<MapData, u64>,
     mode: TcMode,
     attached: HashMap<String, Attachment>,
@@ -100,12 +101,15 @@ impl EbpfDatapath {
             .map_err(|e| DatapathError::Load(e.to_string()))?;
         let flows = BpfHashMap::try_from(take(&mut bpf, outflow_ebpf::MAP_FLOWS)?)
             .map_err(|e| DatapathError::Load(e.to_string()))?;
+        let cache = PerCpuArray::try_from(take(&mut bpf, outflow_ebpf::MAP_FLOW_CACHE)?)
+            .map_err(|e| DatapathError::Load(e.to_string()))?;
         let stats = PerCpuArray::try_from(take(&mut bpf, outflow_ebpf::MAP_STATS)?)
             .map_err(|e| DatapathError::Load(e.to_string()))?;
         Ok(EbpfDatapath {
             bpf,
             ring,
             flows,
+            cache,
             stats,
             mode,
             attached: HashMap::new(),
@@ -202,7 +206,13 @@ impl EbpfDatapath {
 
     /// Traffic counted since the last call, one entry per flow direction. A direction seen on
     /// two pod interfaces of this node (pod to pod) is the same packets twice: the larger count
-    /// is kept. Entries idle past `idle_before_ns` (monotonic) are removed once read.
+    /// is kept. Entries whose counters have not moved since before `idle_before_ns` (monotonic)
+    /// are removed.
+    ///
+    /// A flow's count is its `FLOWS` entry plus what CPUs still hold for it in `FLOW_CACHE`,
+    /// read after the map. A CPU may move its part into the map between the two reads, so a
+    /// scan can see less than the one before; counts are taken as the most seen so far, and the
+    /// part missed shows in the next scan, never twice.
     ///
     /// A full map is tens of thousands of syscalls; ring-buffer records that arrive meanwhile are
     /// handed to `on_event` every few hundred entries, so a scan never lets the ring overflow.
@@ -212,38 +222,59 @@ impl EbpfDatapath {
         mut on_event: impl FnMut(&[u8]),
     ) -> Vec<Traffic> {
         let now = clock::monotonic_ns();
-        let mut by_tuple: FxHashMap<FlowKey, (u64, u64)> = FxHashMap::default();
-        let mut seen: FxHashMap<FlowKey, Reported> =
+        let mut totals: FxHashMap<FlowKey, (u64, u64)> =
             FxHashMap::with_capacity_and_hasher(self.reported.len(), Default::default());
-        let mut idle = Vec::new();
         for (n, entry) in self.flows.iter().enumerate() {
             if n % 512 == 511 {
                 while let Some(item) = self.ring.next() {
                     on_event(&item);
                 }
             }
-            let Ok((key, value)) = entry else { continue };
+            if let Ok((key, value)) = entry {
+                totals.insert(key, (value.packets, value.bytes));
+            }
+        }
+        let in_map = totals.len() as u64;
+        // A flow a CPU still holds counts for is not idle, whatever its total: forgetting it
+        // would count those again once they reach the map.
+        let mut cached = Vec::new();
+        if let Ok(cpus) = self.cache.get(&0, 0) {
+            for c in cpus.iter().filter(|c| c.packets > 0) {
+                let t = totals.entry(c.key).or_default();
+                t.0 += c.packets;
+                t.1 += c.bytes;
+                cached.push(c.key);
+            }
+        }
+        let mut by_tuple: FxHashMap<FlowKey, (u64, u64)> = FxHashMap::default();
+        let mut seen: FxHashMap<FlowKey, Reported> =
+            FxHashMap::with_capacity_and_hasher(totals.len(), Default::default());
+        let mut idle = Vec::new();
+        for (key, (packets, bytes)) in totals {
             let before = self.reported.get(&key).copied();
-            let (old_packets, old_bytes) = before.map_or((0, 0), |b| (b.packets, b.bytes));
-            let delta = (
-                value.packets.saturating_sub(old_packets),
-                value.bytes.saturating_sub(old_bytes),
-            );
-            let changed_ns = match before {
-                Some(b) if delta.0 == 0 => b.changed_ns,
-                _ => now,
-            };
-            seen.insert(
-                key,
-                Reported {
-                    packets: value.packets,
-                    bytes: value.bytes,
-                    changed_ns,
+            let now_seen = match before {
+                Some(b) if packets <= b.packets => b,
+                Some(b) => Reported {
+                    packets,
+                    bytes: bytes.max(b.bytes),
+                    changed_ns: now,
                 },
-            );
-            if changed_ns < idle_before_ns {
+                None => Reported {
+                    packets,
+                    bytes,
+                    changed_ns: now,
+                },
+            };
+            seen.insert(key, now_seen);
+            if now_seen.changed_ns < idle_before_ns && !cached.contains(&key) {
                 idle.push(key);
             }
+            let delta = before.map_or((packets, bytes), |b| {
+                (
+                    now_seen.packets - b.packets,
+                    now_seen.bytes.saturating_sub(b.bytes),
+                )
+            });
             if delta.0 == 0 {
                 continue;
             }
@@ -256,13 +287,15 @@ impl EbpfDatapath {
         // What the scan did not see any more (the LRU dropped it, or we are about to) is
         // forgotten with the rest of the old counters.
         self.reported = seen;
+        let mut removed = 0;
         for key in idle {
             if self.flows.remove(&key).is_ok() {
                 self.reaped += 1;
+                removed += 1;
                 self.reported.remove(&key);
             }
         }
-        self.live = self.reported.len() as u64;
+        self.live = in_map - removed;
         by_tuple
             .into_iter()
             .filter_map(|(k, (packets, bytes))| traffic(&k, packets, bytes))

@@ -300,6 +300,24 @@ fn a_pod_capture_holds_what_tcpdump_holds_with_the_pods_names_and_directions() {
         err.contains("pod default/nope has no interface on node"),
         "{err}"
     );
+    // outflow's own analysis reads the file: the blackholed SYNs went unanswered.
+    let out = Command::new(env!("CARGO_BIN_EXE_outflow"))
+        .args(["analyze", ours, "--format", "json"])
+        .output()
+        .expect("outflow analyze");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let blackholed = report["connections"]
+        .as_array()
+        .expect("connections")
+        .iter()
+        .find(|c| c["dst"] == "198.51.100.20")
+        .unwrap_or_else(|| panic!("the blackholed connection: {report}"));
+    assert_eq!(blackholed["outcomes"]["unanswered"], 1, "{blackholed}");
     let _ = std::fs::remove_file(ours);
     let _ = std::fs::remove_file(theirs);
 }
@@ -436,6 +454,24 @@ fn a_capture_through_the_controller_streams_stops_and_stays_valid() {
     assert_eq!(last["state"], "done", "{list}");
     assert_eq!(last["reason"], "stopped", "{list}");
     assert_eq!(last["packets"].as_u64(), Some(all.len() as u64), "{list}");
+
+    // A node's interface, no pod.
+    let by_node = dir.join("node.pcapng");
+    let mut capture = Command::new(env!("CARGO_BIN_EXE_outflow"))
+        .args(["capture", "--controller", url])
+        .args(["--node", &format!("{prefix}-node")])
+        .args(["-i", &format!("{prefix}-veth-a"), "-c", "2", "-w"])
+        .arg(&by_node)
+        .arg("tcp")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("outflow capture --node");
+    std::thread::sleep(Duration::from_millis(1500));
+    pod_run(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
+    assert!(capture.wait().expect("wait").success(), "ends at -c 2");
+    let rows = fields(by_node.to_str().unwrap(), &[], &["frame.interface_name"]);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0][0], format!("{prefix}-veth-a@{prefix}-node"));
     interrupt(&mut up);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -90,7 +90,8 @@ pub struct Request {
     /// Free text for the section header (cluster, pod, request).
     pub comment: String,
     /// Comment packets with what the engine concluded from them ("connection refused", "SYN
-    /// unanswered for 3.0 s", "DNS nxdomain for …"). Every packet then goes through the engine.
+    /// unanswered for 3.0 s", "DNS nxdomain for …"). Control packets then go through the engine
+    /// too, not only DNS.
     pub annotate: bool,
 }
 
@@ -384,18 +385,25 @@ pub fn run<W: Write>(
         Config {
             notes: req.annotate,
             count_traffic: false,
-            // Bounded, since it sees every packet of a capture that may run for minutes.
+            // Bounded, since it sees a capture that may run for minutes.
             max_flows: 65_536,
             max_groups: 16_384,
             max_dns_records: 16_384,
             ..Config::default()
         },
     );
-    // DNS feeds the name-resolution blocks. Without comments the engine sees nothing else,
-    // which keeps a busy capture's cost near libpcap's own.
-    let dns = Capture::dead(pcap::Linktype::ETHERNET)
-        .and_then(|d| d.compile("port 53", true))
-        .map_err(|e| CaptureError::Write(format!("compiling the DNS selector: {e}")))?;
+    // The engine sees only what can decide something: DNS (for the name-resolution blocks
+    // and its comments) and, when annotating, the control packets the live agent's datapath
+    // keeps (SYN, FIN, RST, ICMP errors). Data segments skip it, which keeps a busy capture's
+    // cost near libpcap's own.
+    let selector = if req.annotate {
+        crate::datapath::pcap::CONTROL_FILTER
+    } else {
+        "port 53"
+    };
+    let notable = Capture::dead(pcap::Linktype::ETHERNET)
+        .and_then(|d| d.compile(selector, true))
+        .map_err(|e| CaptureError::Write(format!("compiling the engine's selector: {e}")))?;
     let (mut packets, mut bytes) = (0u64, 0u64);
     let mut written_by = vec![0u64; req.targets.len()];
     let mut names_written = 0u64;
@@ -443,9 +451,8 @@ pub fn run<W: Write>(
                 let ts = &p.header.ts;
                 let ts_ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_usec as u64;
                 let direction = sense.of(p.data);
-                // Annotating, the engine sees every packet and the selector is not needed.
                 let mut note = None;
-                if req.annotate || dns.filter(p.data) {
+                if notable.filter(p.data) {
                     engine.observe(&Packet {
                         ts_ns,
                         iface: interface,

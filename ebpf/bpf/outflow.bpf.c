@@ -147,8 +147,9 @@ static __always_inline int same_key(const struct outflow_flow_key *a,
 }
 
 /* Counts a packet through this CPU's cache entry (see struct outflow_flow_cache). A TC program
- * runs to its end on one CPU without another TC program of this CPU in between, so the entry
- * needs no atomics. */
+ * runs to its end on one CPU without another TC program of this CPU in between (ingress in the
+ * receive softirq, egress with bottom halves off; a PREEMPT_RT kernel would break this), so the
+ * entry needs no atomics. */
 static __always_inline void count_flow(struct outflow_flow_key *key, __u64 segs, __u64 bytes)
 {
 	__u32 zero = 0;

@@ -280,13 +280,16 @@ fn datagrams(pod: &str, port: u16, n: u32) {
     let ok = Command::new("ip")
         .args(["netns", "exec", pod, "taskset", "-c", "0", "bash", "-c"])
         .arg(format!(
-            "ip neigh replace 10.99.0.3 lladdr 02:00:00:00:00:03 dev eth0; \
+            "set -e; ip neigh replace 10.99.0.3 lladdr 02:00:00:00:00:03 dev eth0; \
              exec 3>/dev/udp/10.99.0.3/{port}; for i in $(seq {n}); do echo x >&3; done"
         ))
         .status()
         .expect("bash")
         .success();
     assert!(ok, "the pod sends datagrams");
+    // The node's side takes them in its receive softirq, which a busy machine defers to
+    // ksoftirqd: give it time before reading.
+    std::thread::sleep(std::time::Duration::from_millis(500));
 }
 
 /// A CPU keeps the counts of its last flow until it sees another; the agent adds them to the

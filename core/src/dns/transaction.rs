@@ -108,7 +108,8 @@ pub struct Answered {
     pub outcome: DnsOutcome,
     /// The name asked.
     pub name: String,
-    /// The name ends in a search-list suffix.
+    /// The name ends in a search-list suffix: the resolver may have made it up from a shorter
+    /// name the application asked for.
     pub expansion: bool,
 }
 

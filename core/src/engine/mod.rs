@@ -187,13 +187,7 @@ impl Engine {
     /// answer), when the engine was made with `Config::notes`.
     pub fn take_note(&mut self) -> Option<Note> {
         let answered = self.dns.answered.take();
-        self.note.take().or_else(|| {
-            answered.map(|a| Note::Dns {
-                outcome: a.outcome,
-                name: a.name,
-                expansion: a.expansion,
-            })
-        })
+        self.note.take().or_else(|| answered.map(Note::Dns))
     }
 
     /// Feeds one packet.

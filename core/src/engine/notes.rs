@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use crate::conn::attempt::Effect;
 use crate::conn::Outcome;
+use crate::dns::transaction::Answered;
 use crate::dns::DnsOutcome;
 use crate::icmp::Reason;
 
@@ -41,16 +42,10 @@ pub enum Note {
         /// Who sent it.
         from: IpAddr,
     },
-    /// A DNS response to a pending query.
-    Dns {
-        /// Its outcome.
-        outcome: DnsOutcome,
-        /// The name asked.
-        name: String,
-        /// The name ends in a search-list suffix: an NXDOMAIN is expected while the resolver
-        /// walks its list, and a failure only if every expansion fails.
-        expansion: bool,
-    },
+    /// A DNS response to a pending query. When its name ends in a search-list suffix, an
+    /// NXDOMAIN is expected while the resolver walks its list, and a failure only if every
+    /// expansion fails.
+    Dns(Answered),
 }
 
 /// The note for what a TCP packet did to its flow's attempt (opened at `syn_ns`).
@@ -120,13 +115,9 @@ impl fmt::Display for Note {
             Note::Unreachable { reason, from } => {
                 write!(f, "outflow: unreachable, {} from {from}", reason.name())
             }
-            Note::Dns {
-                outcome,
-                name,
-                expansion,
-            } => {
-                write!(f, "outflow: DNS {} for {name}", outcome.as_str())?;
-                if *expansion && matches!(outcome, DnsOutcome::NxDomain | DnsOutcome::NoData) {
+            Note::Dns(a) => {
+                write!(f, "outflow: DNS {} for {}", a.outcome.as_str(), a.name)?;
+                if a.expansion && matches!(a.outcome, DnsOutcome::NxDomain | DnsOutcome::NoData) {
                     write!(f, " (search-list expansion)")?;
                 }
                 Ok(())
@@ -165,10 +156,12 @@ mod tests {
             icmp.to_string(),
             "outflow: unreachable, host-prohibited from 10.0.0.1"
         );
-        let dns = |outcome, expansion| Note::Dns {
-            outcome,
-            name: "nope.example.com".into(),
-            expansion,
+        let dns = |outcome, expansion| {
+            Note::Dns(Answered {
+                outcome,
+                name: "nope.example.com".into(),
+                expansion,
+            })
         };
         assert_eq!(
             dns(DnsOutcome::NxDomain, false).to_string(),

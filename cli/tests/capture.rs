@@ -7,7 +7,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use outflow_tests::{pod_run, privileged, Lab};
+use outflow_tests::{pod_connect, pod_run, privileged, Lab};
 
 fn outflow(prefix: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_outflow"));
@@ -80,31 +80,13 @@ fn a_pod_capture_holds_what_tcpdump_holds_with_the_pods_names_and_directions() {
     std::thread::sleep(Duration::from_millis(1500));
     pod_run(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
     // Rejected by ICMP: the ICMP error is outside the filter, the SYN inside.
-    pod_run(
-        &prefix,
-        &[
-            "curl",
-            "-s",
-            "--connect-timeout",
-            "2",
-            "http://203.0.113.7/",
-        ],
-    );
+    pod_connect(&prefix, 2, "http://203.0.113.7/");
     pod_run(
         &prefix,
         &["dig", "+search", "+time=2", "+tries=1", "nx.example.com"],
     );
     // Blackholed: SYNs at 0, 1 and 3 s; the last is past the SYN timeout.
-    pod_run(
-        &prefix,
-        &[
-            "curl",
-            "-s",
-            "--connect-timeout",
-            "4",
-            "http://198.51.100.20/",
-        ],
-    );
+    pod_connect(&prefix, 4, "http://198.51.100.20/");
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         interrupt(&mut capture).success(),

@@ -8,7 +8,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use outflow_tests::{pod_run, privileged, root, Lab};
+use outflow_tests::{pod_connect, pod_run, privileged, root, Lab};
 use serde_json::Value;
 
 struct Up {
@@ -157,36 +157,9 @@ fn outcome(r: &Value, key: &str) -> u64 {
 fn check_lab(up: &Up, prefix: &str, datapath: &str) {
     let pod = format!("default/{prefix}-pod-a");
     let q = |extra: &str| format!("connections?pod={pod}{extra}");
-    pod_run(
-        prefix,
-        &[
-            "curl",
-            "-s",
-            "--connect-timeout",
-            "4",
-            "http://198.51.100.20/",
-        ],
-    );
-    pod_run(
-        prefix,
-        &[
-            "curl",
-            "-s",
-            "--connect-timeout",
-            "2",
-            "http://203.0.113.7/",
-        ],
-    );
-    pod_run(
-        prefix,
-        &[
-            "curl",
-            "-s",
-            "--connect-timeout",
-            "2",
-            "http://192.168.50.5:8080/",
-        ],
-    );
+    pod_connect(prefix, 4, "http://198.51.100.20/");
+    pod_connect(prefix, 2, "http://203.0.113.7/");
+    pod_connect(prefix, 2, "http://192.168.50.5:8080/");
     pod_run(prefix, &["curl", "-s", "http://web.example.com/"]);
     pod_run(
         prefix,
@@ -370,16 +343,7 @@ fn two_nodes_report_into_one_controller_and_a_late_controller_gets_the_queued_re
             .expect("outflow agent starts"),
     );
     std::thread::sleep(Duration::from_millis(500));
-    pod_run(
-        &b,
-        &[
-            "curl",
-            "-s",
-            "--connect-timeout",
-            "2",
-            "http://198.51.100.20/",
-        ],
-    );
+    pod_connect(&b, 2, "http://198.51.100.20/");
     pod_run(
         &b,
         &["dig", "+search", "+time=2", "+tries=1", "nx.example.com"],
@@ -511,16 +475,7 @@ fn floods_malformed_dns_and_vanishing_interfaces_are_counted_and_survived() {
         || format!("{:?}", up.get("health")),
     );
     // Still working: a new refused connection is reported, and the vanished interfaces are gone.
-    pod_run(
-        &prefix,
-        &[
-            "curl",
-            "-s",
-            "--connect-timeout",
-            "2",
-            "http://192.168.50.5:8081/",
-        ],
-    );
+    pod_connect(&prefix, 2, "http://192.168.50.5:8081/");
     let r = up.find(
         &format!("connections?node={node}&outcome=refused"),
         "a refused connection after the faults",

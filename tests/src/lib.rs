@@ -42,6 +42,15 @@ pub fn pod_run(prefix: &str, args: &[&str]) {
         .status();
 }
 
+/// `curl -s --connect-timeout SECS URL` from the lab's pod: one connection attempt that gives
+/// up after `secs`.
+pub fn pod_connect(prefix: &str, secs: u32, url: &str) {
+    pod_run(
+        prefix,
+        &["curl", "-s", "--connect-timeout", &secs.to_string(), url],
+    );
+}
+
 /// A lab of network namespaces (tests/lab/lab.sh), torn down when dropped.
 pub struct Lab {
     prefix: String,

@@ -110,46 +110,53 @@ pub fn parse_with_hickory(bytes: &[u8]) -> Result<DnsMessage, DnsParseError> {
 
 /// The name as lowercase dotted text without the trailing dot (`.` for the root). Labels are
 /// joined directly, one allocation, instead of through `Name::to_ascii` and a lowercase copy: this
-/// runs for every DNS message. Bytes that are not printable ASCII are shown as `\DDD`, as in zone
-/// files.
+/// runs for every DNS message.
 fn qname_text(name: &hickory_proto::rr::Name) -> String {
-    let mut s = String::with_capacity(64);
+    let mut text = NameText::default();
     for label in name.iter() {
-        if !s.is_empty() {
-            s.push('.');
-        }
-        push_label(&mut s, label);
+        text.push_label(label);
     }
-    if s.is_empty() {
-        s.push('.');
-    }
-    s
+    text.finish()
 }
 
-/// Appends one label, lowercased, with `.`, `\` and unprintable bytes escaped as in zone files.
-pub(super) fn push_label(s: &mut String, label: &[u8]) {
-    // Host names are printable ASCII without escapes: copy them whole.
-    if label
-        .iter()
-        .all(|&b| b.is_ascii_graphic() && b != b'.' && b != b'\\')
-    {
-        if let Ok(text) = std::str::from_utf8(label) {
-            let start = s.len();
-            s.push_str(text);
-            s[start..].make_ascii_lowercase();
-            return;
+/// Builds a name's text label by label: lowercase, dotted, with `.`, `\` and bytes that are not
+/// printable ASCII escaped as `\DDD`, as in zone files.
+///
+/// The text is built as bytes and checked as UTF-8 once at the end: checking each label as it
+/// came (to push it as a `str`) cost more than the rest of a message's decoding together.
+#[derive(Default)]
+pub(super) struct NameText {
+    bytes: Vec<u8>,
+}
+
+impl NameText {
+    /// Appends one label.
+    pub(super) fn push_label(&mut self, label: &[u8]) {
+        let b = &mut self.bytes;
+        if b.is_empty() {
+            b.reserve(64);
+        } else {
+            b.push(b'.');
+        }
+        for &c in label {
+            match c {
+                b'.' | b'\\' => b.extend_from_slice(&[b'\\', c]),
+                0x21..=0x7e => b.push(c.to_ascii_lowercase()),
+                _ => {
+                    b.extend_from_slice(&[b'\\', b'0' + c / 100, b'0' + c / 10 % 10, b'0' + c % 10])
+                }
+            }
         }
     }
-    for &b in label {
-        match b {
-            b'A'..=b'Z' => s.push((b + 32) as char),
-            b'.' | b'\\' => {
-                s.push('\\');
-                s.push(b as char);
-            }
-            0x21..=0x7e => s.push(b as char),
-            _ => s.push_str(&format!("\\{b:03}")),
+
+    /// The text (`.` for the root).
+    pub(super) fn finish(mut self) -> String {
+        if self.bytes.is_empty() {
+            self.bytes.push(b'.');
         }
+        // Only printable ASCII was pushed, so this never takes the lossy branch.
+        String::from_utf8(self.bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::message::{push_label, DnsMessage};
+use super::message::{DnsMessage, NameText};
 
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
@@ -27,7 +27,7 @@ pub fn parse_common(b: &[u8]) -> Option<DnsMessage> {
         return None;
     }
     let mut pos = 12;
-    let mut qname = String::with_capacity(64);
+    let mut qname = NameText::default();
     let mut name_len = 0usize;
     loop {
         let len = *b.get(pos)? as usize;
@@ -43,15 +43,10 @@ pub fn parse_common(b: &[u8]) -> Option<DnsMessage> {
         if name_len + 1 > 255 {
             return None;
         }
-        if !qname.is_empty() {
-            qname.push('.');
-        }
-        push_label(&mut qname, b.get(pos..pos + len)?);
+        qname.push_label(b.get(pos..pos + len)?);
         pos += len;
     }
-    if qname.is_empty() {
-        qname.push('.');
-    }
+    let qname = qname.finish();
     let question = b.get(pos..pos + 4)?; // type and class
     let qtype = u16::from_be_bytes([question[0], question[1]]);
     pos += 4;

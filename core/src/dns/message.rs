@@ -150,14 +150,18 @@ impl NameText {
     }
 
     /// The text (`.` for the root).
-    pub(super) fn finish(mut self) -> String {
-        if self.bytes.is_empty() {
-            self.bytes.push(b'.');
-        }
-        // Only printable ASCII was pushed, so this never takes the lossy branch.
-        String::from_utf8(self.bytes)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    pub(super) fn finish(self) -> String {
+        ascii_text(self.bytes)
     }
+}
+
+/// A name's text from bytes that are printable ASCII by construction (`.` when empty).
+pub(super) fn ascii_text(mut bytes: Vec<u8>) -> String {
+    if bytes.is_empty() {
+        bytes.push(b'.');
+    }
+    // Never takes the lossy branch: callers push only printable ASCII.
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// The mnemonic of a query type (`A`, `AAAA`, `TYPE65`, …).

@@ -10,7 +10,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::message::{DnsMessage, NameText};
+use super::message::{ascii_text, DnsMessage, NameText};
 
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
@@ -27,26 +27,22 @@ pub fn parse_common(b: &[u8]) -> Option<DnsMessage> {
         return None;
     }
     let mut pos = 12;
-    let mut qname = NameText::default();
-    let mut name_len = 0usize;
     loop {
         let len = *b.get(pos)? as usize;
-        pos += 1;
         if len == 0 {
             break;
         }
         if len > 63 {
             return None; // A pointer or a reserved label type: not the common shape.
         }
-        name_len += len + 1;
+        pos += 1 + len;
         // RFC 1035 §2.3.4: 255 bytes on the wire, the root label included.
-        if name_len + 1 > 255 {
+        if pos - 12 + 1 > 255 {
             return None;
         }
-        qname.push_label(b.get(pos..pos + len)?);
-        pos += len;
     }
-    let qname = qname.finish();
+    let qname = qname_text(b.get(12..pos)?);
+    pos += 1;
     let question = b.get(pos..pos + 4)?; // type and class
     let qtype = u16::from_be_bytes([question[0], question[1]]);
     pos += 4;
@@ -85,6 +81,39 @@ pub fn parse_common(b: &[u8]) -> Option<DnsMessage> {
         addresses,
         answers_qtype,
     })
+}
+
+/// The text of a name from its labels on the wire (`wire` ends before the root's zero byte).
+///
+/// Host names need no escapes, so the common case is one copy of the whole name with its length
+/// bytes turned into dots and one lowercasing pass; a name with bytes to escape goes label by label.
+fn qname_text(wire: &[u8]) -> String {
+    let mut text = wire.get(1..).unwrap_or_default().to_vec();
+    let mut dots = 0;
+    let mut at = wire.first().map_or(0, |&l| l as usize);
+    while let Some(len) = text.get_mut(at) {
+        at += 1 + *len as usize;
+        *len = b'.';
+        dots += 1;
+    }
+    // Counted without early exits, which the compiler turns into vector code: no byte that needs
+    // an escape, and no dot but the separators.
+    let escapes = text
+        .iter()
+        .filter(|&&c| !c.is_ascii_graphic() || c == b'\\')
+        .count();
+    let dots_seen = text.iter().filter(|&&c| c == b'.').count();
+    if escapes == 0 && dots_seen == dots {
+        text.make_ascii_lowercase();
+        return ascii_text(text);
+    }
+    let mut name = NameText::default();
+    let mut at = 0;
+    while let Some(&len) = wire.get(at) {
+        name.push_label(wire.get(at + 1..at + 1 + len as usize).unwrap_or_default());
+        at += 1 + len as usize;
+    }
+    name.finish()
 }
 
 /// The offset after the name at `pos`: labels up to the root, or up to a compression pointer.
@@ -138,6 +167,23 @@ mod tests {
                 "{m:?}"
             );
         }
+    }
+
+    #[test]
+    fn names_that_need_escapes_read_as_hickory_reads_them() {
+        // Header of a query, then the question: labels "A.b", "c\\", "d\x01" and "." (root).
+        let mut m = vec![0, 7, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(&[
+            3, b'A', b'.', b'b', 2, b'c', b'\\', 2, b'D', 1, 0, 0, 1, 0, 1,
+        ]);
+        let common = parse_common(&m).expect("one plain question");
+        assert_eq!(common.qname, "a\\.b.c\\\\.d\\001");
+        assert_eq!(
+            Some(common),
+            super::super::message::parse_with_hickory(&m).ok()
+        );
+        let root = [0, 8, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1];
+        assert_eq!(parse_common(&root).expect("the root").qname, ".");
     }
 
     #[test]

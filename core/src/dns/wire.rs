@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn names_that_need_escapes_read_as_hickory_reads_them() {
-        // Header of a query, then the question: labels "A.b", "c\\", "d\x01" and "." (root).
+        // Header of a query, then the question: labels "A.b", "c\\", and "D" with byte 1.
         let mut m = vec![0, 7, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         m.extend_from_slice(&[
             3, b'A', b'.', b'b', 2, b'c', b'\\', 2, b'D', 1, 0, 0, 1, 0, 1,

@@ -1,7 +1,8 @@
 //! `cargo xtask bench-analyze`: outflow against tshark and tcpdump on one generated capture.
 //!
 //! All three read the same file in the same run, so the ratios hold whatever the machine. Each tool
-//! runs several times and the fastest run counts (the file is in the page cache after the first).
+//! runs once per round, rounds rotating their order, and the figures are medians of the rounds and
+//! of each round's ratios (the file is in the page cache after the generator wrote it).
 //! outflow's counts are checked against the generator's ground truth, and its peak memory is
 //! measured on the file and on a file twice as large, to show it follows flow state, not file size.
 
@@ -27,32 +28,49 @@ pub fn run(args: &[String]) -> Result<()> {
     eprintln!("generating {} ({packets} packets)", file.display());
     let truth = generate(&file, packets)?;
     let size_mb = std::fs::metadata(&file)?.len() as f64 / 1e6;
+    // The generator's 2 GB would otherwise be written back to disk during the first rounds.
+    Command::new("sync").status()?;
 
-    let ours = best_of(3, || {
-        Command::new(&outflow)
-            .arg("analyze")
-            .arg(&file)
-            .arg("--json")
-            .stdout(Stdio::null())
-            .status()
-    })?;
-    let floor = best_of(3, || {
-        Command::new("tcpdump")
-            .args(["-q", "-r"])
-            .arg(&file)
-            .args(["-w", "/dev/null"])
-            .stderr(Stdio::null())
-            .status()
-    })?;
-    let tshark = best_of(1, || {
-        Command::new("tshark")
-            .arg("-r")
-            .arg(&file)
-            .args(["-q", "-z", "conv,tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-    })?;
+    // Rounds rotate the three tools, and each round's ratios compare runs made within seconds of
+    // each other: tshark's own time moves by a third from one minute to the next on a shared VM.
+    let rounds: usize = crate::flag(args, "--rounds", 3)?;
+    let tools: [(&str, Command); 3] = [
+        ("outflow", {
+            let mut c = Command::new(&outflow);
+            c.arg("analyze").arg(&file).arg("--json");
+            c
+        }),
+        ("tcpdump", {
+            let mut c = Command::new("tcpdump");
+            c.args(["-q", "-r"]).arg(&file).args(["-w", "/dev/null"]);
+            c
+        }),
+        ("tshark", {
+            let mut c = Command::new("tshark");
+            c.arg("-r").arg(&file).args(["-q", "-z", "conv,tcp"]);
+            c
+        }),
+    ];
+    let mut tools = tools;
+    let mut times = vec![[0f64; 3]; rounds];
+    for (round, t) in times.iter_mut().enumerate() {
+        for k in 0..3 {
+            let i = (round + k) % 3;
+            let (name, cmd) = &mut tools[i];
+            eprintln!("round {}/{rounds}: {name}", round + 1);
+            compact_memory();
+            t[i] = timed(cmd)?;
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let ours = median(times.iter().map(|t| t[0]).collect());
+    let floor = median(times.iter().map(|t| t[1]).collect());
+    let tshark = median(times.iter().map(|t| t[2]).collect());
+    let vs_tshark = median(times.iter().map(|t| t[2] / t[0]).collect());
+    let vs_floor = median(times.iter().map(|t| t[0] / t[1]).collect());
 
     let report = analyze_json(&outflow, &file)?;
     check(&report, &truth)?;
@@ -67,17 +85,22 @@ pub fn run(args: &[String]) -> Result<()> {
         "capture: {packets} packets, {size_mb:.0} MB, {} TCP conversations (tshark counts {conv})",
         truth.tcp_conversations
     );
-    println!("| tool | best wall time | outflow is |");
+    println!("| tool | median wall time ({rounds} rounds) | outflow is (median of round ratios) |");
     println!("|---|---|---|");
     println!("| outflow analyze --json | {ours:.3} s | 1 |");
-    println!(
-        "| tcpdump -r F -w /dev/null | {floor:.3} s | {:.2}x its time |",
-        ours / floor
-    );
-    println!(
-        "| tshark -r F -q -z conv,tcp | {tshark:.3} s | {:.1}x faster |",
-        tshark / ours
-    );
+    println!("| tcpdump -r F -w /dev/null | {floor:.3} s | {vs_floor:.2}x its time |");
+    println!("| tshark -r F -q -z conv,tcp | {tshark:.3} s | {vs_tshark:.1}x faster |");
+    for (i, t) in times.iter().enumerate() {
+        println!(
+            "round {}: outflow {:.3} s, tcpdump {:.3} s, tshark {:.3} s: {:.1}x tshark, {:.2}x tcpdump",
+            i + 1,
+            t[0],
+            t[1],
+            t[2],
+            t[2] / t[0],
+            t[0] / t[1]
+        );
+    }
     println!(
         "outflow rate: {:.2} M packets/s, {:.0} MB/s",
         packets as f64 / ours / 1e6,
@@ -89,26 +112,28 @@ pub fn run(args: &[String]) -> Result<()> {
         rss_double / 1024
     );
     println!("counts match the generator: {truth:?}");
-    if tshark / ours < 20.0 || ours / floor > 1.5 {
+    if vs_tshark < 20.0 || vs_floor > 1.5 {
         eprintln!("warning: below the goal (>= 20x tshark, <= 1.5x tcpdump)");
     }
     Ok(())
 }
 
-fn best_of(
-    n: usize,
-    mut f: impl FnMut() -> std::io::Result<std::process::ExitStatus>,
-) -> Result<f64> {
-    let mut best = f64::MAX;
-    for _ in 0..n {
-        let start = Instant::now();
-        let status = f()?;
-        if !status.success() {
-            bail!("benchmark command failed with {status}");
-        }
-        best = best.min(start.elapsed().as_secs_f64());
+/// Asks the kernel to compact free memory (as root; otherwise nothing). tshark leaves gigabytes
+/// of freed, fragmented memory behind it, and a tool started right after it found no huge pages
+/// for its heap and spent up to twice the system time on page faults: each tool starts from the
+/// same state instead.
+fn compact_memory() {
+    let _ = std::fs::write("/proc/sys/vm/compact_memory", "1");
+}
+
+/// Wall time of one run; its output is discarded.
+fn timed(cmd: &mut Command) -> Result<f64> {
+    let start = Instant::now();
+    let status = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+    if !status.success() {
+        bail!("benchmark command {cmd:?} failed with {status}");
     }
-    Ok(best)
+    Ok(start.elapsed().as_secs_f64())
 }
 
 fn analyze_json(outflow: &Path, file: &Path) -> Result<Value> {

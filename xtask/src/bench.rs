@@ -33,8 +33,8 @@ pub fn run(args: &[String]) -> Result<()> {
 
     // Rounds rotate the three tools, and each round's ratios compare runs made within seconds of
     // each other: tshark's own time moves by a third from one minute to the next on a shared VM.
-    let rounds: usize = crate::flag(args, "--rounds", 3)?;
-    let tools: [(&str, Command); 3] = [
+    let rounds: usize = crate::flag(args, "--rounds", 3)?.max(1);
+    let mut tools: [(&str, Command); 3] = [
         ("outflow", {
             let mut c = Command::new(&outflow);
             c.arg("analyze").arg(&file).arg("--json");
@@ -51,7 +51,6 @@ pub fn run(args: &[String]) -> Result<()> {
             c
         }),
     ];
-    let mut tools = tools;
     let mut times = vec![[0f64; 3]; rounds];
     for (round, t) in times.iter_mut().enumerate() {
         for k in 0..3 {

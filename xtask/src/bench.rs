@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::gen::{generate, Truth};
-use crate::root_dir;
+use crate::{median, root_dir};
 
 /// Runs the benchmark.
 pub fn run(args: &[String]) -> Result<()> {
@@ -61,10 +61,6 @@ pub fn run(args: &[String]) -> Result<()> {
             t[i] = timed(cmd)?;
         }
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let ours = median(times.iter().map(|t| t[0]).collect());
     let floor = median(times.iter().map(|t| t[1]).collect());
     let tshark = median(times.iter().map(|t| t[2]).collect());

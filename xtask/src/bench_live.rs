@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use crate::median;
 use crate::run as run_cmd;
 
 const POD: &str = "obn-pod";
@@ -219,11 +220,6 @@ fn iperf(udp: bool, seconds: u64) -> Result<f64> {
             .as_f64()
             .unwrap_or(0.0)
     })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Rounds of bare / outflow / tcpdump, each round starting with the next one so that no
@@ -595,35 +591,24 @@ pub fn run(args: &[String]) -> Result<()> {
     );
     println!("| load | bare | outflow (eBPF) | ratio of medians | median of round ratios | tcpdump -w /dev/null | ratio of medians | median of round ratios |");
     println!("|---|---|---|---|---|---|---|---|");
-    if let Some(Compared {
-        medians: t, paired, ..
-    }) = &tcp
-    {
-        println!(
-            "| iperf3 TCP | {:.0} Mbit/s | {:.0} Mbit/s | {:.3} | **{:.3}** | {:.0} Mbit/s | {:.3} | {:.3} |",
-            t[0] / 1e6,
-            t[1] / 1e6,
-            t[1] / t[0],
-            paired[0],
-            t[2] / 1e6,
-            t[2] / t[0],
-            paired[1]
-        );
-    }
-    if let Some(Compared {
-        medians: u, paired, ..
-    }) = &udp
-    {
-        println!(
-            "| iperf3 UDP 64 B | {:.0} pkt/s | {:.0} pkt/s | {:.3} | **{:.3}** | {:.0} pkt/s | {:.3} | {:.3} |",
-            u[0],
-            u[1],
-            u[1] / u[0],
-            paired[0],
-            u[2],
-            u[2] / u[0],
-            paired[1]
-        );
+    let mbit: &dyn Fn(f64) -> String = &|v| format!("{:.0} Mbit/s", v / 1e6);
+    let pkts: &dyn Fn(f64) -> String = &|v| format!("{v:.0} pkt/s");
+    for (load, c, unit) in [("iperf3 TCP", &tcp, mbit), ("iperf3 UDP 64 B", &udp, pkts)] {
+        if let Some(Compared {
+            medians: m, paired, ..
+        }) = c
+        {
+            println!(
+                "| {load} | {} | {} | {:.3} | **{:.3}** | {} | {:.3} | {:.3} |",
+                unit(m[0]),
+                unit(m[1]),
+                m[1] / m[0],
+                paired[0],
+                unit(m[2]),
+                m[2] / m[0],
+                paired[1]
+            );
+        }
     }
     for (load, c) in [("TCP", &tcp), ("UDP", &udp)] {
         if let Some(c) = c {

@@ -134,6 +134,12 @@ fn test() -> Result<()> {
     cargo_test_with_summary(&root)
 }
 
+/// The middle value (the upper one of an even count); `v` must not be empty.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// The value after `name` in `args`, or `default` when the flag is absent.
 pub fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
     match args.iter().position(|a| a == name) {

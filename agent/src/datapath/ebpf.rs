@@ -18,7 +18,7 @@ use outflow_core::capfile::Packet;
 use outflow_core::engine::Traffic;
 use outflow_core::wire::DatapathStats;
 use outflow_ebpf::abi::{self, FlowCache, FlowKey, FlowValue};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{decode, AttachError, Datapath, DatapathError, TcMode};
 use crate::{clock, netlink};
@@ -237,13 +237,14 @@ impl EbpfDatapath {
         let in_map = totals.len() as u64;
         // A flow a CPU still holds counts for is not idle, whatever its total: forgetting it
         // would count those again once they reach the map.
-        let mut cached = Vec::new();
+        // A set: a node may have a hundred CPUs, and every flow of the scan asks.
+        let mut cached = FxHashSet::default();
         if let Ok(cpus) = self.cache.get(&0, 0) {
             for c in cpus.iter().filter(|c| c.packets > 0) {
                 let t = totals.entry(c.key).or_default();
                 t.0 += c.packets;
                 t.1 += c.bytes;
-                cached.push(c.key);
+                cached.insert(c.key);
             }
         }
         let mut by_tuple: FxHashMap<FlowKey, (u64, u64)> = FxHashMap::default();

@@ -4,7 +4,9 @@
 //! A pod namespace and a node namespace joined by a veth; iperf3's server in the node, its client
 //! in the pod. Each round runs the same load bare, with `outflow up` attached to the node's end
 //! (eBPF), and with `tcpdump -w /dev/null` on it; rounds alternate so drift hits all three alike,
-//! and the median of the rounds counts. Then hping3 drives SYNs (answered by RSTs) at a fixed rate
+//! and the median of the rounds counts. Runs one after another cannot resolve a cost of a few
+//! percent on this machine class, so `bench_concurrent` also runs a watched and an unwatched
+//! stream at once over a second veth pair. Then hping3 drives SYNs (answered by RSTs) at a fixed rate
 //! to check the ring buffer keeps up, and across tens of thousands of source ports to fill the
 //! flow map, while the agent's resident memory is read.
 
@@ -18,11 +20,14 @@ use serde_json::Value;
 use crate::median;
 use crate::run as run_cmd;
 
-const POD: &str = "obn-pod";
-const NODE: &str = "obn-node";
-const VETH: &str = "obn-veth0";
+pub(crate) const POD: &str = "obn-pod";
+pub(crate) const NODE: &str = "obn-node";
+pub(crate) const VETH: &str = "obn-veth0";
+/// A second pod interface, so two streams can run at once, one watched and one not.
+pub(crate) const VETH_B: &str = "obn-veth1";
 const POD_IP: &str = "10.99.0.2";
-const NODE_IP: &str = "10.99.0.1";
+pub(crate) const NODE_IP: &str = "10.99.0.1";
+pub(crate) const NODE_IP_B: &str = "10.99.1.1";
 const API: &str = "127.0.0.1:17990";
 /// Rounds per load (`--rounds`): this machine class is noisy (±10 % between identical runs).
 const ROUNDS: usize = 5;
@@ -36,28 +41,41 @@ impl Pair {
         let ip = |args: &[&str]| run_cmd(Command::new("ip").args(args));
         ip(&["netns", "add", POD])?;
         ip(&["netns", "add", NODE])?;
-        ip(&[
-            "-n", NODE, "link", "add", VETH, "type", "veth", "peer", "name", "eth0", "netns", POD,
-        ])?;
-        ip(&[
-            "-n",
-            NODE,
-            "addr",
-            "add",
-            &format!("{NODE_IP}/24"),
-            "dev",
-            VETH,
-        ])?;
-        ip(&[
-            "-n",
-            POD,
-            "addr",
-            "add",
-            &format!("{POD_IP}/24"),
-            "dev",
-            "eth0",
-        ])?;
-        for (ns, dev) in [(NODE, VETH), (POD, "eth0"), (NODE, "lo"), (POD, "lo")] {
+        for (node_dev, pod_dev, node_ip, pod_ip) in [
+            (VETH, "eth0", NODE_IP, POD_IP),
+            (VETH_B, "eth1", NODE_IP_B, "10.99.1.2"),
+        ] {
+            ip(&[
+                "-n", NODE, "link", "add", node_dev, "type", "veth", "peer", "name", pod_dev,
+                "netns", POD,
+            ])?;
+            ip(&[
+                "-n",
+                NODE,
+                "addr",
+                "add",
+                &format!("{node_ip}/24"),
+                "dev",
+                node_dev,
+            ])?;
+            ip(&[
+                "-n",
+                POD,
+                "addr",
+                "add",
+                &format!("{pod_ip}/24"),
+                "dev",
+                pod_dev,
+            ])?;
+        }
+        for (ns, dev) in [
+            (NODE, VETH),
+            (POD, "eth0"),
+            (NODE, VETH_B),
+            (POD, "eth1"),
+            (NODE, "lo"),
+            (POD, "lo"),
+        ] {
             ip(&["-n", ns, "link", "set", dev, "up"])?;
         }
         Ok(Pair)
@@ -80,10 +98,10 @@ impl Drop for Pair {
 }
 
 /// A background process, stopped with SIGTERM (or killed) when dropped.
-struct Bg(Child);
+pub(crate) struct Bg(pub(crate) Child);
 
 impl Bg {
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
             .status();
@@ -98,7 +116,7 @@ impl Drop for Bg {
     }
 }
 
-fn in_ns(ns: &str, args: &[&str]) -> Command {
+pub(crate) fn in_ns(ns: &str, args: &[&str]) -> Command {
     let mut c = Command::new("ip");
     c.args(["netns", "exec", ns]).args(args);
     c
@@ -124,10 +142,20 @@ impl Watcher {
 
 /// `outflow up` on the node's end of the veth, reporting every `interval`.
 fn start_outflow(outflow: &Path, interval: &str, extra: &[&str]) -> Result<Bg> {
+    start_outflow_on(outflow, VETH, interval, extra)
+}
+
+/// `outflow up` on the node's interface `iface` alone.
+pub(crate) fn start_outflow_on(
+    outflow: &Path,
+    iface: &str,
+    interval: &str,
+    extra: &[&str],
+) -> Result<Bg> {
     let db = std::env::temp_dir().join("outflow-bench-live.db");
     let _ = std::fs::remove_file(&db);
     let child = Command::new(outflow)
-        .args(["up", "--node-netns", NODE, "--iface-prefix", "obn-veth"])
+        .args(["up", "--node-netns", NODE, "--iface-prefix", iface])
         .args([
             "--listen",
             API,
@@ -154,7 +182,7 @@ fn start_outflow(outflow: &Path, interval: &str, extra: &[&str]) -> Result<Bg> {
     // Attached once the node reports an interface.
     while health().is_none_or(|h| h["nodes"][0]["datapath"]["interfaces"] != 1) {
         if start.elapsed() > Duration::from_secs(20) {
-            bail!("outflow up did not attach to {VETH}");
+            bail!("outflow up did not attach to {iface}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -254,12 +282,15 @@ fn compare(outflow: &Path, udp: bool, rounds: usize, seconds: u64) -> Result<Com
             .fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
         (hi - lo) / median(bare.clone())
     };
-    let paired = |i: usize| median(runs[i].iter().zip(&runs[0]).map(|(v, b)| v / b).collect());
-    let paired = [paired(1), paired(2)];
+    let ratios =
+        |i: usize| -> Vec<f64> { runs[i].iter().zip(&runs[0]).map(|(v, b)| v / b).collect() };
+    let paired = [median(ratios(1)), median(ratios(2))];
+    let mean_ci = (rounds > 1).then(|| crate::mean_ci95(&ratios(1)));
     let [a, b, c] = runs;
     Ok(Compared {
         medians: [median(a), median(b), median(c)],
         paired,
+        mean_ci,
         bare_spread: spread,
         program_ns: program_cost(outflow, udp, seconds)?,
     })
@@ -306,6 +337,9 @@ struct Compared {
     /// Medians of each round's ratio to that round's bare run (outflow, tcpdump): runs of one
     /// round are minutes apart at most, so slow drift of the machine cancels out.
     paired: [f64; 2],
+    /// outflow's mean round ratio and the half-width of its 95 % confidence interval: whether
+    /// the runs resolve the ratio from its goal at all.
+    mean_ci: Option<(f64, f64)>,
     /// (max − min) / median of the bare runs: the noise floor of the ratios.
     bare_spread: f64,
     /// Median cost of outflow's programs per packet, as the kernel measures it.
@@ -365,7 +399,7 @@ fn event_rate(outflow: &Path, syn_rate: u64, seconds: u64) -> Result<(f64, u64, 
 }
 
 /// User + system CPU seconds of a process.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
@@ -550,6 +584,20 @@ pub fn run(args: &[String]) -> Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?);
+    let server_b = Bg(in_ns(
+        NODE,
+        &[
+            "iperf3",
+            "-s",
+            "-B",
+            NODE_IP_B,
+            "-p",
+            crate::bench_concurrent::PORT_B,
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()?);
     std::thread::sleep(Duration::from_millis(500));
 
     let only = args
@@ -559,9 +607,17 @@ pub fn run(args: &[String]) -> Result<()> {
         .map(String::as_str);
     let want = |part: &str| only.is_none_or(|o| o == part);
     let (mut tcp, mut udp, mut events, mut mem) = (None, None, None, Vec::new());
+    let mut concurrent = None;
     if want("tcp") {
         eprintln!("iperf3 TCP, {seconds} s per run:");
         tcp = Some(compare(&outflow, false, rounds, seconds)?);
+    }
+    if want("pair") {
+        let blocks: usize = crate::flag(args, "--blocks", 4)?;
+        eprintln!("two iperf3 TCP streams at once, one watched, {seconds} s per run:");
+        concurrent = Some(crate::bench_concurrent::compare(
+            &outflow, blocks, rounds, seconds,
+        )?);
     }
     if want("udp") {
         eprintln!("iperf3 UDP, 64-byte datagrams, unlimited rate, {seconds} s per run:");
@@ -585,6 +641,7 @@ pub fn run(args: &[String]) -> Result<()> {
         mem = memory(&outflow, 65_536)?;
     }
     server.stop();
+    server_b.stop();
 
     println!(
         "\n## Live datapath (`cargo xtask bench-live`, {seconds} s runs, medians of {rounds})\n"
@@ -613,11 +670,28 @@ pub fn run(args: &[String]) -> Result<()> {
     for (load, c) in [("TCP", &tcp), ("UDP", &udp)] {
         if let Some(c) = c {
             println!(
-                "\n{load}: identical bare runs spread over {:.1} % of their median, the noise floor of these ratios; outflow's TC programs took {} per packet (kernel bpf_stats in a separate run; it adds two clock reads per packet).",
+                "\n{load}: identical bare runs spread over {:.1} % of their median, the noise floor of these ratios; outflow's mean round ratio {}; outflow's TC programs took {} per packet (kernel bpf_stats in a separate run; it adds two clock reads per packet).",
                 c.bare_spread * 100.0,
+                c.mean_ci.map_or("?".to_string(), |(m, h)| format!(
+                    "**{m:.3}**, 95 % confidence interval {:.3}–{:.3}",
+                    m - h,
+                    m + h
+                )),
                 c.program_ns.map_or("?".to_string(), |ns| format!("{ns:.0} ns"))
             );
         }
+    }
+    if let Some(c) = concurrent {
+        println!(
+            "\nTCP, two streams at once ({} runs per watched interface, {:.0} Mbit/s a stream): the watched stream ran at **{:.3}** of the unwatched (95 % confidence interval {:.3}–{:.3}; interface bias {:.3} removed); the agent's own CPU time was {:.2} % of the machine.",
+            c.runs,
+            c.stream_bps / 1e6,
+            c.ratio,
+            c.ratio - c.half_width,
+            c.ratio + c.half_width,
+            c.bias,
+            c.agent_cpu_share * 100.0
+        );
     }
     if let Some((rate, drops, cpu)) = events {
         println!("\nControl events: {rate:.0} events/s (SYN + RST) for {seconds} s, ring-buffer drops: **{drops}**, agent CPU {:.0} % of one core.\n", cpu * 100.0);

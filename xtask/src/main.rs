@@ -8,6 +8,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod bench_concurrent;
 mod bench_live;
 mod demo;
 mod gen;
@@ -138,6 +139,23 @@ fn test() -> Result<()> {
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// The mean of `v` and the half-width of its 95 % confidence interval (Student's t; normal
+/// beyond 30 samples), so a benchmark can say whether a ratio is resolved from its goal or lost
+/// in the machine's noise. `v` must hold at least two values.
+pub fn mean_ci95(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    // t(0.975, df) for df = 1..=30.
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    let t = T.get(v.len() - 2).copied().unwrap_or(1.96);
+    (mean, t * (var / n).sqrt())
 }
 
 /// The value after `name` in `args`, or `default` when the flag is absent.

@@ -12,7 +12,8 @@
 //! `sqrt(a / b)` and the bias `sqrt(a · b)`.
 //!
 //! The agent's user-space work slows both streams alike, so it does not show in that ratio; its
-//! CPU time is read from /proc and reported beside it, as a share of the machine.
+//! CPU time is read from /proc and reported beside it, as a share of the machine. The same runs
+//! with `tcpdump -w /dev/null` as the watcher show that the method sees a known cost.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -22,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::bench_live::{
-    cpu_seconds, in_ns, start_outflow_on, NODE_IP, NODE_IP_B, POD, VETH, VETH_B,
+    cpu_seconds, in_ns, start_outflow_on, Bg, NODE, NODE_IP, NODE_IP_B, POD, VETH, VETH_B,
 };
 
 /// What the concurrent runs found.
@@ -37,15 +38,45 @@ pub struct Concurrent {
     pub runs: usize,
     /// Median throughput of one stream, bits/s.
     pub stream_bps: f64,
-    /// The agent's CPU time over the wall time of the runs, as a share of all cores.
+    /// The watcher's CPU time over the wall time of the runs, as a share of all cores.
     pub agent_cpu_share: f64,
 }
 
 /// Port of the second iperf3 server (the first listens on the default 5201).
 pub const PORT_B: &str = "5202";
 
+/// What watches one of the two interfaces.
+#[derive(Clone, Copy, PartialEq)]
+pub enum PairWatcher {
+    /// `outflow up` (eBPF).
+    Outflow,
+    /// `tcpdump -w /dev/null`: a known cost, to show the method sees one.
+    Tcpdump,
+}
+
+impl PairWatcher {
+    fn start(self, outflow: &Path, iface: &str) -> Result<Bg> {
+        match self {
+            PairWatcher::Outflow => start_outflow_on(outflow, iface, "10s", &[]),
+            PairWatcher::Tcpdump => Ok(Bg(in_ns(
+                NODE,
+                &["tcpdump", "-q", "-i", iface, "-w", "/dev/null"],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?)),
+        }
+    }
+}
+
 /// `blocks` blocks of `runs` runs of `seconds`, alternating the watched interface.
-pub fn compare(outflow: &Path, blocks: usize, runs: usize, seconds: u64) -> Result<Concurrent> {
+pub fn compare(
+    outflow: &Path,
+    watcher: PairWatcher,
+    blocks: usize,
+    runs: usize,
+    seconds: u64,
+) -> Result<Concurrent> {
     let blocks = blocks.max(2);
     // Ratios of stream A over stream B, by which one the agent watches.
     let mut ratios: [Vec<f64>; 2] = Default::default();
@@ -54,7 +85,7 @@ pub fn compare(outflow: &Path, blocks: usize, runs: usize, seconds: u64) -> Resu
     for block in 0..blocks {
         let watched = block % 2;
         let iface = [VETH, VETH_B][watched];
-        let up = start_outflow_on(outflow, iface, "10s", &[])?;
+        let up = watcher.start(outflow, iface)?;
         // Past the agent's start-up (first inventory, first scans).
         std::thread::sleep(Duration::from_secs(2));
         let (cpu0, t0) = (cpu_seconds(up.0.id()), Instant::now());

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use crate::bench_concurrent::PairWatcher;
 use crate::median;
 use crate::run as run_cmd;
 
@@ -615,9 +616,20 @@ pub fn run(args: &[String]) -> Result<()> {
     if want("pair") {
         let blocks: usize = crate::flag(args, "--blocks", 4)?;
         eprintln!("two iperf3 TCP streams at once, one watched, {seconds} s per run:");
-        concurrent = Some(crate::bench_concurrent::compare(
-            &outflow, blocks, rounds, seconds,
-        )?);
+        let watcher = match args
+            .iter()
+            .position(|a| a == "--pair-watcher")
+            .and_then(|i| args.get(i + 1))
+            .map(String::as_str)
+        {
+            None | Some("outflow") => PairWatcher::Outflow,
+            Some("tcpdump") => PairWatcher::Tcpdump,
+            Some(other) => bail!("--pair-watcher takes outflow or tcpdump, not {other}"),
+        };
+        concurrent = Some((
+            watcher,
+            crate::bench_concurrent::compare(&outflow, watcher, blocks, rounds, seconds)?,
+        ));
     }
     if want("udp") {
         eprintln!("iperf3 UDP, 64-byte datagrams, unlimited rate, {seconds} s per run:");
@@ -681,9 +693,13 @@ pub fn run(args: &[String]) -> Result<()> {
             );
         }
     }
-    if let Some(c) = concurrent {
+    if let Some((watcher, c)) = concurrent {
         println!(
-            "\nTCP, two streams at once ({} runs per watched interface, {:.0} Mbit/s a stream): the watched stream ran at **{:.3}** of the unwatched (95 % confidence interval {:.3}–{:.3}; interface bias {:.3} removed); the agent's own CPU time was {:.2} % of the machine.",
+            "\nTCP, two streams at once, one watched by {} ({} runs per watched interface, {:.0} Mbit/s a stream): the watched stream ran at **{:.3}** of the unwatched (95 % confidence interval {:.3}–{:.3}; interface bias {:.3} removed); the watcher's own CPU time was {:.2} % of the machine.",
+            match watcher {
+                PairWatcher::Outflow => "`outflow up` (eBPF)",
+                PairWatcher::Tcpdump => "`tcpdump -w /dev/null`",
+            },
             c.runs,
             c.stream_bps / 1e6,
             c.ratio,

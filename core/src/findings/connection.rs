@@ -80,20 +80,25 @@ pub(super) fn connection_findings(
             Severity::Warning
         }
     };
-    let mut base_evidence = Vec::new();
-    if c.syn_retransmissions > 0 {
-        base_evidence.push(format!("{} SYN retransmissions", c.syn_retransmissions));
-    }
-    if src_established > est {
-        base_evidence.push(format!(
-            "{} reached other destinations ({} established connections), so its own networking works",
-            c.src,
-            src_established - est
-        ));
-    }
+    // Built only for a record that has a finding: most records are healthy, and formatting this
+    // for each of them was most of the time spent on findings.
+    let base_evidence = || {
+        let mut v = Vec::new();
+        if c.syn_retransmissions > 0 {
+            v.push(format!("{} SYN retransmissions", c.syn_retransmissions));
+        }
+        if src_established > est {
+            v.push(format!(
+                "{} reached other destinations ({} established connections), so its own networking works",
+                c.src,
+                src_established - est
+            ));
+        }
+        v
+    };
     if unans > 0 {
         let mut evidence = vec![format!("{unans} of {total} attempts: SYN sent, no SYN-ACK, RST or ICMP error within the SYN timeout")];
-        evidence.extend(base_evidence.clone());
+        evidence.extend(base_evidence());
         out.push(Finding {
             kind: "syn_unanswered".into(),
             severity: sev(unans),
@@ -108,7 +113,7 @@ pub(super) fn connection_findings(
     }
     if refused > 0 {
         let mut evidence = vec![format!("{refused} of {total} attempts answered by RST")];
-        evidence.extend(base_evidence.clone());
+        evidence.extend(base_evidence());
         let checks = if c.category == Category::Internal {
             vec![
                 format!("Nothing listens on {}:{}: `kubectl get endpoints`, and the Service's targetPort matches the container port", c.dst, c.dst_port),
@@ -152,7 +157,7 @@ pub(super) fn connection_findings(
             codes.join(", "),
             from.join(", ")
         )];
-        evidence.extend(base_evidence.clone());
+        evidence.extend(base_evidence());
         let checks = if prohibited {
             vec![
                 format!("A policy rejects it: find what {} is (a node: iptables/nftables REJECT or a NetworkPolicy that rejects; a router or appliance: its deny rules)", from.join(", ")),

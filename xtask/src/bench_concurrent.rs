@@ -77,7 +77,9 @@ pub fn compare(
     runs: usize,
     seconds: u64,
 ) -> Result<Concurrent> {
+    // Both interfaces watched, and at least two runs a side for an interval.
     let blocks = blocks.max(2);
+    let runs = runs.max(2);
     // Ratios of stream A over stream B, by which one the agent watches.
     let mut ratios: [Vec<f64>; 2] = Default::default();
     let mut streams = Vec::new();
@@ -106,8 +108,9 @@ pub fn compare(
         wall += t0.elapsed().as_secs_f64();
         up.stop();
     }
-    let (a, ha) = crate::mean_ci95(&ratios[0]);
-    let (b, hb) = crate::mean_ci95(&ratios[1]);
+    let ci = |r: &[f64]| crate::mean_ci95(r).context("the pair benchmark needs two runs a side");
+    let (a, ha) = ci(&ratios[0])?;
+    let (b, hb) = ci(&ratios[1])?;
     let ratio = (a / b).sqrt();
     // ln(ratio) = (ln a − ln b) / 2: the relative errors add in quadrature and halve.
     let rel = ((ha / a).powi(2) + (hb / b).powi(2)).sqrt() / 2.0;

@@ -143,8 +143,11 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 
 /// The mean of `v` and the half-width of its 95 % confidence interval (Student's t; normal
 /// beyond 30 samples), so a benchmark can say whether a ratio is resolved from its goal or lost
-/// in the machine's noise. `v` must hold at least two values.
-pub fn mean_ci95(v: &[f64]) -> (f64, f64) {
+/// in the machine's noise. `None` for fewer than two values.
+pub fn mean_ci95(v: &[f64]) -> Option<(f64, f64)> {
+    if v.len() < 2 {
+        return None;
+    }
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
     let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
@@ -155,7 +158,7 @@ pub fn mean_ci95(v: &[f64]) -> (f64, f64) {
         2.052, 2.048, 2.045, 2.042,
     ];
     let t = T.get(v.len() - 2).copied().unwrap_or(1.96);
-    (mean, t * (var / n).sqrt())
+    Some((mean, t * (var / n).sqrt()))
 }
 
 /// The value after `name` in `args`, or `default` when the flag is absent.
@@ -270,4 +273,26 @@ fn cargo_test_with_summary(root: &std::path::Path) -> Result<()> {
         bail!("cargo test failed with {status}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mean_ci95;
+
+    #[test]
+    fn confidence_interval_uses_students_t_for_few_samples() {
+        // Mean 2, standard error 1, t(0.975, 1) = 12.706.
+        let (mean, half) = mean_ci95(&[1.0, 3.0]).expect("two samples");
+        assert_eq!(mean, 2.0);
+        assert!((half - 12.706).abs() < 1e-9, "{half}");
+        // 40 samples alternating 0.98 and 1.02: standard error 0.02 × sqrt(40/39) / sqrt(40).
+        let v: Vec<f64> = (0..40)
+            .map(|i| if i % 2 == 0 { 0.98 } else { 1.02 })
+            .collect();
+        let (mean, half) = mean_ci95(&v).expect("forty samples");
+        assert!((mean - 1.0).abs() < 1e-12);
+        let se = (0.02f64.powi(2) * 40.0 / 39.0 / 40.0).sqrt();
+        assert!((half - 1.96 * se).abs() < 1e-12, "{half}");
+        assert_eq!(mean_ci95(&[1.0]), None);
+    }
 }

@@ -39,7 +39,7 @@ pub struct Concurrent {
     /// Median throughput of one stream, bits/s.
     pub stream_bps: f64,
     /// The watcher's CPU time over the wall time of the runs, as a share of all cores.
-    pub agent_cpu_share: f64,
+    pub watcher_cpu_share: f64,
 }
 
 /// Port of the second iperf3 server (the first listens on the default 5201).
@@ -80,15 +80,15 @@ pub fn compare(
     // Both interfaces watched, and at least two runs a side for an interval.
     let blocks = blocks.max(2);
     let runs = runs.max(2);
-    // Ratios of stream A over stream B, by which one the agent watches.
+    // Ratios of stream A over stream B, by which one is watched.
     let mut ratios: [Vec<f64>; 2] = Default::default();
     let mut streams = Vec::new();
-    let (mut agent_cpu, mut wall) = (0.0, 0.0);
+    let (mut watcher_cpu, mut wall) = (0.0, 0.0);
     for block in 0..blocks {
         let watched = block % 2;
         let iface = [VETH, VETH_B][watched];
         let up = watcher.start(outflow, iface)?;
-        // Past the agent's start-up (first inventory, first scans).
+        // Past the watcher's start-up (the agent's first inventory and scans).
         std::thread::sleep(Duration::from_secs(2));
         let (cpu0, t0) = (cpu_seconds(up.0.id()), Instant::now());
         for run in 0..runs {
@@ -104,7 +104,7 @@ pub fn compare(
             ratios[watched].push(a / b);
             streams.extend([a, b]);
         }
-        agent_cpu += cpu_seconds(up.0.id()) - cpu0;
+        watcher_cpu += cpu_seconds(up.0.id()) - cpu0;
         wall += t0.elapsed().as_secs_f64();
         up.stop();
     }
@@ -121,7 +121,7 @@ pub fn compare(
         bias: (a * b).sqrt(),
         runs: ratios[0].len().min(ratios[1].len()),
         stream_bps: crate::median(streams),
-        agent_cpu_share: agent_cpu / wall / cores,
+        watcher_cpu_share: watcher_cpu / wall / cores,
     })
 }
 

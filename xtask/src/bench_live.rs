@@ -706,7 +706,7 @@ pub fn run(args: &[String]) -> Result<()> {
             c.ratio - c.half_width,
             c.ratio + c.half_width,
             c.bias,
-            c.agent_cpu_share * 100.0
+            c.watcher_cpu_share * 100.0
         );
     }
     if let Some((rate, drops, cpu)) = events {

@@ -23,7 +23,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::bench_live::{
-    cpu_seconds, in_ns, start_outflow_on, Bg, NODE, NODE_IP, NODE_IP_B, POD, VETH, VETH_B,
+    cpu_seconds, in_ns, start_outflow_on, tcpdump_to_null, Bg, NODE_IP, NODE_IP_B, POD, VETH,
+    VETH_B,
 };
 
 /// What the concurrent runs found.
@@ -42,7 +43,9 @@ pub struct Concurrent {
     pub watcher_cpu_share: f64,
 }
 
-/// Port of the second iperf3 server (the first listens on the default 5201).
+/// Port of the first iperf3 server (iperf3's default, which the sequential runs use).
+pub const PORT_A: &str = "5201";
+/// Port of the second iperf3 server.
 pub const PORT_B: &str = "5202";
 
 /// What watches one of the two interfaces.
@@ -58,13 +61,7 @@ impl PairWatcher {
     fn start(self, outflow: &Path, iface: &str) -> Result<Bg> {
         match self {
             PairWatcher::Outflow => start_outflow_on(outflow, iface, "10s", &[]),
-            PairWatcher::Tcpdump => Ok(Bg(in_ns(
-                NODE,
-                &["tcpdump", "-q", "-i", iface, "-w", "/dev/null"],
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?)),
+            PairWatcher::Tcpdump => tcpdump_to_null(iface),
         }
     }
 }
@@ -141,7 +138,7 @@ fn both(seconds: u64) -> Result<(f64, f64)> {
         .spawn()
         .context("starting iperf3")
     };
-    let a = client(NODE_IP, "5201")?;
+    let a = client(NODE_IP, PORT_A)?;
     let b = client(NODE_IP_B, PORT_B)?;
     let rate = |child: std::process::Child| -> Result<f64> {
         let out = child.wait_with_output()?;

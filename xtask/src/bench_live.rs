@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::bench_concurrent::PairWatcher;
+use crate::bench_concurrent::{PairWatcher, PORT_A, PORT_B};
 use crate::median;
 use crate::run as run_cmd;
 
@@ -204,14 +204,22 @@ fn watch(outflow: &Path, w: Watcher) -> Result<Option<Bg>> {
         // The default report interval, as deployed.
         Watcher::Outflow => Some(start_outflow(outflow, "10s", &[])?),
         Watcher::Tcpdump => {
-            let child = in_ns(NODE, &["tcpdump", "-q", "-i", VETH, "-w", "/dev/null"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()?;
+            let bg = tcpdump_to_null(VETH)?;
             std::thread::sleep(Duration::from_millis(800));
-            Some(Bg(child))
+            Some(bg)
         }
     })
+}
+
+/// `tcpdump -w /dev/null` on the node's interface `iface`.
+pub(crate) fn tcpdump_to_null(iface: &str) -> Result<Bg> {
+    Ok(Bg(in_ns(
+        NODE,
+        &["tcpdump", "-q", "-i", iface, "-w", "/dev/null"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()?))
 }
 
 /// One iperf3 run from the pod; returns bits/s (TCP) or packets/s received (UDP).
@@ -285,8 +293,9 @@ fn compare(outflow: &Path, udp: bool, rounds: usize, seconds: u64) -> Result<Com
     };
     let ratios =
         |i: usize| -> Vec<f64> { runs[i].iter().zip(&runs[0]).map(|(v, b)| v / b).collect() };
-    let paired = [median(ratios(1)), median(ratios(2))];
-    let mean_ci = crate::mean_ci95(&ratios(1));
+    let outflow_ratios = ratios(1);
+    let mean_ci = crate::mean_ci95(&outflow_ratios);
+    let paired = [median(outflow_ratios), median(ratios(2))];
     let [a, b, c] = runs;
     Ok(Compared {
         medians: [median(a), median(b), median(c)],
@@ -581,24 +590,16 @@ pub fn run(args: &[String]) -> Result<()> {
     let outflow = crate::build_outflow()?;
     let _pair = Pair::up()?;
     // The node answers SYNs to closed ports with RSTs; nothing more to set up.
-    let server = Bg(in_ns(NODE, &["iperf3", "-s", "-B", NODE_IP])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?);
-    let server_b = Bg(in_ns(
-        NODE,
-        &[
-            "iperf3",
-            "-s",
-            "-B",
-            NODE_IP_B,
-            "-p",
-            crate::bench_concurrent::PORT_B,
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()?);
+    // One iperf3 server per veth pair (the second for `pair`).
+    let servers = [(NODE_IP, PORT_A), (NODE_IP_B, PORT_B)]
+        .into_iter()
+        .map(|(addr, port)| {
+            Ok(Bg(in_ns(NODE, &["iperf3", "-s", "-B", addr, "-p", port])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?))
+        })
+        .collect::<Result<Vec<Bg>>>()?;
     std::thread::sleep(Duration::from_millis(500));
 
     let only = args
@@ -616,15 +617,10 @@ pub fn run(args: &[String]) -> Result<()> {
     if want("pair") {
         let blocks: usize = crate::flag(args, "--blocks", 4)?;
         eprintln!("two iperf3 TCP streams at once, one watched, {seconds} s per run:");
-        let watcher = match args
-            .iter()
-            .position(|a| a == "--pair-watcher")
-            .and_then(|i| args.get(i + 1))
-            .map(String::as_str)
-        {
-            None | Some("outflow") => PairWatcher::Outflow,
-            Some("tcpdump") => PairWatcher::Tcpdump,
-            Some(other) => bail!("--pair-watcher takes outflow or tcpdump, not {other}"),
+        let watcher = match crate::flag(args, "--pair-watcher", "outflow".to_string())?.as_str() {
+            "outflow" => PairWatcher::Outflow,
+            "tcpdump" => PairWatcher::Tcpdump,
+            other => bail!("--pair-watcher takes outflow or tcpdump, not {other}"),
         };
         concurrent = Some((
             watcher,
@@ -652,8 +648,9 @@ pub fn run(args: &[String]) -> Result<()> {
         eprintln!("flow map of 65536 entries, RSS as flows are added:");
         mem = memory(&outflow, 65_536)?;
     }
-    server.stop();
-    server_b.stop();
+    for server in servers {
+        server.stop();
+    }
 
     println!(
         "\n## Live datapath (`cargo xtask bench-live`, {seconds} s runs, medians of {rounds})\n"

@@ -5,15 +5,15 @@ use rustc_hash::FxHashMap;
 use crate::dns::transaction::ServerStats;
 use crate::report::{DnsRecord, Finding, Severity};
 
-/// The outcomes that make a finding.
-const FAILED: [&str; 6] = [
-    "truncated",
-    "nxdomain",
-    "servfail",
-    "timeout",
-    "refused",
-    "unreachable",
-];
+/// A failed outcome's finding: outcome, finding kind, what it means, the next checks, and where
+/// among them the "compare resolvers" line goes.
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    Option<usize>,
+);
 
 /// Findings for the lookups of one name by one client, all query types together (a name that
 /// does not exist fails for A and AAAA alike: one finding, not two).
@@ -29,10 +29,6 @@ pub(super) fn dns_findings(
             .map(|r| r.outcomes.get(k).copied().unwrap_or(0))
             .sum()
     };
-    // Most names resolve: leave before any text is built (it was most of the time spent here).
-    if FAILED.iter().all(|k| n(k) == 0) {
-        return;
-    }
     let ok = n("ok");
     let total: u64 = records.iter().flat_map(|r| r.outcomes.values()).sum();
     let most_expansions = records.iter().map(|r| r.expansions).max().unwrap_or(0);
@@ -47,41 +43,35 @@ pub(super) fn dns_findings(
     } else {
         Severity::Warning
     };
-    let compare = format!(
-        "Compare: `nslookup {0}` from the pod, from the node, and `nslookup {0} 168.63.129.16` (Azure DNS)",
-        first.name
-    );
-    let cases: [(&str, &str, &str, Vec<String>); 6] = [
-        ("truncated", "dns_truncated", "the answer did not fit in UDP and no retry over TCP answered", vec![
-            "DNS falls back to TCP for large answers: a NetworkPolicy, NSG or firewall must allow TCP 53 as well as UDP 53".into(),
-            compare.clone(),
-        ]),
-        ("nxdomain", "dns_nxdomain", "the name does not exist (NXDOMAIN)", vec![
-            compare.clone(),
-            "Spelling, and for a cluster name the namespace: `kubectl get svc -A | grep NAME`".into(),
-            "A private endpoint: its privatelink DNS zone must be linked to the cluster's VNet".into(),
-            "A custom DNS server on the VNet must forward to 168.63.129.16 or host the zone".into(),
-        ]),
-        ("servfail", "dns_servfail", "the resolver failed (SERVFAIL)", vec![
-            "CoreDNS logs: `kubectl -n kube-system logs -l k8s-app=kube-dns`".into(),
-            compare.clone(),
-            "The upstream: custom DNS servers' forwarders, or the zone's authoritative servers (DNSSEC?)".into(),
-        ]),
-        ("timeout", "dns_timeout", "no answer (timeout)", vec![
-            "A NetworkPolicy must allow UDP and TCP 53 from the pod to kube-dns in kube-system".into(),
-            "CoreDNS pods ready? `kubectl -n kube-system get pods -l k8s-app=kube-dns`".into(),
-            compare.clone(),
-            "Intermittent UDP timeouts: conntrack races on the node; NodeLocal DNSCache or `single-request-reopen`".into(),
-        ]),
-        ("refused", "dns_refused", "the server refused to answer (REFUSED)", vec![
-            "The server does not serve this client or zone: its ACL / recursion settings, or the wrong server in resolv.conf".into(),
-        ]),
-        ("unreachable", "dns_server_unreachable", "the server is unreachable (ICMP)", vec![
-            "Nothing listens on port 53 at the server, or a firewall rejects it: check the server address in resolv.conf".into(),
-        ]),
+    // Each outcome's next checks, with the place of the "compare resolvers" line among them.
+    // Built only for an outcome that failed: most names resolve, and building the text for every
+    // name was most of the time spent here.
+    let cases: [Case; 6] = [
+        ("truncated", "dns_truncated", "the answer did not fit in UDP and no retry over TCP answered", &[
+            "DNS falls back to TCP for large answers: a NetworkPolicy, NSG or firewall must allow TCP 53 as well as UDP 53",
+        ], Some(1)),
+        ("nxdomain", "dns_nxdomain", "the name does not exist (NXDOMAIN)", &[
+            "Spelling, and for a cluster name the namespace: `kubectl get svc -A | grep NAME`",
+            "A private endpoint: its privatelink DNS zone must be linked to the cluster's VNet",
+            "A custom DNS server on the VNet must forward to 168.63.129.16 or host the zone",
+        ], Some(0)),
+        ("servfail", "dns_servfail", "the resolver failed (SERVFAIL)", &[
+            "CoreDNS logs: `kubectl -n kube-system logs -l k8s-app=kube-dns`",
+            "The upstream: custom DNS servers' forwarders, or the zone's authoritative servers (DNSSEC?)",
+        ], Some(1)),
+        ("timeout", "dns_timeout", "no answer (timeout)", &[
+            "A NetworkPolicy must allow UDP and TCP 53 from the pod to kube-dns in kube-system",
+            "CoreDNS pods ready? `kubectl -n kube-system get pods -l k8s-app=kube-dns`",
+            "Intermittent UDP timeouts: conntrack races on the node; NodeLocal DNSCache or `single-request-reopen`",
+        ], Some(2)),
+        ("refused", "dns_refused", "the server refused to answer (REFUSED)", &[
+            "The server does not serve this client or zone: its ACL / recursion settings, or the wrong server in resolv.conf",
+        ], None),
+        ("unreachable", "dns_server_unreachable", "the server is unreachable (ICMP)", &[
+            "Nothing listens on port 53 at the server, or a firewall rejects it: check the server address in resolv.conf",
+        ], None),
     ];
-    for (outcome, kind, what, checks) in cases {
-        debug_assert!(FAILED.contains(&outcome), "{outcome} missing from FAILED");
+    for (outcome, kind, what, checks, compare_at) in cases {
         let failed = n(outcome);
         if failed == 0 {
             continue;
@@ -112,7 +102,16 @@ pub(super) fn dns_findings(
             category: None,
             count: failed,
             evidence: server_evidence(queries, &servers, server_stats),
-            next_checks: checks,
+            next_checks: {
+                let mut v: Vec<String> = checks.iter().map(|c| c.to_string()).collect();
+                if let Some(at) = compare_at {
+                    v.insert(at, format!(
+                        "Compare: `nslookup {0}` from the pod, from the node, and `nslookup {0} 168.63.129.16` (Azure DNS)",
+                        first.name
+                    ));
+                }
+                v
+            },
         });
     }
 }

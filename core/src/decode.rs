@@ -41,10 +41,11 @@ pub mod proto {
 /// A decoded IP packet.
 #[derive(Debug, Clone)]
 pub struct Decoded<'a> {
-    /// Source address.
-    pub src: IpAddr,
-    /// Destination address.
-    pub dst: IpAddr,
+    /// Source address, in the 128-bit form of flow keys ([`ip_bits`]): the engine keys on it,
+    /// and building an `IpAddr` per packet only to convert it cost more than the conversion.
+    pub src: u128,
+    /// Destination address, likewise.
+    pub dst: u128,
     /// Bytes at the IP layer, from the IP header (not the possibly truncated capture).
     pub ip_len: u32,
     /// The transport layer.
@@ -71,8 +72,9 @@ pub enum L4<'a> {
         /// Captured payload (may be cut by snaplen).
         payload: &'a [u8],
     },
-    /// An ICMP or ICMPv6 error that quotes a packet of ours.
-    IcmpError(Rejection),
+    /// An ICMP or ICMPv6 error that quotes a packet of ours. Boxed: errors are rare, and the
+    /// inline form made every decoded packet half as large again.
+    IcmpError(Box<Rejection>),
     /// Anything else (other ICMP, fragments, other protocols).
     Other,
 }
@@ -161,8 +163,9 @@ fn ethernet(data: &[u8]) -> Result<(u16, &[u8]), DecodeError> {
 
 /// The IP layer of a packet: addresses, protocol, lengths, and the start of the transport layer.
 struct IpLayer<'a> {
-    src: IpAddr,
-    dst: IpAddr,
+    /// Addresses in [`ip_bits`] form.
+    src: u128,
+    dst: u128,
     proto: u8,
     /// Total length from the header (bytes on the wire).
     ip_len: u32,
@@ -176,6 +179,9 @@ struct IpLayer<'a> {
     is_fragment_tail: bool,
 }
 
+// Inlined into `from_ip`, the layer's fields stay in registers instead of being returned through
+// memory for every packet.
+#[inline(always)]
 fn ip_layer(data: &[u8]) -> Result<IpLayer<'_>, DecodeError> {
     use etherparse::err::{ipv4, ipv6};
     match data.first().map(|b| b >> 4) {
@@ -192,8 +198,8 @@ fn ip_layer(data: &[u8]) -> Result<IpLayer<'_>, DecodeError> {
             };
             let end = total.min(data.len()).max(hdr_len);
             Ok(IpLayer {
-                src: IpAddr::V4(h.source_addr()),
-                dst: IpAddr::V4(h.destination_addr()),
+                src: v4_bits(h.source()),
+                dst: v4_bits(h.destination()),
                 proto: h.protocol().0,
                 ip_len: total as u32,
                 hdr_len: hdr_len as u32,
@@ -215,8 +221,8 @@ fn ip_layer(data: &[u8]) -> Result<IpLayer<'_>, DecodeError> {
             let after = &data[40..total.min(data.len()).max(40)];
             let (exts, next, rest, _) = Ipv6ExtensionsSlice::from_slice_lax(h.next_header(), after);
             Ok(IpLayer {
-                src: IpAddr::V6(h.source_addr()),
-                dst: IpAddr::V6(h.destination_addr()),
+                src: u128::from_be_bytes(h.source()),
+                dst: u128::from_be_bytes(h.destination()),
                 proto: next.0,
                 ip_len: total as u32,
                 hdr_len: (40 + after.len() - rest.len()) as u32,
@@ -293,22 +299,23 @@ fn icmp_error<'a>(ip: &IpLayer<'a>, classify: fn(u8, u8) -> Option<crate::icmp::
         return L4::Other;
     };
     match classify(head[0], head[1]) {
-        Some(reason) => quote(ip.src, reason, &ip.payload[8..]).map_or(L4::Other, L4::IcmpError),
+        Some(reason) => quote(ip.src, reason, &ip.payload[8..])
+            .map_or(L4::Other, |r| L4::IcmpError(Box::new(r))),
         None => L4::Other,
     }
 }
 
 /// Parses the packet an ICMP error quotes: its addresses, protocol and ports.
-fn quote(from: IpAddr, reason: crate::icmp::Reason, quoted: &[u8]) -> Option<Rejection> {
+fn quote(from: u128, reason: crate::icmp::Reason, quoted: &[u8]) -> Option<Rejection> {
     let inner = ip_layer(quoted).ok()?;
     // RFC 792 guarantees the first 8 bytes of the quoted datagram: enough for both ports.
     let ports = inner.payload.get(..4)?;
     Some(Rejection {
-        from,
+        from: bits_ip(from),
         reason,
         proto: inner.proto,
-        src: inner.src,
-        dst: inner.dst,
+        src: bits_ip(inner.src),
+        dst: bits_ip(inner.dst),
         sport: u16::from_be_bytes([ports[0], ports[1]]),
         dport: u16::from_be_bytes([ports[2], ports[3]]),
     })
@@ -333,6 +340,11 @@ impl Decoded<'_> {
     }
 }
 
+/// An IPv4 address as [`ip_bits`] maps it.
+fn v4_bits(octets: [u8; 4]) -> u128 {
+    0xffff_0000_0000 | u128::from(u32::from_be_bytes(octets))
+}
+
 /// Maps an address to the 128-bit form used in flow keys (IPv4 as IPv4-mapped IPv6).
 pub fn ip_bits(ip: IpAddr) -> u128 {
     match ip {
@@ -347,5 +359,29 @@ pub fn bits_ip(bits: u128) -> IpAddr {
     match v6.to_ipv4_mapped() {
         Some(v4) => IpAddr::V4(v4),
         None => IpAddr::V6(v6),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoded_addresses_are_in_flow_key_form() {
+        for ip in [
+            "10.244.0.10",
+            "0.0.0.0",
+            "255.255.255.255",
+            "2001:db8::1",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let bits = match ip {
+                IpAddr::V4(v4) => v4_bits(v4.octets()),
+                IpAddr::V6(v6) => u128::from_be_bytes(v6.octets()),
+            };
+            assert_eq!(bits, ip_bits(ip), "{ip}");
+            assert_eq!(bits_ip(bits).to_canonical(), ip.to_canonical());
+        }
     }
 }

@@ -251,7 +251,7 @@ impl Engine {
     }
 
     fn on_tcp(&mut self, ts: u64, d: &Decoded<'_>, seg: &TcpSegment<'_>) {
-        let (src, dst) = (ip_bits(d.src), ip_bits(d.dst));
+        let (src, dst) = (d.src, d.dst);
         let (key, src_is_lo) = FlowKey::new(src, seg.sport, dst, seg.dport, proto::TCP);
         let syn = seg.flags & tcp_flags::SYN != 0;
         let ack = seg.flags & tcp_flags::ACK != 0;
@@ -344,7 +344,7 @@ impl Engine {
     }
 
     fn on_udp(&mut self, ts: u64, d: &Decoded<'_>, sport: u16, dport: u16, payload: &[u8]) {
-        let (src, dst) = (ip_bits(d.src), ip_bits(d.dst));
+        let (src, dst) = (d.src, d.dst);
         let (key, src_is_lo) = FlowKey::new(src, sport, dst, dport, proto::UDP);
         let src_is_client = || sport != 53 && sender_is_client(sport, dport);
         let flow = flow_entry(

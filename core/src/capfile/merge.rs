@@ -39,6 +39,7 @@ impl<R: Read> MergedReader<R> {
     }
 
     /// Moves to the earliest unread packet across all files; `Ok(false)` when all are done.
+    #[inline]
     pub fn advance(&mut self) -> bool {
         if self.readers.len() == 1 && self.started {
             // One file: nothing to merge.
@@ -70,6 +71,7 @@ impl<R: Read> MergedReader<R> {
     }
 
     /// The packet `advance` moved to.
+    #[inline]
     pub fn packet(&self) -> Option<Packet<'_>> {
         self.current.and_then(|i| self.readers[i].packet())
     }
@@ -101,6 +103,7 @@ impl<R: Read> MergedReader<R> {
         &self.readers
     }
 
+    #[inline]
     fn pull(&mut self, i: usize) {
         match self.readers[i].advance() {
             Ok(more) => self.live[i] = more,

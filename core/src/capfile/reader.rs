@@ -163,7 +163,36 @@ impl<R: Read> CaptureReader<R> {
     }
 
     /// Moves to the next packet; `Ok(false)` at the end of the capture.
+    ///
+    /// The common step, a pcap record that is whole in the buffer, is inlined into the caller's
+    /// loop; refills, pcapng blocks, errors and the end take the general path.
+    #[inline]
     pub fn advance(&mut self) -> Result<bool, CapfileError> {
+        if let (
+            Format::Pcap {
+                parser,
+                link,
+                nanos,
+            },
+            false,
+        ) = (&self.format, self.primed)
+        {
+            let avail = &self.buf[self.start..self.end];
+            if let Ok((used, Some((mut cur, data_ptr)))) = pcap_step(parser, *link, *nanos, avail) {
+                cur.data_start = data_ptr - self.buf.as_ptr() as usize;
+                cur.iface += self.iface_base;
+                self.current = Some(cur);
+                self.start += used;
+                self.packets += 1;
+                return Ok(true);
+            }
+        }
+        self.advance_general()
+    }
+
+    /// [`CaptureReader::advance`] for every case.
+    #[inline(never)]
+    fn advance_general(&mut self) -> Result<bool, CapfileError> {
         if std::mem::take(&mut self.primed) {
             return Ok(self.current.is_some());
         }
@@ -208,6 +237,7 @@ impl<R: Read> CaptureReader<R> {
     }
 
     /// The packet `advance` moved to.
+    #[inline]
     pub fn packet(&self) -> Option<Packet<'_>> {
         self.current.map(|c| Packet {
             ts_ns: c.ts_ns,

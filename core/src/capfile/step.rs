@@ -38,6 +38,7 @@ pub(super) struct Current {
 /// A packet found by a parse step and the address of its data in the parsed slice.
 pub(super) type Found = Option<(Current, usize)>;
 
+#[inline]
 pub(super) fn pcap_step(
     parser: &PcapParser,
     link: LinkType,

@@ -397,6 +397,44 @@ fn closed_connections_leave_the_table_with_their_counts_kept() {
 }
 
 #[test]
+fn answered_dns_flows_leave_the_table_after_the_linger_with_their_counts_kept() {
+    let mut e = Engine::new(&Profile::default());
+    let [q, a] = exchange(7, "web.example.com", ResponseCode::NoError, &["1.2.3.4"], 0);
+    let unanswered = udp(
+        POD,
+        33001,
+        "10.0.0.10",
+        53,
+        &dns_query(8, "slow.example.com", RecordType::A),
+    )
+    .at_ms(2);
+    for f in [q, a, unanswered] {
+        e.observe(&f.packet());
+    }
+    assert_eq!(e.tracked_flows(), 2);
+    // 3 s later, past the linger but well inside the UDP idle time, a query from a new port:
+    // the answered flow has left, the one still waiting for its answer stays.
+    let next = udp(
+        POD,
+        33002,
+        "10.0.0.10",
+        53,
+        &dns_query(9, "web.example.com", RecordType::A),
+    )
+    .at_ms(3_000);
+    e.observe(&next.packet());
+    assert_eq!(
+        e.tracked_flows(),
+        2,
+        "the answered flow left, the new one came"
+    );
+    let r = e.finish();
+    let c = r.connections.iter().find(|c| c.dst_port == 53).unwrap();
+    assert_eq!((c.packets_out, c.packets_in), (3, 1), "{c:?}");
+    assert_eq!(r.dns.iter().map(|d| d.queries).sum::<u64>(), 3);
+}
+
+#[test]
 fn a_pods_icmp_about_a_late_reply_does_not_blame_the_server() {
     // The resolver gave up; the late answer arrives and the pod's kernel answers port-unreachable.
     let query = udp(

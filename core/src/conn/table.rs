@@ -31,7 +31,7 @@ pub struct Flow {
     pub packets: [u64; 2],
     /// IP bytes from the client and from the server, likewise.
     pub bytes: [u64; 2],
-    /// TCP teardown seen: `FIN_CLIENT`, `FIN_SERVER`, `RESET`.
+    /// Teardown seen: `FIN_CLIENT`, `FIN_SERVER`, `RESET` on TCP, `ANSWERED` on UDP.
     pub teardown: u8,
 }
 
@@ -41,11 +41,13 @@ pub const FIN_CLIENT: u8 = 1;
 pub const FIN_SERVER: u8 = 2;
 /// Either side sent RST.
 pub const RESET: u8 = 4;
+/// A DNS server answered on this UDP flow.
+pub const ANSWERED: u8 = 8;
 
 impl Flow {
-    /// Whether the TCP connection is over: both FINs, or a RST.
+    /// Whether the exchange is over: both FINs or a RST on TCP, an answer on UDP DNS.
     pub fn is_closed(&self) -> bool {
-        self.teardown & RESET != 0
+        self.teardown & (RESET | ANSWERED) != 0
             || self.teardown & (FIN_CLIENT | FIN_SERVER) == FIN_CLIENT | FIN_SERVER
     }
 

@@ -23,7 +23,7 @@ use crate::capfile::{LinkType, Packet};
 use crate::category::Classifier;
 use crate::conn::attempt::Effect;
 use crate::conn::group::{self as conn_group, Groups};
-use crate::conn::table::{FlowTable, FIN_CLIENT, FIN_SERVER, RESET};
+use crate::conn::table::{FlowTable, ANSWERED, FIN_CLIENT, FIN_SERVER, RESET};
 use crate::conn::{sender_is_client, FlowKey, Outcome};
 use crate::decode::{
     self, bits_ip, ip_bits, proto, tcp_flags, DecodeError, Decoded, TcpSegment, L4,
@@ -59,7 +59,8 @@ pub struct Config {
     pub flow_idle_ns: u64,
     /// UDP flows idle this long are forgotten (a DNS exchange is over in seconds).
     pub udp_idle_ns: u64,
-    /// A closed TCP flow (both FINs or a RST) stays this long for its last ACKs, then leaves.
+    /// A closed TCP flow (both FINs or a RST) stays this long for its last ACKs, then leaves;
+    /// so does a UDP DNS flow once answered, for a late or repeated answer.
     pub closed_linger_ns: u64,
     /// Recognise packets seen on several interfaces (`tcpdump -i any`) and count them once.
     pub dedup: bool,
@@ -360,6 +361,14 @@ impl Engine {
         let from_client = src_is_lo == flow.client_is_lo;
         flow.saw(self.cfg.count_traffic, from_client, d.ip_len, ts);
         if sport == 53 || dport == 53 {
+            // An answer ends the exchange: the flow leaves once quiet for the linger, as a closed
+            // TCP connection does, not after the UDP idle time. Resolvers ask from a new port
+            // each time, and these flows were most of the table, and of its cache misses.
+            if !from_client && !flow.is_closed() {
+                flow.teardown |= ANSWERED;
+                self.closing
+                    .push_back((ts.saturating_add(self.cfg.closed_linger_ns), key));
+            }
             self.dns
                 .on_message(ts, src, sport, dst, dport, false, payload);
         }

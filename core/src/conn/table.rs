@@ -7,7 +7,7 @@
 
 use rustc_hash::FxHashMap;
 
-use super::attempt::Attempt;
+use super::attempt::{Attempt, Effect};
 use super::FlowKey;
 use crate::app::App;
 
@@ -31,6 +31,8 @@ pub struct Flow {
     pub packets: [u64; 2],
     /// IP bytes from the client and from the server, likewise.
     pub bytes: [u64; 2],
+    /// The latest attempt effect not yet counted in the group (see `engine::flows::defer`).
+    pub unapplied: Effect,
     /// Teardown seen: `FIN_CLIENT`, `FIN_SERVER`, `RESET` on TCP, `ANSWERED` on UDP.
     pub teardown: u8,
 }
@@ -80,6 +82,7 @@ impl Flow {
             rejected: false,
             packets: [0; 2],
             bytes: [0; 2],
+            unapplied: Effect::None,
             teardown: 0,
         }
     }

@@ -94,8 +94,35 @@ pub(super) fn apply_app_event(g: &mut GroupStats, ev: AppEvent) {
     }
 }
 
+/// Counts an attempt's effect in the flow's group, later. Groups lie far apart in memory and are
+/// rarely in cache when a SYN-ACK or RST decides an attempt, so the effect waits on the flow
+/// until the next one comes, the flow leaves (which reads the group anyway) or a live window is
+/// drained; effects reach the group in the order they happened.
+pub(super) fn defer(groups: &mut Groups, f: &mut Flow, effect: Effect) {
+    if matches!(effect, Effect::None | Effect::Opened(None)) {
+        return;
+    }
+    let earlier = std::mem::replace(&mut f.unapplied, effect);
+    if earlier != Effect::None {
+        if let Some(g) = groups.get_mut(f.group) {
+            apply(g, earlier);
+        }
+    }
+}
+
+/// Counts the effect waiting on the flow in its group now.
+pub(super) fn settle(groups: &mut Groups, f: &mut Flow) {
+    let effect = std::mem::replace(&mut f.unapplied, Effect::None);
+    if effect != Effect::None {
+        if let Some(g) = groups.get_mut(f.group) {
+            apply(g, effect);
+        }
+    }
+}
+
 /// A flow leaves the table: its open attempt is incomplete, its unanswered CONNECTs are counted.
 pub(super) fn close_flow(groups: &mut Groups, events: &mut Vec<AppEvent>, f: &mut Flow) {
+    settle(groups, f);
     let effect = f.attempt.on_end();
     f.app.on_end(events);
     if let Some(g) = groups.get_mut(f.group) {

@@ -96,6 +96,8 @@ impl Engine {
     /// search-list runs carry over; groups no open flow uses are forgotten.
     pub fn drain(&mut self) -> Report {
         self.sweep();
+        let groups = &mut self.groups;
+        self.flows.for_each(|_, f| super::flows::settle(groups, f));
         let since = self.window_start_ns.or(self.first_ns);
         let report = self.report(since, |g| g.has_news());
         self.window_start_ns = Some(self.now_ns);

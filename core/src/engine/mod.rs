@@ -318,11 +318,7 @@ impl Engine {
         if self.cfg.notes {
             self.note = notes::of_effect(effect, ts, flow.attempt.syn_ns, self.cfg.syn_timeout_ns);
         }
-        if effect != Effect::None {
-            if let Some(g) = self.groups.get_mut(group) {
-                apply(g, effect);
-            }
-        }
+        flows::defer(&mut self.groups, flow, effect);
         if !self.events.is_empty() {
             self.apply_events(ts, group, (src, seg.sport), (dst, seg.dport));
         }
@@ -424,6 +420,9 @@ impl Engine {
             });
         }
         if effect != Effect::None {
+            // Rare, and the group is read for the rejection anyway: counted now, after what
+            // waited.
+            flows::settle(&mut self.groups, flow);
             if let Some(g) = self.groups.get_mut(group) {
                 apply(g, effect);
                 g.reject(r.reason, ip_bits(r.from));
@@ -445,9 +444,7 @@ impl Engine {
             self.syn_deadlines.pop_front();
             if let Some(flow) = self.flows.get_mut(&key) {
                 let effect = flow.attempt.on_timeout(syn_ns);
-                if let Some(g) = self.groups.get_mut(flow.group) {
-                    apply(g, effect);
-                }
+                flows::defer(&mut self.groups, flow, effect);
             }
         }
         let linger = self.cfg.closed_linger_ns;

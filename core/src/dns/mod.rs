@@ -45,6 +45,20 @@ pub enum DnsOutcome {
 }
 
 impl DnsOutcome {
+    /// All outcomes, each at its own index (`outcome as usize`), for counter arrays.
+    pub const ALL: [DnsOutcome; 10] = [
+        DnsOutcome::Ok,
+        DnsOutcome::NoData,
+        DnsOutcome::NxDomain,
+        DnsOutcome::ServFail,
+        DnsOutcome::Refused,
+        DnsOutcome::Timeout,
+        DnsOutcome::Other,
+        DnsOutcome::Unreachable,
+        DnsOutcome::Incomplete,
+        DnsOutcome::Truncated,
+    ];
+
     /// The contract spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -75,6 +89,18 @@ impl DnsOutcome {
             DnsOutcome::Other => 3,
             DnsOutcome::NoData => 2,
             DnsOutcome::NxDomain => 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DnsOutcome;
+
+    #[test]
+    fn each_outcome_sits_at_its_own_index() {
+        for (i, o) in DnsOutcome::ALL.iter().enumerate() {
+            assert_eq!(*o as usize, i, "{o:?}");
         }
     }
 }

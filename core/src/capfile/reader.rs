@@ -178,16 +178,23 @@ impl<R: Read> CaptureReader<R> {
         ) = (&self.format, self.primed)
         {
             let avail = &self.buf[self.start..self.end];
-            if let Ok((used, Some((mut cur, data_ptr)))) = pcap_step(parser, *link, *nanos, avail) {
-                cur.data_start = data_ptr - self.buf.as_ptr() as usize;
-                cur.iface += self.iface_base;
-                self.current = Some(cur);
-                self.start += used;
-                self.packets += 1;
+            if let Ok((used, Some((cur, data_ptr)))) = pcap_step(parser, *link, *nanos, avail) {
+                self.move_to(used, cur, data_ptr);
                 return Ok(true);
             }
         }
         self.advance_general()
+    }
+
+    /// Makes the packet a parse step found (`used` bytes, its data at address `data_ptr` in the
+    /// buffer) the current one.
+    #[inline(always)]
+    fn move_to(&mut self, used: usize, mut cur: Current, data_ptr: usize) {
+        cur.data_start = data_ptr - self.buf.as_ptr() as usize;
+        cur.iface += self.iface_base;
+        self.current = Some(cur);
+        self.start += used;
+        self.packets += 1;
     }
 
     /// [`CaptureReader::advance`] for every case.
@@ -209,12 +216,8 @@ impl<R: Read> CaptureReader<R> {
             };
             match step {
                 Ok((used, found)) => {
-                    if let Some((mut cur, data_ptr)) = found {
-                        cur.data_start = self.start + (data_ptr - avail.as_ptr() as usize);
-                        cur.iface += self.iface_base;
-                        self.current = Some(cur);
-                        self.start += used;
-                        self.packets += 1;
+                    if let Some((cur, data_ptr)) = found {
+                        self.move_to(used, cur, data_ptr);
                         return Ok(true);
                     }
                     self.start += used;

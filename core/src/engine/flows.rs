@@ -102,12 +102,8 @@ pub(super) fn defer(groups: &mut Groups, f: &mut Flow, effect: Effect) {
     if matches!(effect, Effect::None | Effect::Opened(None)) {
         return;
     }
-    let earlier = std::mem::replace(&mut f.unapplied, effect);
-    if earlier != Effect::None {
-        if let Some(g) = groups.get_mut(f.group) {
-            apply(g, earlier);
-        }
-    }
+    settle(groups, f);
+    f.unapplied = effect;
 }
 
 /// Counts the effect waiting on the flow in its group now.

@@ -8,7 +8,7 @@
 //! an ICMP error is tied to the connection it rejects.
 
 use std::hash::Hasher;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{
     Ethernet2HeaderSlice, Ipv4HeaderSlice, Ipv6ExtensionsSlice, Ipv6HeaderSlice,
@@ -355,15 +355,15 @@ impl Decoded<'_> {
     }
 }
 
-/// An IPv4 address as [`ip_bits`] maps it.
+/// An IPv4 address in the form [`ip_bits`] gives it, straight from the header's octets.
 fn v4_bits(octets: [u8; 4]) -> u128 {
-    0xffff_0000_0000 | u128::from(u32::from_be_bytes(octets))
+    Ipv4Addr::from(octets).to_ipv6_mapped().to_bits()
 }
 
 /// Maps an address to the 128-bit form used in flow keys (IPv4 as IPv4-mapped IPv6).
 pub fn ip_bits(ip: IpAddr) -> u128 {
     match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().to_bits(),
+        IpAddr::V4(v4) => v4_bits(v4.octets()),
         IpAddr::V6(v6) => v6.to_bits(),
     }
 }
@@ -391,10 +391,13 @@ mod tests {
             "::ffff:1.2.3.4",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
-            let bits = match ip {
-                IpAddr::V4(v4) => v4_bits(v4.octets()),
-                IpAddr::V6(v6) => u128::from_be_bytes(v6.octets()),
+            // What the decoder computes from header octets, against the IPv4-mapped address
+            // written out.
+            let (bits, mapped) = match ip {
+                IpAddr::V4(v4) => (v4_bits(v4.octets()), format!("::ffff:{v4}")),
+                IpAddr::V6(v6) => (u128::from_be_bytes(v6.octets()), v6.to_string()),
             };
+            assert_eq!(bits, mapped.parse::<Ipv6Addr>().unwrap().to_bits(), "{ip}");
             assert_eq!(bits, ip_bits(ip), "{ip}");
             assert_eq!(bits_ip(bits).to_canonical(), ip.to_canonical());
         }

@@ -30,6 +30,17 @@ fn run_with(frames: &[Frame], dedup: bool) -> Report {
     e.finish()
 }
 
+/// An A query from the pod's port `sport` to the cluster resolver.
+fn pod_query(sport: u16, id: u16, name: &str) -> Frame {
+    udp(
+        POD,
+        sport,
+        "10.0.0.10",
+        53,
+        &dns_query(id, name, RecordType::A),
+    )
+}
+
 fn outcome(r: &Report, dst: &str, port: u16, kind: &str) -> u64 {
     let c = r
         .connections
@@ -114,14 +125,7 @@ fn late_syn_ack_turns_unanswered_into_established() {
 
 fn exchange(id: u16, name: &str, rcode: ResponseCode, answers: &[&str], ms: u64) -> [Frame; 2] {
     [
-        udp(
-            POD,
-            33000,
-            "10.0.0.10",
-            53,
-            &dns_query(id, name, RecordType::A),
-        )
-        .at_ms(ms),
+        pod_query(33000, id, name).at_ms(ms),
         udp(
             "10.0.0.10",
             53,
@@ -196,14 +200,7 @@ fn unanswered_query_is_a_timeout_lookup() {
 #[test]
 fn response_to_another_question_does_not_match() {
     let r = run(&[
-        udp(
-            POD,
-            33002,
-            "10.0.0.10",
-            53,
-            &dns_query(5, "a.example.com", RecordType::A),
-        )
-        .at_ms(0),
+        pod_query(33002, 5, "a.example.com").at_ms(0),
         udp(
             "10.0.0.10",
             53,
@@ -339,13 +336,7 @@ fn timestamps_at_the_end_of_time_do_not_overflow() {
     // Found by the capfile fuzz target: a corrupt pcapng timestamp near u64::MAX.
     let mut syn = tcp(POD, 40050, "198.51.100.20", 443, SYN, 1, 0, b"");
     syn.ts_ns = u64::MAX - 1;
-    let mut query = udp(
-        POD,
-        33004,
-        "10.0.0.10",
-        53,
-        &dns_query(5, "a.example.com", RecordType::A),
-    );
+    let mut query = pod_query(33004, 5, "a.example.com");
     query.ts_ns = u64::MAX;
     let r = run(&[syn, query]);
     let c = r.connections.iter().find(|c| c.dst_port == 443).unwrap();
@@ -400,28 +391,14 @@ fn closed_connections_leave_the_table_with_their_counts_kept() {
 fn answered_dns_flows_leave_the_table_after_the_linger_with_their_counts_kept() {
     let mut e = Engine::new(&Profile::default());
     let [q, a] = exchange(7, "web.example.com", ResponseCode::NoError, &["1.2.3.4"], 0);
-    let unanswered = udp(
-        POD,
-        33001,
-        "10.0.0.10",
-        53,
-        &dns_query(8, "slow.example.com", RecordType::A),
-    )
-    .at_ms(2);
+    let unanswered = pod_query(33001, 8, "slow.example.com").at_ms(2);
     for f in [q, a, unanswered] {
         e.observe(&f.packet());
     }
     assert_eq!(e.tracked_flows(), 2);
     // 3 s later, past the linger but well inside the UDP idle time, a query from a new port:
     // the answered flow has left, the one still waiting for its answer stays.
-    let next = udp(
-        POD,
-        33002,
-        "10.0.0.10",
-        53,
-        &dns_query(9, "web.example.com", RecordType::A),
-    )
-    .at_ms(3_000);
+    let next = pod_query(33002, 9, "web.example.com").at_ms(3_000);
     e.observe(&next.packet());
     assert_eq!(
         e.tracked_flows(),
@@ -437,14 +414,7 @@ fn answered_dns_flows_leave_the_table_after_the_linger_with_their_counts_kept() 
 #[test]
 fn a_pods_icmp_about_a_late_reply_does_not_blame_the_server() {
     // The resolver gave up; the late answer arrives and the pod's kernel answers port-unreachable.
-    let query = udp(
-        POD,
-        33010,
-        "10.0.0.10",
-        53,
-        &dns_query(6, "a.example.com", RecordType::A),
-    )
-    .at_ms(0);
+    let query = pod_query(33010, 6, "a.example.com").at_ms(0);
     let late = udp(
         "10.0.0.10",
         53,

@@ -21,6 +21,7 @@ use crate::captures::Captures;
 use crate::metrics::Metrics;
 use crate::store::{Filter, Kind, Store};
 use crate::view;
+use outflow_core::query::PodRef;
 
 /// Largest report body accepted.
 pub const MAX_REPORT_BYTES: usize = 16 << 20;
@@ -243,13 +244,12 @@ pub(crate) fn now_ns() -> u64 {
 }
 
 impl RecordQuery {
-    fn filter(self) -> Result<Filter, ApiError> {
-        let (namespace, pod) = match self.pod {
-            Some(p) => match p.split_once('/') {
-                Some((ns, name)) => (Some(ns.to_string()), Some(name.to_string())),
-                None => (self.namespace, Some(p)),
-            },
-            None => (self.namespace, None),
+    fn filter(self, kind: Kind) -> Result<Filter, ApiError> {
+        let bad = |e: outflow_core::query::QueryError| ApiError::BadRequest(e.to_string());
+        let (namespace, pod) = match self.pod.as_deref().map(PodRef::parse).transpose() {
+            Ok(Some(p)) => (p.namespace.or(self.namespace), Some(p.name)),
+            Ok(None) => (self.namespace, None),
+            Err(e) => return Err(bad(e)),
         };
         if let Some(c) = &self.category {
             if !["internal", "peered", "onprem", "public"].contains(&c.as_str()) {
@@ -257,6 +257,9 @@ impl RecordQuery {
                     "category {c:?} is not one of internal, peered, onprem, public"
                 )));
             }
+        }
+        if let Some(o) = &self.outcome {
+            kind.record_kind().check_outcome(o).map_err(bad)?;
         }
         let since_s = self.since.unwrap_or(DEFAULT_SINCE_S);
         Ok(Filter {
@@ -277,7 +280,7 @@ async fn records(
     q: Result<Query<RecordQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let filter = q.filter()?;
+    let filter = q.filter(kind)?;
     let store = state.store.clone();
     let rows =
         tokio::task::spawn_blocking(move || store.lock().expect("store lock").query(kind, &filter))

@@ -119,11 +119,13 @@ async fn a_posted_report_is_served_filtered_by_pod_category_and_outcome() {
 
     let (_, rows) = call(&app, get("/api/v1/connections?category=public")).await;
     assert_eq!(rows.as_array().unwrap().len(), 2);
-    let (_, rows) = call(&app, get("/api/v1/connections?outcome=establ")).await;
+    let (_, rows) = call(&app, get("/api/v1/connections?pod=web&namespace=default")).await;
+    assert_eq!(rows.as_array().unwrap().len(), 2, "-n with a bare pod name");
+    let (_, rows) = call(&app, get("/api/v1/connections?pod=other/web")).await;
     assert_eq!(
         rows.as_array().unwrap().len(),
         0,
-        "outcomes match whole words only"
+        "the pod's own namespace wins"
     );
     let (_, health) = call(&app, get("/api/v1/health")).await;
     assert_eq!(health["nodes"][0]["node"], "node-1");
@@ -174,12 +176,30 @@ async fn hostile_requests_get_a_400_that_says_what_was_wrong_and_nothing_is_stor
     );
     let (status, _) = call(&app, get("/api/v1/dns?since=-5")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = call(&app, get("/api/v1/dns?pod=x'%20OR%201=1--")).await;
+    let (status, _) = call(&app, get("/api/v1/dns?pod=x'OR'1'='1'--")).await;
     assert_eq!(
         status,
         StatusCode::OK,
         "parameters are bound, never spliced into SQL"
     );
+
+    // Issue 17: filters that can match nothing, or everything, are refused with the grammar.
+    for (uri, words) in [
+        ("/api/v1/connections?outcome=establ", "established, refused"),
+        ("/api/v1/connections?outcome=%25", "established, refused"),
+        (
+            "/api/v1/findings?outcome=unanswered",
+            "error, warning, info",
+        ),
+        ("/api/v1/dns?outcome=refusedd", "nxdomain"),
+        ("/api/v1/connections?pod=a/b/c", "NAMESPACE/NAME"),
+        ("/api/v1/dns?pod=shop/", "NAMESPACE/NAME"),
+    ] {
+        let (status, body) = call(&app, get(uri)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains(words), "{uri}: {error}");
+    }
 
     let (_, rows) = call(&app, get("/api/v1/connections")).await;
     assert_eq!(

@@ -22,6 +22,15 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The query grammar's name for these records.
+    pub fn record_kind(self) -> outflow_core::query::RecordKind {
+        match self {
+            Kind::Connection => outflow_core::query::RecordKind::Connection,
+            Kind::Dns => outflow_core::query::RecordKind::Dns,
+            Kind::Finding => outflow_core::query::RecordKind::Finding,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Kind::Connection => "connection",

@@ -26,6 +26,7 @@ pub mod engine;
 pub mod findings;
 pub mod icmp;
 pub mod profile;
+pub mod query;
 pub mod report;
 pub mod wire;
 

@@ -155,8 +155,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cfg = args.agent.config()?;
     let inventory = args.agent.inventory()?;
     let token = super::read_token(args.token_file.as_deref())?;
+    let controller = super::controller_url(&args.controller);
     let shipper = Shipper::start(ShipConfig {
-        controller: args.controller.clone(),
+        controller: controller.clone(),
         token: token.clone(),
         capacity: args.queue,
         timeout: Duration::from_secs(10),
@@ -164,10 +165,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     super::stop_on_signal(stop.clone())?;
     capture_tasks::spawn(
-        args.agent.captures(&cfg, args.controller.clone(), token),
+        args.agent.captures(&cfg, controller.clone(), token),
         stop.clone(),
     )?;
-    info!(controller = %args.controller, "agent starting");
+    info!(controller = %controller, "agent starting");
     let result = outflow_agent::run(cfg, &profile, inventory, stop.clone(), |r| shipper.send(r));
     let stats = shipper.close(Duration::from_secs(5));
     info!(

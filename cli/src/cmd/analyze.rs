@@ -22,12 +22,8 @@ pub struct Args {
     /// Network profile (YAML, DESIGN.md §4.1) that says which ranges are internal, peered, on-prem.
     #[arg(long, value_name = "P")]
     profile: Option<PathBuf>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
-    /// Short for `--format json`.
-    #[arg(long, conflicts_with = "format")]
-    json: bool,
+    #[command(flatten)]
+    output: super::OutputArgs,
     /// Exit with 1 when a finding of this severity or worse is reported.
     #[arg(long, value_enum)]
     fail_on: Option<FailOn>,
@@ -95,7 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let report = engine.finish();
     let stdout = io::stdout().lock();
     let mut out = BufWriter::new(stdout);
-    if args.json || args.format == Format::Json {
+    if args.output.format() == Format::Json {
         // Indented for a person at a terminal; compact for programs, where indentation of a large
         // report costs as much as a twentieth of the analysis (`| jq .` indents it).
         if io::stdout().is_terminal() {

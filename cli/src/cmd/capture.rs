@@ -15,6 +15,7 @@ use anyhow::{bail, Context};
 use outflow_agent::capture::{self, Limits, Request};
 use outflow_agent::http::authorized;
 use outflow_agent::netns;
+use outflow_core::query::PodRef;
 
 /// Flags of `outflow capture`.
 #[derive(clap::Args)]
@@ -24,9 +25,15 @@ pub struct Args {
     local: bool,
     #[command(flatten)]
     client: super::ControllerClient,
-    /// The pod to capture (NAMESPACE/NAME): its host-side interfaces.
-    #[arg(long)]
-    pod: Option<String>,
+    /// The pod to capture (NAME with -n, or NAMESPACE/NAME): its host-side interfaces.
+    #[arg(long, value_parser = super::parse_pod)]
+    pod: Option<PodRef>,
+    /// The pod's namespace when --pod gives a bare name (default: default).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// The pod as NAMESPACE/NAME, filled from --pod and -n before the capture starts.
+    #[arg(skip)]
+    pod_name: Option<String>,
     /// The interface to capture on (with --pod: only that one of the pod's).
     #[arg(short = 'i', long = "interface")]
     interface: Option<String>,
@@ -60,7 +67,11 @@ pub struct Args {
 }
 
 /// Runs a capture until a limit or Ctrl-C.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
+    args.pod_name = args
+        .pod
+        .as_ref()
+        .map(|p| format!("{}/{}", p.namespace_or(args.namespace.as_deref()), p.name));
     let filter = args.filter.join(" ");
     // Before anything opens: a typo in the filter is the commonest mistake.
     capture::check_filter(&filter)?;
@@ -72,14 +83,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         netns::enter(ns)?;
     }
     let targets = capture::targets(
-        args.pod.as_deref(),
+        args.pod_name.as_deref(),
         args.interface.as_deref(),
         &node,
         args.node_netns.clone(),
     )
     .map_err(anyhow::Error::msg)?;
     let (out, shown) = output(&args)?;
-    let comment = capture::describe(args.cluster.as_deref(), &node, args.pod.as_deref(), &filter);
+    let comment = capture::describe(
+        args.cluster.as_deref(),
+        &node,
+        args.pod_name.as_deref(),
+        &filter,
+    );
     let req = Request {
         targets,
         filter,
@@ -125,7 +141,7 @@ fn output(args: &Args) -> anyhow::Result<(Box<dyn std::io::Write>, String)> {
             p.display().to_string(),
         ),
         None => {
-            let name = default_file_name(args.pod.as_deref(), args.interface.as_deref());
+            let name = default_file_name(args.pod_name.as_deref(), args.interface.as_deref());
             let file = std::fs::File::create(&name).with_context(|| format!("creating {name}"))?;
             (Box::new(std::io::BufWriter::new(file)), name)
         }
@@ -141,7 +157,7 @@ fn remote(args: &Args, filter: String) -> anyhow::Result<ExitCode> {
     let base = args.client.base();
     let token = args.client.token()?;
     let spec = serde_json::json!({
-        "pod": args.pod, "node": args.node, "interface": args.interface, "filter": filter,
+        "pod": args.pod_name, "node": args.node, "interface": args.interface, "filter": filter,
         "count": args.count, "duration_s": args.duration.map(|d| d.as_secs().max(1)),
         "snaplen": (args.snaplen > 0).then_some(args.snaplen), "annotate": !args.no_annotate,
     });

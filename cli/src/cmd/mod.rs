@@ -47,6 +47,29 @@ pub enum Format {
     Json,
 }
 
+/// `-o/--output table|json` and its short form `--json`: one pair of flags for every command
+/// that prints data (kubectl's spelling; `--format` stays as `analyze`'s older name).
+#[derive(clap::Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(short = 'o', long = "output", visible_alias = "format", value_enum, default_value_t = Format::Table)]
+    output: Format,
+    /// Short for `-o json`.
+    #[arg(long, conflicts_with = "output")]
+    json: bool,
+}
+
+impl OutputArgs {
+    /// The format asked for.
+    pub fn format(&self) -> Format {
+        if self.json {
+            Format::Json
+        } else {
+            self.output
+        }
+    }
+}
+
 /// Severity threshold for `--fail-on`.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum FailOn {
@@ -146,6 +169,21 @@ pub fn node_name(node: Option<&str>, node_netns: Option<&str>) -> String {
         .unwrap_or_else(|| "node".to_string())
 }
 
+/// `--pod`'s parser: kubectl's `NAME` or `NAMESPACE/NAME`, checked before any work starts.
+pub fn parse_pod(value: &str) -> Result<outflow_core::query::PodRef, String> {
+    outflow_core::query::PodRef::parse(value).map_err(|e| e.to_string())
+}
+
+/// A controller address as a base URL: no trailing slash, and `http://` when it has no scheme.
+pub fn controller_url(address: &str) -> String {
+    let url = address.trim_end_matches('/');
+    if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    }
+}
+
 /// How a command reaches the controller.
 #[derive(clap::Args)]
 pub struct ControllerClient {
@@ -162,9 +200,10 @@ pub struct ControllerClient {
 }
 
 impl ControllerClient {
-    /// The base URL, without a trailing slash.
+    /// The base URL, without a trailing slash; `http://` when the address has no scheme, so
+    /// `--controller 127.0.0.1:7878` means what it says.
     pub fn base(&self) -> String {
-        self.controller.trim_end_matches('/').to_string()
+        controller_url(&self.controller)
     }
 
     /// The token, if any.

@@ -1,10 +1,12 @@
 //! `outflow connections | dns | findings`: what the controller knows, for people (a table) or
-//! scripts (`--json`, the API's records as they are).
+//! scripts (`-o json`, the API's records as they are).
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::builder::PossibleValuesParser;
+use outflow_core::query::{PodRef, RecordKind};
 use outflow_core::report::{ConnectionRecord, DnsRecord, Finding};
 use outflow_core::wire::Scoped;
 
@@ -15,17 +17,17 @@ use crate::table::{joined, outcomes, write_table};
 pub struct Args {
     #[command(flatten)]
     client: super::ControllerClient,
-    /// Only this pod (NAME or NAMESPACE/NAME).
-    #[arg(long)]
-    pod: Option<String>,
+    /// Only this pod (NAME, with -n for its namespace, or NAMESPACE/NAME).
+    #[arg(long, value_parser = super::parse_pod)]
+    pod: Option<PodRef>,
     /// Only this namespace.
     #[arg(long, short = 'n')]
     namespace: Option<String>,
     /// Only this node.
     #[arg(long)]
     node: Option<String>,
-    /// Only this destination category (internal, peered, onprem, public).
-    #[arg(long)]
+    /// Only this destination category.
+    #[arg(long, value_parser = PossibleValuesParser::new(["internal", "peered", "onprem", "public"]))]
     category: Option<String>,
     /// Only this outcome (unanswered, refused, nxdomain, …; for findings: error, warning, info).
     #[arg(long)]
@@ -33,9 +35,8 @@ pub struct Args {
     /// Look back this far.
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     since: std::time::Duration,
-    /// Print the API's JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: super::OutputArgs,
 }
 
 /// Which records.
@@ -49,17 +50,30 @@ pub enum What {
     Findings,
 }
 
-/// Fetches and prints.
+/// Fetches and prints. The outcome is checked against the records asked for before any
+/// request, with the same grammar the API uses.
 pub fn run(what: What, args: Args) -> anyhow::Result<ExitCode> {
-    let path = match what {
-        What::Connections => "connections",
-        What::Dns => "dns",
-        What::Findings => "findings",
+    let (path, kind) = match what {
+        What::Connections => ("connections", RecordKind::Connection),
+        What::Dns => ("dns", RecordKind::Dns),
+        What::Findings => ("findings", RecordKind::Finding),
     };
+    if let Some(o) = &args.outcome {
+        kind.check_outcome(o)?;
+    }
+    if kind == RecordKind::Dns && args.category.is_some() {
+        anyhow::bail!(
+            "DNS lookups have no destination category: leave out --category, or ask `outflow connections --category`"
+        );
+    }
+    let pod = args.pod.as_ref().map(|p| match &p.namespace {
+        Some(ns) => format!("{ns}/{}", p.name),
+        None => p.name.clone(),
+    });
     let url = format!("{}/api/v1/{path}", args.client.base());
     let mut req = ureq::get(&url).query("since", args.since.as_secs().to_string());
     for (k, v) in [
-        ("pod", &args.pod),
+        ("pod", &pod),
         ("namespace", &args.namespace),
         ("node", &args.node),
         ("category", &args.category),
@@ -94,7 +108,7 @@ pub fn run(what: What, args: Args) -> anyhow::Result<ExitCode> {
         anyhow::bail!("the controller said {status}: {message}");
     }
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if args.output.format() == super::Format::Json {
         writeln!(out, "{body}")?;
         return Ok(ExitCode::SUCCESS);
     }

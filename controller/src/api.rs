@@ -261,6 +261,11 @@ impl RecordQuery {
         if let Some(o) = &self.outcome {
             kind.record_kind().check_outcome(o).map_err(bad)?;
         }
+        if kind == Kind::Dns && self.category.is_some() {
+            return Err(ApiError::BadRequest(
+                "DNS lookups have no destination category: leave out category, or ask /api/v1/connections".into(),
+            ));
+        }
         let since_s = self.since.unwrap_or(DEFAULT_SINCE_S);
         Ok(Filter {
             pod,

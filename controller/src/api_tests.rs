@@ -194,6 +194,7 @@ async fn hostile_requests_get_a_400_that_says_what_was_wrong_and_nothing_is_stor
         ("/api/v1/dns?outcome=refusedd", "nxdomain"),
         ("/api/v1/connections?pod=a/b/c", "NAMESPACE/NAME"),
         ("/api/v1/dns?pod=shop/", "NAMESPACE/NAME"),
+        ("/api/v1/dns?category=public", "no destination category"),
     ] {
         let (status, body) = call(&app, get(uri)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");

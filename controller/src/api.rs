@@ -252,19 +252,10 @@ impl RecordQuery {
             Err(e) => return Err(bad(e)),
         };
         if let Some(c) = &self.category {
-            if !["internal", "peered", "onprem", "public"].contains(&c.as_str()) {
-                return Err(ApiError::BadRequest(format!(
-                    "category {c:?} is not one of internal, peered, onprem, public"
-                )));
-            }
+            kind.record_kind().check_category(c).map_err(bad)?;
         }
         if let Some(o) = &self.outcome {
             kind.record_kind().check_outcome(o).map_err(bad)?;
-        }
-        if kind == Kind::Dns && self.category.is_some() {
-            return Err(ApiError::BadRequest(
-                "DNS lookups have no destination category: leave out category, or ask /api/v1/connections".into(),
-            ));
         }
         let since_s = self.since.unwrap_or(DEFAULT_SINCE_S);
         Ok(Filter {

@@ -28,6 +28,14 @@ pub enum Category {
 }
 
 impl Category {
+    /// Every category, in the contract's order.
+    pub const ALL: [Category; 4] = [
+        Category::Internal,
+        Category::Peered,
+        Category::OnPrem,
+        Category::Public,
+    ];
+
     /// The contract spelling.
     pub fn as_str(self) -> &'static str {
         match self {

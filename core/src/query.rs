@@ -5,6 +5,7 @@
 //! and a mistake is refused with the same words before any work starts, instead of matching
 //! nothing and printing an empty table.
 
+use crate::category::Category;
 use crate::conn::Outcome;
 use crate::dns::DnsOutcome;
 use crate::report::Severity;
@@ -25,6 +26,17 @@ pub enum QueryError {
         /// What is wrong with it.
         why: &'static str,
     },
+    /// A category that is not one of the contract's.
+    #[error("category {value:?} is not one of internal, peered, onprem, public")]
+    BadCategory {
+        /// What was given.
+        value: String,
+    },
+    /// A category filter on records that have none.
+    #[error(
+        "DNS lookups have no destination category: leave out the category, or ask for connections"
+    )]
+    NoCategory,
     /// An outcome that records of this kind never have.
     #[error("outcome {value:?} is not one of {allowed} for {kind}")]
     BadOutcome {
@@ -122,6 +134,19 @@ impl RecordKind {
         }
     }
 
+    /// Checks a category filter: one of the contract's, on records that have a category.
+    pub fn check_category(self, value: &str) -> Result<(), QueryError> {
+        if !Category::ALL.iter().any(|c| c.as_str() == value) {
+            return Err(QueryError::BadCategory {
+                value: value.to_string(),
+            });
+        }
+        if self == RecordKind::Dns {
+            return Err(QueryError::NoCategory);
+        }
+        Ok(())
+    }
+
     /// Checks an outcome filter: one of [`RecordKind::outcomes`], exactly.
     pub fn check_outcome(self, value: &str) -> Result<(), QueryError> {
         let allowed = self.outcomes();
@@ -165,6 +190,22 @@ mod tests {
         }
         let long = "x".repeat(254);
         assert!(PodRef::parse(&long).is_err());
+    }
+
+    #[test]
+    fn categories_are_the_contracts_and_dns_lookups_have_none() {
+        assert!(RecordKind::Connection.check_category("onprem").is_ok());
+        assert!(RecordKind::Finding.check_category("public").is_ok());
+        assert_eq!(
+            RecordKind::Connection.check_category("galactic"),
+            Err(QueryError::BadCategory {
+                value: "galactic".into()
+            })
+        );
+        assert_eq!(
+            RecordKind::Dns.check_category("public"),
+            Err(QueryError::NoCategory)
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::builder::PossibleValuesParser;
+use outflow_core::category::Category;
 use outflow_core::query::{PodRef, RecordKind};
 use outflow_core::report::{ConnectionRecord, DnsRecord, Finding};
 use outflow_core::wire::Scoped;
@@ -27,7 +28,7 @@ pub struct Args {
     #[arg(long)]
     node: Option<String>,
     /// Only this destination category.
-    #[arg(long, value_parser = PossibleValuesParser::new(["internal", "peered", "onprem", "public"]))]
+    #[arg(long, value_parser = PossibleValuesParser::new(Category::ALL.map(Category::as_str)))]
     category: Option<String>,
     /// Only this outcome (unanswered, refused, nxdomain, …; for findings: error, warning, info).
     #[arg(long)]
@@ -50,7 +51,7 @@ pub enum What {
     Findings,
 }
 
-/// Fetches and prints. The outcome is checked against the records asked for before any
+/// Fetches and prints. The category and outcome are checked against the records asked for before any
 /// request, with the same grammar the API uses.
 pub fn run(what: What, args: Args) -> anyhow::Result<ExitCode> {
     let (path, kind) = match what {
@@ -61,10 +62,8 @@ pub fn run(what: What, args: Args) -> anyhow::Result<ExitCode> {
     if let Some(o) = &args.outcome {
         kind.check_outcome(o)?;
     }
-    if kind == RecordKind::Dns && args.category.is_some() {
-        anyhow::bail!(
-            "DNS lookups have no destination category: leave out --category, or ask `outflow connections --category`"
-        );
+    if let Some(c) = &args.category {
+        kind.check_category(c)?;
     }
     let pod = args.pod.as_ref().map(|p| match &p.namespace {
         Some(ns) => format!("{ns}/{}", p.name),

@@ -2,14 +2,16 @@
 //! interface names and filters, direction flags, packet comments, names from DNS answers, the
 //! capture's statistics. tshark must be installed (`cargo xtask setup`); in CI its absence fails.
 
+mod wireshark;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use etherparse::PacketBuilder;
 use outflow_core::capfile::{
     CaptureReader, Direction, InterfaceInfo, InterfaceStats, LinkType, PcapngWriter, SectionInfo,
 };
+use wireshark::tool;
 
 const T0: u64 = 1_790_000_000_000_000_000;
 
@@ -113,25 +115,6 @@ fn sample(name: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("outflow-{}-{name}.pcapng", std::process::id()));
     write_sample(&path);
     path
-}
-
-/// Runs a Wireshark tool, or says why it could not (outside CI only).
-fn tool(program: &str, args: &[&str]) -> Option<String> {
-    match Command::new(program).args(args).output() {
-        Ok(out) => {
-            assert!(
-                out.status.success(),
-                "{program} {args:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            Some(String::from_utf8_lossy(&out.stdout).into_owned())
-        }
-        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("SKIPPED: {program} is not installed ({e}); `cargo xtask setup` installs it");
-            None
-        }
-        Err(e) => panic!("{program} is missing in CI: {e}"),
-    }
 }
 
 #[test]

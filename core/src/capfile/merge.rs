@@ -88,6 +88,11 @@ impl<R: Read> MergedReader<R> {
             .collect()
     }
 
+    /// Packets read from file `i` so far.
+    pub fn packets_read(&self, i: usize) -> u64 {
+        self.readers.get(i).map_or(0, |r| r.packets_read())
+    }
+
     /// Whether these captures may show one packet more than once: several interfaces, or a
     /// Linux cooked (`any`) capture.
     pub fn may_hold_duplicates(&self) -> bool {

@@ -107,7 +107,7 @@ pub struct Packet<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum CapfileError {
     /// Reading the underlying file or pipe failed.
-    #[error("read failed: {0}")]
+    #[error("read failed")]
     Io(#[from] std::io::Error),
     /// The input is empty.
     #[error("the input is empty; expected a pcap or pcapng capture")]

@@ -8,10 +8,9 @@
 use std::io::Read;
 
 use pcap_file::pcap::PcapParser;
-use pcap_file::pcapng::PcapNgParser;
 use pcap_file::{PcapError, TsResolution};
 
-use super::step::{pcap_step, pcapng_step, Current, IfaceInfo};
+use super::step::{pcap_step, pcapng_step, Current, IfaceInfo, NgSection};
 use super::{CapfileError, LinkType, Packet};
 
 const INITIAL_BUFFER: usize = 1 << 20;
@@ -43,10 +42,7 @@ enum Format {
         link: LinkType,
         nanos: bool,
     },
-    PcapNg {
-        parser: PcapNgParser,
-        ifaces: Vec<IfaceInfo>,
-    },
+    PcapNg(NgSection),
 }
 
 impl<R: Read> CaptureReader<R> {
@@ -115,15 +111,7 @@ impl<R: Read> CaptureReader<R> {
                     )
                 })
             } else {
-                PcapNgParser::new(avail).map(|(rest, parser)| {
-                    (
-                        avail.len() - rest.len(),
-                        Format::PcapNg {
-                            parser,
-                            ifaces: Vec::new(),
-                        },
-                    )
-                })
+                NgSection::open(avail).map(|(used, section)| (used, Format::PcapNg(section)))
             };
             match parsed {
                 Ok((used, format)) => {
@@ -212,7 +200,7 @@ impl<R: Read> CaptureReader<R> {
                     link,
                     nanos,
                 } => pcap_step(parser, *link, *nanos, avail),
-                Format::PcapNg { parser, ifaces } => pcapng_step(parser, ifaces, avail),
+                Format::PcapNg(section) => pcapng_step(section, avail),
             };
             match step {
                 Ok((used, found)) => {
@@ -266,7 +254,7 @@ impl<R: Read> CaptureReader<R> {
     pub fn link_types(&self) -> Vec<LinkType> {
         match &self.format {
             Format::Pcap { link, .. } => vec![*link],
-            Format::PcapNg { ifaces, .. } => ifaces.iter().map(|i| i.link).collect(),
+            Format::PcapNg(section) => section.ifaces.iter().map(|i| i.link).collect(),
         }
     }
 
@@ -274,7 +262,7 @@ impl<R: Read> CaptureReader<R> {
     pub fn interfaces(&self) -> &[IfaceInfo] {
         match &self.format {
             Format::Pcap { .. } => &[],
-            Format::PcapNg { ifaces, .. } => ifaces,
+            Format::PcapNg(section) => &section.ifaces,
         }
     }
 

@@ -3,10 +3,12 @@
 
 use std::borrow::Cow;
 
+use byteorder_slice::{BigEndian, LittleEndian};
 use pcap_file::pcap::PcapParser;
-use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
-use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
-use pcap_file::pcapng::{Block, PcapNgParser};
+use pcap_file::pcapng::blocks::{
+    ENHANCED_PACKET_BLOCK, INTERFACE_DESCRIPTION_BLOCK, SECTION_HEADER_BLOCK, SIMPLE_PACKET_BLOCK,
+};
+use pcap_file::pcapng::{Block, RawBlock};
 use pcap_file::PcapError;
 
 use super::{Direction, LinkType};
@@ -70,91 +72,233 @@ pub(super) fn pcap_step(
     ))
 }
 
+/// Where a pcapng stream is: the byte order of its current section and its interfaces so far.
+#[derive(Debug, Clone)]
+pub(super) struct NgSection {
+    pub(super) big_endian: bool,
+    pub(super) ifaces: Vec<IfaceInfo>,
+}
+
+impl NgSection {
+    /// Reads the section header at the start of `avail`: the bytes it takes and the section.
+    pub(super) fn open(avail: &[u8]) -> Result<(usize, NgSection), PcapError> {
+        if !avail.starts_with(&SECTION_HEADER_BLOCK.to_be_bytes()) {
+            return Err(PcapError::InvalidField(
+                "PcapNg: SectionHeader invalid or missing",
+            ));
+        }
+        let mut section = NgSection {
+            big_endian: true,
+            ifaces: Vec::new(),
+        };
+        let (used, _) = pcapng_step(&mut section, avail)?;
+        Ok((used, section))
+    }
+}
+
+/// One pcapng block: framed and its fixed fields decoded by `pcap-file`.
+///
+/// Options are where valid files differ most (a section header with a vendor's option, an
+/// `if_tzone` of four bytes that `pcap-file` wants as one, a list without `opt_endofopt`), and
+/// `pcap-file` refuses a whole block for one option it does not like. So options never reach it:
+/// the few outflow uses (`if_name`, `if_tsresol`, `if_tsoffset`, `epb_flags`) are read by
+/// [`options`], which skips what it does not know or cannot parse; this also spares the packet
+/// path an allocation per packet. Blocks outflow does not use are not decoded at all.
 pub(super) fn pcapng_step(
-    parser: &mut PcapNgParser,
-    ifaces: &mut Vec<IfaceInfo>,
+    section: &mut NgSection,
     avail: &[u8],
 ) -> Result<(usize, Found), PcapError> {
-    let (rest, block) = parser.next_block(avail)?;
+    let (rest, raw) = if section.big_endian {
+        RawBlock::from_slice::<BigEndian>(avail)?
+    } else {
+        RawBlock::from_slice::<LittleEndian>(avail)?
+    };
     let used = avail.len() - rest.len();
-    let found = match block {
-        Block::SectionHeader(_) => {
-            ifaces.clear();
+    let found = match raw.type_ {
+        SECTION_HEADER_BLOCK => {
+            // `RawBlock` reads a section header in its own byte order; its magic tells which.
+            section.big_endian = match raw.body.get(..4) {
+                Some([0x1a, 0x2b, 0x3c, 0x4d]) => true,
+                Some([0x4d, 0x3c, 0x2b, 0x1a]) => false,
+                _ => {
+                    return Err(PcapError::InvalidField(
+                        "SectionHeaderBlock: invalid byte-order magic",
+                    ))
+                }
+            };
+            section.ifaces.clear();
             None
         }
-        Block::InterfaceDescription(idb) => {
-            let mut info = IfaceInfo {
-                link: LinkType::from_number(u32::from(idb.linktype)),
-                name: None,
-                tsresol: 6,
-                tsoffset_s: 0,
-            };
-            for opt in &idb.options {
-                match opt {
-                    InterfaceDescriptionOption::IfName(n) => info.name = Some(n.to_string()),
-                    InterfaceDescriptionOption::IfTsResol(r) => info.tsresol = *r,
-                    InterfaceDescriptionOption::IfTsOffset(o) => info.tsoffset_s = *o as i64,
-                    _ => {}
-                }
-            }
-            ifaces.push(info);
+        INTERFACE_DESCRIPTION_BLOCK => {
+            let info = interface(&raw, section.big_endian)?;
+            section.ifaces.push(info);
             None
         }
-        Block::EnhancedPacket(epb) => {
-            let info = ifaces
-                .get(epb.interface_id as usize)
-                .ok_or(PcapError::InvalidInterfaceId(epb.interface_id))?;
-            // pcap-file hands the raw timestamp over as nanoseconds; it is in if_tsresol units.
-            let raw_ts = epb.timestamp.as_nanos() as u64;
-            let mut direction = Direction::Unknown;
-            for opt in &epb.options {
-                if let EnhancedPacketOption::Flags(flags) = opt {
-                    direction = match flags & 0b11 {
-                        1 => Direction::Inbound,
-                        2 => Direction::Outbound,
-                        _ => Direction::Unknown,
-                    };
-                }
-            }
-            let data: &[u8] = match &epb.data {
-                Cow::Borrowed(d) => d,
-                Cow::Owned(_) => unreachable_owned(),
-            };
-            Some((
-                Current {
-                    ts_ns: with_offset(to_ns(raw_ts, info.tsresol), info.tsoffset_s),
-                    iface: epb.interface_id,
-                    link: info.link,
-                    direction,
-                    orig_len: epb.original_len.max(data.len() as u32),
-                    data_start: 0,
-                    data_len: data.len(),
-                },
-                data.as_ptr() as usize,
-            ))
-        }
-        Block::SimplePacket(spb) => {
-            let info = ifaces.first().ok_or(PcapError::InvalidInterfaceId(0))?;
-            let data: &[u8] = match &spb.data {
-                Cow::Borrowed(d) => d,
-                Cow::Owned(_) => unreachable_owned(),
-            };
-            Some((
-                Current {
-                    ts_ns: 0,
-                    iface: 0,
-                    link: info.link,
-                    direction: Direction::Unknown,
-                    orig_len: spb.original_len.max(data.len() as u32),
-                    data_start: 0,
-                    data_len: data.len(),
-                },
-                data.as_ptr() as usize,
-            ))
-        }
+        ENHANCED_PACKET_BLOCK => Some(enhanced_packet(&raw, section)?),
+        SIMPLE_PACKET_BLOCK => Some(simple_packet(&raw, section)?),
         _ => None,
     };
     Ok((used, found))
+}
+
+/// Decodes the first `fixed` bytes of `raw`'s body, its fields before the options, with
+/// `pcap-file`; the options are left to [`options`].
+fn decode<'a>(raw: &RawBlock<'a>, big_endian: bool, fixed: usize) -> Result<Block<'a>, PcapError> {
+    let body = borrowed(&raw.body);
+    let block = RawBlock {
+        type_: raw.type_,
+        initial_len: raw.initial_len,
+        body: Cow::Borrowed(&body[..fixed.min(body.len())]),
+        trailer_len: raw.trailer_len,
+    };
+    if big_endian {
+        block.try_into_block::<BigEndian>()
+    } else {
+        block.try_into_block::<LittleEndian>()
+    }
+}
+
+/// Length of an interface description without its options: link type, reserved, snap length.
+const IDB_FIXED: usize = 8;
+/// Length of an enhanced packet block's fields before its data.
+const EPB_FIXED: usize = 20;
+
+fn interface(raw: &RawBlock<'_>, big_endian: bool) -> Result<IfaceInfo, PcapError> {
+    let Block::InterfaceDescription(idb) = decode(raw, big_endian, IDB_FIXED)? else {
+        return Err(PcapError::InvalidField(
+            "interface description block expected",
+        ));
+    };
+    let mut info = IfaceInfo {
+        link: LinkType::from_number(u32::from(idb.linktype)),
+        name: None,
+        tsresol: 6,
+        tsoffset_s: 0,
+    };
+    let body = borrowed(&raw.body);
+    for (code, value) in options(body.get(IDB_FIXED..).unwrap_or_default(), big_endian) {
+        match (code, value.len()) {
+            (2, _) => info.name = std::str::from_utf8(value).ok().map(str::to_owned),
+            (9, 1) => info.tsresol = value[0],
+            (14, 8) => info.tsoffset_s = read_u64(value, big_endian) as i64,
+            _ => {}
+        }
+    }
+    Ok(info)
+}
+
+fn enhanced_packet(raw: &RawBlock<'_>, section: &NgSection) -> Result<(Current, usize), PcapError> {
+    let body = borrowed(&raw.body);
+    let captured = body
+        .get(12..16)
+        .map_or(0, |b| read_u32(b, section.big_endian) as usize);
+    let fixed = EPB_FIXED.saturating_add(captured.saturating_add(3) & !3);
+    let Block::EnhancedPacket(epb) = decode(raw, section.big_endian, fixed)? else {
+        return Err(PcapError::InvalidField("enhanced packet block expected"));
+    };
+    let info = section
+        .ifaces
+        .get(epb.interface_id as usize)
+        .ok_or(PcapError::InvalidInterfaceId(epb.interface_id))?;
+    // pcap-file hands the raw timestamp over as nanoseconds; it is in if_tsresol units.
+    let raw_ts = epb.timestamp.as_nanos() as u64;
+    let mut direction = Direction::Unknown;
+    for (code, value) in options(body.get(fixed..).unwrap_or_default(), section.big_endian) {
+        if code == 2 && value.len() == 4 {
+            direction = match read_u32(value, section.big_endian) & 0b11 {
+                1 => Direction::Inbound,
+                2 => Direction::Outbound,
+                _ => Direction::Unknown,
+            };
+        }
+    }
+    let data = borrowed(&epb.data);
+    Ok((
+        Current {
+            ts_ns: with_offset(to_ns(raw_ts, info.tsresol), info.tsoffset_s),
+            iface: epb.interface_id,
+            link: info.link,
+            direction,
+            orig_len: epb.original_len.max(data.len() as u32),
+            data_start: 0,
+            data_len: data.len(),
+        },
+        data.as_ptr() as usize,
+    ))
+}
+
+fn simple_packet(raw: &RawBlock<'_>, section: &NgSection) -> Result<(Current, usize), PcapError> {
+    let Block::SimplePacket(spb) = decode(raw, section.big_endian, usize::MAX)? else {
+        return Err(PcapError::InvalidField("simple packet block expected"));
+    };
+    let info = section
+        .ifaces
+        .first()
+        .ok_or(PcapError::InvalidInterfaceId(0))?;
+    let data = borrowed(&spb.data);
+    Ok((
+        Current {
+            ts_ns: 0,
+            iface: 0,
+            link: info.link,
+            direction: Direction::Unknown,
+            orig_len: spb.original_len.max(data.len() as u32),
+            data_start: 0,
+            data_len: data.len(),
+        },
+        data.as_ptr() as usize,
+    ))
+}
+
+/// The options of a block, as (code, value), up to `opt_endofopt` or the first one that does not
+/// fit: a malformed tail ends the list instead of the capture.
+fn options(mut bytes: &[u8], big_endian: bool) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        let code = read_u16(bytes.get(0..2)?, big_endian);
+        let len = read_u16(bytes.get(2..4)?, big_endian) as usize;
+        if code == 0 {
+            return None;
+        }
+        let value = bytes.get(4..4 + len)?;
+        bytes = bytes.get(4 + ((len + 3) & !3)..).unwrap_or_default();
+        Some((code, value))
+    })
+}
+
+fn read_u16(b: &[u8], big_endian: bool) -> u16 {
+    let b = [b[0], b[1]];
+    if big_endian {
+        u16::from_be_bytes(b)
+    } else {
+        u16::from_le_bytes(b)
+    }
+}
+
+fn read_u32(b: &[u8], big_endian: bool) -> u32 {
+    let b = [b[0], b[1], b[2], b[3]];
+    if big_endian {
+        u32::from_be_bytes(b)
+    } else {
+        u32::from_le_bytes(b)
+    }
+}
+
+fn read_u64(b: &[u8], big_endian: bool) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    if big_endian {
+        u64::from_be_bytes(a)
+    } else {
+        u64::from_le_bytes(a)
+    }
+}
+
+/// `pcap-file` borrows from the slice it parses; it only owns data it was given owned.
+fn borrowed<'a>(data: &Cow<'a, [u8]>) -> &'a [u8] {
+    match data {
+        Cow::Borrowed(d) => d,
+        Cow::Owned(_) => unreachable_owned(),
+    }
 }
 
 /// `pcap-file` borrows packet data from the slice it parses; it only owns data it was given owned.

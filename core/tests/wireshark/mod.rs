@@ -1,0 +1,23 @@
+//! Wireshark's tools as the judges of pcapng files, shared by the tests that need them.
+
+use std::process::Command;
+
+/// Runs a Wireshark tool and returns its standard output; a refusal fails the test. A missing
+/// tool is a skip said out loud outside CI and a failure in CI.
+pub fn tool(program: &str, args: &[&str]) -> Option<String> {
+    match Command::new(program).args(args).output() {
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "{program} {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Some(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("SKIPPED: {program} is not installed ({e}); `cargo xtask setup` installs it");
+            None
+        }
+        Err(e) => panic!("{program} is missing in CI: {e}"),
+    }
+}

@@ -120,6 +120,8 @@ fn poll_tasks(cfg: &TaskConfig, stop: &AtomicBool) {
                     }
                 }
             }
+            // A request cut short by the agent's own shutdown is not worth a warning.
+            Err(_) if stop.load(Ordering::Relaxed) => break,
             Err(e) => {
                 if !failing {
                     warn!(error = %e, "cannot fetch capture tasks from the controller; retrying");
@@ -152,7 +154,7 @@ fn report(cfg: &TaskConfig, id: u64, packets: u64, drops: u64, ended: &str, erro
 /// Runs one capture. This thread and the upload stay in the agent's own namespace, where the
 /// controller is reachable; only the capture thread enters the node's.
 fn run_task(cfg: &TaskConfig, t: &Task) {
-    info!(id = t.id, pod = ?t.pod, filter = %t.filter, "capture starting");
+    info!(id = t.id, pod = t.pod.as_deref().unwrap_or("-"), filter = %t.filter, "capture starting");
     let (reader, writer) = match std::io::pipe() {
         Ok(p) => p,
         Err(e) => return report(cfg, t.id, 0, 0, "", Some(format!("pipe: {e}"))),

@@ -90,7 +90,7 @@ pub fn run(
         netns::enter(ns)?;
     }
     let mut dp = open_datapath(&cfg)?;
-    info!(datapath = dp.kind(), tc_mode = ?cfg.tc_mode, "datapath ready");
+    info!(datapath = dp.kind(), tc_mode = %cfg.tc_mode, "datapath ready");
     let mut link_events = LinkEvents::subscribe()?;
     let engine_cfg = Config {
         // The kernel counts traffic (eBPF) or nothing does (libpcap sees control packets only).
@@ -100,7 +100,8 @@ pub fn run(
     };
     let mut engine = Engine::with_config(profile, engine_cfg);
     let mut attach_errors = 0u64;
-    let mut links = sync_links(dp.as_mut(), &cfg, &mut attach_errors);
+    let mut warned_none = false;
+    let mut links = sync_links(dp.as_mut(), &cfg, &mut attach_errors, &mut warned_none);
     inventory.refresh(&links);
     let mut window_start = realtime_ns();
     let mut next_report = window_start + cfg.interval.as_nanos() as u64;
@@ -118,7 +119,7 @@ pub fn run(
         }
         dp.read_packets(&mut |p| engine.observe(p));
         if link_events.drain() {
-            links = sync_links(dp.as_mut(), &cfg, &mut attach_errors);
+            links = sync_links(dp.as_mut(), &cfg, &mut attach_errors, &mut warned_none);
         }
         let now = realtime_ns();
         engine.advance(now);
@@ -159,7 +160,12 @@ pub fn run(
 
 /// Attaches to pod interfaces that appeared and forgets those that went. Returns the node's
 /// links for the inventory.
-fn sync_links(dp: &mut dyn Datapath, cfg: &AgentConfig, errors: &mut u64) -> Vec<Link> {
+fn sync_links(
+    dp: &mut dyn Datapath,
+    cfg: &AgentConfig,
+    errors: &mut u64,
+    warned_none: &mut bool,
+) -> Vec<Link> {
     let links = match netlink::links() {
         Ok(l) => l,
         Err(e) => {
@@ -185,12 +191,23 @@ fn sync_links(dp: &mut dyn Datapath, cfg: &AgentConfig, errors: &mut u64) -> Vec
         info!(ifname = %name, "interface gone: detached");
         dp.detach(&name);
     }
+    if wanted.is_empty() && !*warned_none {
+        warn!(
+            prefixes = %cfg.iface_prefixes.join(","),
+            "no interface matches the pod interface prefixes: no pod traffic is seen until one \
+             appears (give --iface-prefix for this CNI's host-side interfaces)"
+        );
+    }
+    *warned_none = wanted.is_empty();
+    let before = dp.attached();
     for l in wanted {
+        let new = !before.iter().any(|(n, i)| *n == l.name && *i == l.index);
         match dp.attach(&l.name, l.index) {
+            Ok(()) if new => info!(ifname = %l.name, ifindex = l.index, "attached"),
             Ok(()) => {}
             Err(e) => {
                 *errors += 1;
-                warn!(error = %e, "attach failed");
+                warn!(ifname = %l.name, error = %e, "attach failed");
             }
         }
     }

@@ -130,6 +130,47 @@ fn truncated_capture_keeps_what_was_read_and_says_so() {
 }
 
 #[test]
+fn a_capture_cut_before_its_first_packet_does_not_claim_an_analysis() {
+    let mut bytes = syn_capture(1);
+    bytes.truncate(24 + 20);
+    let path = temp("cut-early.pcap", &bytes);
+    let out = outflow()
+        .arg("analyze")
+        .arg(&path)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v = json(&out);
+    assert_eq!(v["capture"]["packets"], 0);
+    let findings = v["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    let message = findings[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("before its first whole packet"),
+        "{message}"
+    );
+    assert!(!message.contains("analysed"), "{message}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cut-early.pcap is cut off before"), "{err}");
+    // Logs to a file or a pipe carry no terminal colour codes.
+    assert!(!err.contains('\x1b'), "{err:?}");
+}
+
+#[test]
+fn a_directory_is_named_once_with_what_to_give_instead() {
+    let dir = std::env::temp_dir().join(format!("outflow-cli-dir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = outflow().arg("analyze").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("is a directory"), "{err}");
+    assert_eq!(err.matches("directory").count(), 1, "{err}");
+    assert!(err.contains("*.pcap"), "{err}");
+}
+
+#[test]
 fn a_file_that_is_not_a_capture_is_a_clear_error() {
     let path = temp("notes.txt", b"hello, this is not a capture\n");
     let out = outflow().arg("analyze").arg(&path).output().unwrap();

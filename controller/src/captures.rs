@@ -64,6 +64,18 @@ pub enum CaptureState {
     Failed,
 }
 
+impl std::fmt::Display for CaptureState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CaptureState::Pending => "pending",
+            CaptureState::Running => "running",
+            CaptureState::Stopping => "stopping",
+            CaptureState::Done => "done",
+            CaptureState::Failed => "failed",
+        })
+    }
+}
+
 /// A capture as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CaptureInfo {

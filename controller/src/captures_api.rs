@@ -213,7 +213,7 @@ async fn upload(
     if !matches!(info.state, CaptureState::Running | CaptureState::Stopping) {
         return Err(ApiError::Rejected(
             StatusCode::CONFLICT,
-            format!("capture {id} is {:?}, not running", info.state),
+            format!("capture {id} is {}, not running", info.state),
         ));
     }
     let write_err = |e: std::io::Error| ApiError::Internal(format!("writing capture {id}: {e}"));

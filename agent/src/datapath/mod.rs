@@ -65,6 +65,15 @@ pub enum TcMode {
     Netlink,
 }
 
+impl std::fmt::Display for TcMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TcMode::Tcx => "tcx",
+            TcMode::Netlink => "netlink",
+        })
+    }
+}
+
 impl TcMode {
     /// TCX where the kernel has it, netlink otherwise.
     pub fn for_this_kernel() -> TcMode {

@@ -58,6 +58,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for name in &args.files {
         let input: Box<dyn Read> = if name == "-" {
             Box::new(io::stdin().lock())
+        } else if std::path::Path::new(name).is_dir() {
+            bail!("{name} is a directory: give the capture files in it, e.g. {name}/*.pcap");
         } else {
             Box::new(File::open(name).with_context(|| format!("cannot open {name}"))?)
         };
@@ -81,12 +83,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     progress.done();
     for i in merged.truncated_files() {
-        tracing::warn!(file = %args.files[i], "capture ends in the middle of a packet; analysed what was there");
-        engine.note_truncated_file(&args.files[i]);
+        let file = &args.files[i];
+        if merged.packets_read(i) == 0 {
+            let message = format!(
+                "{file} is cut off before its first whole packet: it holds no packet to analyse"
+            );
+            tracing::warn!("{message}");
+            engine.note_error(message);
+        } else {
+            tracing::warn!(
+                "{file} ends in the middle of a packet; the {} before it were analysed",
+                super::count(merged.packets_read(i), "packet")
+            );
+            engine.note_truncated_file(file);
+        }
     }
     for (i, e) in merged.errors() {
-        tracing::warn!(file = %args.files[*i], "{e}");
-        engine.note_error(format!("{}: {e}", args.files[*i]));
+        let e = super::error_chain(e);
+        let read = merged.packets_read(*i);
+        let message = if read == 0 {
+            format!("{}: {e}; nothing in it was analysed", args.files[*i])
+        } else {
+            format!(
+                "{}: {e}; the {} before it were analysed",
+                args.files[*i],
+                super::count(read, "packet")
+            )
+        };
+        tracing::warn!("{message}");
+        engine.note_error(message);
     }
     let report = engine.finish();
     let stdout = io::stdout().lock();

@@ -28,6 +28,7 @@ pub mod icmp;
 pub mod profile;
 pub mod query;
 pub mod report;
+pub mod units;
 pub mod wire;
 
 pub use category::Category;

@@ -43,13 +43,16 @@ impl Default for Limits {
             max_duration: Duration::from_secs(300),
             max_packets: 1_000_000,
             max_bytes: 256 << 20,
-            max_snaplen: 65_535,
+            max_snaplen: WHOLE_PACKETS,
         }
     }
 }
 
 /// How long libpcap keeps a partly filled block before handing it over.
 const BLOCK_TIMEOUT_MS: i32 = 200;
+
+/// What `-s 0` keeps: tcpdump's largest snapshot length, whole packets on any link.
+pub const WHOLE_PACKETS: u32 = 262_144;
 
 /// Headers and a bit: TCP with options, a DNS message, the start of an HTTP request or a TLS
 /// ClientHello.
@@ -77,8 +80,9 @@ pub struct Request {
     pub targets: Vec<Target>,
     /// pcap-filter expression ("" for everything).
     pub filter: String,
-    /// Bytes kept per packet (0: the default).
-    pub snaplen: u32,
+    /// Bytes kept per packet: none for [`DEFAULT_SNAPLEN`], 0 for whole packets (tcpdump's
+    /// `-s 0`).
+    pub snaplen: Option<u32>,
     /// Stop after this many packets.
     pub max_packets: Option<u64>,
     /// Stop after this long.
@@ -319,8 +323,9 @@ pub fn run<W: Write>(
     }
     check_filter(&req.filter)?;
     let snaplen = match req.snaplen {
-        0 => DEFAULT_SNAPLEN,
-        s => s.min(limits.max_snaplen),
+        None => DEFAULT_SNAPLEN,
+        Some(0) => limits.max_snaplen,
+        Some(s) => s.min(limits.max_snaplen),
     };
     let max_packets = req.max_packets.unwrap_or(u64::MAX).min(limits.max_packets);
     let max_bytes = req.max_bytes.unwrap_or(u64::MAX).min(limits.max_bytes);

@@ -410,7 +410,7 @@ fn floods_malformed_dns_and_vanishing_interfaces_are_counted_and_survived() {
     let _lab = Lab::up(&prefix);
     let up = up(
         &prefix,
-        &["--ring-bytes", "4096", "--flow-entries", "1024"],
+        &["--ring-size", "4KiB", "--flow-entries", "1024"],
         17_883,
     );
     let churn = {

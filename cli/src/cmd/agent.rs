@@ -15,6 +15,8 @@ use outflow_agent::ship::{ShipConfig, Shipper};
 use outflow_agent::AgentConfig;
 use tracing::info;
 
+use outflow_core::units::{parse_duration, parse_size};
+
 use super::analyze::load_profile;
 
 /// What the agent watches, shared by `outflow agent` and `outflow up`.
@@ -32,40 +34,68 @@ pub struct AgentArgs {
     /// Map pod IPs to namespace/name from this file instead of named network namespaces.
     #[arg(long)]
     pub inventory: Option<PathBuf>,
-    /// How often the agent reports a window.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub interval: Duration,
-    /// Where packets come from: ebpf, pcap (libpcap), or auto (eBPF, else libpcap).
-    #[arg(long, default_value = "auto")]
-    pub datapath: String,
-    /// How TC programs attach: tcx (Linux 6.6+), netlink (clsact qdisc), or auto.
-    #[arg(long, default_value = "auto")]
-    pub tc_mode: String,
+    /// How often the agent reports a window [default: 10s].
+    #[arg(long, value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+    /// Where packets come from [default: auto: eBPF, else libpcap].
+    #[arg(long, value_enum)]
+    pub datapath: Option<DatapathArg>,
+    /// How TC programs attach [default: auto: tcx on Linux 6.6+, else netlink].
+    #[arg(long, value_enum)]
+    pub tc_mode: Option<TcModeArg>,
     /// Pod interface name prefixes (repeat; default veth, azv, lxc, cali).
     #[arg(long = "iface-prefix")]
     pub iface_prefixes: Vec<String>,
-    /// Flow map entries in the kernel (memory: ~100 bytes each).
-    #[arg(long, default_value_t = 65_536)]
-    pub flow_entries: u32,
-    /// Ring buffer for control packets and DNS (a power of two, at least 4096 bytes).
-    #[arg(long, default_value_t = 4 << 20)]
-    pub ring_bytes: u32,
+    /// Flow map entries in the kernel (memory: ~100 bytes each) [default: 65536].
+    #[arg(long)]
+    pub flow_entries: Option<u32>,
+    /// Ring buffer for control packets and DNS: a power of two, at least 4KiB [default: 4MiB].
+    #[arg(long, visible_alias = "ring-bytes", value_parser = parse_size)]
+    pub ring_size: Option<u64>,
     /// The cluster's name, written into capture files.
     #[arg(long, env = "OUTFLOW_CLUSTER")]
     pub cluster: Option<String>,
-    /// Captures this node runs at once; more are refused.
-    #[arg(long, default_value_t = 4)]
-    pub max_captures: usize,
-    /// Longest capture, whatever a request asks.
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
-    pub capture_max_duration: Duration,
-    /// Most packets in one capture, whatever a request asks.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub capture_max_packets: u64,
-    /// Most captured bytes in one capture, in MiB, whatever a request asks.
-    #[arg(long, default_value_t = 256)]
-    pub capture_max_mib: u64,
+    /// Captures this node runs at once; more are refused [default: 4].
+    #[arg(long)]
+    pub max_captures: Option<usize>,
+    /// Longest capture, whatever a request asks [default: 5m].
+    #[arg(long, value_parser = parse_duration)]
+    pub capture_max_duration: Option<Duration>,
+    /// Most packets in one capture, whatever a request asks [default: 1000000].
+    #[arg(long)]
+    pub capture_max_packets: Option<u64>,
+    /// Most captured bytes in one capture, whatever a request asks [default: 256MiB].
+    #[arg(long, value_parser = parse_size)]
+    pub capture_max_size: Option<u64>,
+    /// The same in MiB (the older spelling).
+    #[arg(long, hide = true, conflicts_with = "capture_max_size")]
+    pub capture_max_mib: Option<u64>,
 }
+
+/// `--datapath`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum DatapathArg {
+    /// eBPF, else libpcap.
+    Auto,
+    /// eBPF only.
+    Ebpf,
+    /// libpcap only.
+    Pcap,
+}
+
+/// `--tc-mode`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum TcModeArg {
+    /// TCX where the kernel has it, else netlink.
+    Auto,
+    /// TCX links (Linux 6.6+).
+    Tcx,
+    /// A clsact qdisc and netlink filters.
+    Netlink,
+}
+
+/// Most captures one node runs at once unless `--max-captures` says otherwise.
+const MAX_CAPTURES: usize = 4;
 
 impl AgentArgs {
     /// The agent's configuration.
@@ -73,26 +103,33 @@ impl AgentArgs {
         let name = super::node_name(self.node.as_deref(), self.node_netns.as_deref());
         let mut cfg = AgentConfig::new(&name);
         cfg.node_netns = self.node_netns.clone();
-        cfg.interval = self.interval.max(Duration::from_millis(200));
-        cfg.flow_entries = self.flow_entries.max(1024);
-        if self.ring_bytes < 4096 || !self.ring_bytes.is_power_of_two() {
-            anyhow::bail!(
-                "--ring-bytes {}: the ring buffer must be a power of two of at least 4096 bytes (e.g. 4194304)",
-                self.ring_bytes
-            );
+        if let Some(interval) = self.interval {
+            cfg.interval = interval.max(Duration::from_millis(200));
         }
-        cfg.ring_bytes = self.ring_bytes;
-        cfg.tc_mode = match self.tc_mode.as_str() {
-            "auto" => TcMode::for_this_kernel(),
-            "tcx" => TcMode::Tcx,
-            "netlink" => TcMode::Netlink,
-            other => anyhow::bail!("--tc-mode {other:?}: expected auto, tcx or netlink"),
+        if let Some(entries) = self.flow_entries {
+            cfg.flow_entries = entries.max(1024);
+        }
+        if let Some(size) = self.ring_size {
+            cfg.ring_bytes = u32::try_from(size)
+                .ok()
+                .filter(|b| *b >= 4096 && b.is_power_of_two())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--ring-size {}: the ring buffer must be a power of two from 4KiB to \
+                         2GiB (e.g. 4MiB)",
+                        outflow_core::units::format_size(size)
+                    )
+                })?;
+        }
+        cfg.tc_mode = match self.tc_mode {
+            None | Some(TcModeArg::Auto) => TcMode::for_this_kernel(),
+            Some(TcModeArg::Tcx) => TcMode::Tcx,
+            Some(TcModeArg::Netlink) => TcMode::Netlink,
         };
-        cfg.datapath = match self.datapath.as_str() {
-            "auto" => DatapathChoice::Auto,
-            "ebpf" => DatapathChoice::Ebpf,
-            "pcap" => DatapathChoice::Pcap,
-            other => anyhow::bail!("--datapath {other:?}: expected auto, ebpf or pcap"),
+        cfg.datapath = match self.datapath {
+            None | Some(DatapathArg::Auto) => DatapathChoice::Auto,
+            Some(DatapathArg::Ebpf) => DatapathChoice::Ebpf,
+            Some(DatapathArg::Pcap) => DatapathChoice::Pcap,
         };
         if !self.iface_prefixes.is_empty() {
             cfg.iface_prefixes = self.iface_prefixes.clone();
@@ -113,13 +150,19 @@ impl AgentArgs {
             node: cfg.node.clone(),
             node_netns: cfg.node_netns.clone(),
             cluster: self.cluster.clone(),
-            limits: Limits {
-                max_duration: self.capture_max_duration,
-                max_packets: self.capture_max_packets,
-                max_bytes: self.capture_max_mib.saturating_mul(1 << 20),
-                ..Limits::default()
+            limits: {
+                let d = Limits::default();
+                Limits {
+                    max_duration: self.capture_max_duration.unwrap_or(d.max_duration),
+                    max_packets: self.capture_max_packets.unwrap_or(d.max_packets),
+                    max_bytes: self
+                        .capture_max_size
+                        .or(self.capture_max_mib.map(|m| m.saturating_mul(1 << 20)))
+                        .unwrap_or(d.max_bytes),
+                    ..d
+                }
             },
-            max_concurrent: self.max_captures,
+            max_concurrent: self.max_captures.unwrap_or(MAX_CAPTURES),
         }
     }
 

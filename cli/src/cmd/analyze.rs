@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use outflow_core::capfile::{CaptureReader, MergedReader};
+use outflow_core::units::parse_duration;
 use outflow_core::{Config, Engine, Profile};
 
 use super::{FailOn, Format};
@@ -30,12 +31,13 @@ pub struct Args {
     /// Flows tracked at once; the least recently active are evicted (and counted) beyond it.
     #[arg(long, default_value_t = Config::default().max_flows)]
     max_flows: usize,
-    /// Seconds a SYN may wait for an answer before it is `unanswered`.
-    #[arg(long, default_value_t = 3.0)]
-    syn_timeout: f64,
-    /// Seconds a DNS query may wait for a response before it is `timeout`.
-    #[arg(long, default_value_t = 5.0)]
-    dns_timeout: f64,
+    /// How long a SYN may wait for an answer before it is `unanswered` (3, 3s, 1500ms)
+    /// [default: 3s].
+    #[arg(long, value_parser = parse_duration)]
+    syn_timeout: Option<Duration>,
+    /// How long a DNS query may wait for a response before it is `timeout` [default: 5s].
+    #[arg(long, value_parser = parse_duration)]
+    dns_timeout: Option<Duration>,
 }
 
 /// Reads a profile file.
@@ -66,13 +68,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         readers.push(CaptureReader::new(input).with_context(|| format!("cannot read {name}"))?);
     }
     let mut merged = MergedReader::new(readers);
-    let secs = |s: f64| Duration::from_secs_f64(s.max(0.0)).as_nanos() as u64;
+    let defaults = Config::default();
+    let ns = |d: Option<Duration>, default: u64| d.map_or(default, |d| d.as_nanos() as u64);
     let cfg = Config {
         max_flows: args.max_flows,
-        syn_timeout_ns: secs(args.syn_timeout),
-        dns_timeout_ns: secs(args.dns_timeout),
+        syn_timeout_ns: ns(args.syn_timeout, defaults.syn_timeout_ns),
+        dns_timeout_ns: ns(args.dns_timeout, defaults.dns_timeout_ns),
         dedup: merged.may_hold_duplicates(),
-        ..Config::default()
+        ..defaults
     };
     let mut engine = Engine::with_config(&profile, cfg);
     let mut progress = Progress::new();

@@ -21,7 +21,7 @@ pub struct ControllerArgs {
     #[arg(long, default_value = "/var/lib/outflow/outflow.db")]
     pub db: PathBuf,
     /// How long records are kept.
-    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "24h", value_parser = outflow_core::units::parse_duration)]
     pub retention: Duration,
     /// A file holding the token callers must send (else OUTFLOW_TOKEN, else none).
     #[arg(long)]
@@ -29,8 +29,8 @@ pub struct ControllerArgs {
     /// Where captures are kept (default: `captures/` beside the store).
     #[arg(long)]
     pub capture_dir: Option<PathBuf>,
-    /// Bytes of finished captures kept; the oldest go first.
-    #[arg(long, default_value_t = 1 << 30)]
+    /// Finished captures kept, in bytes or with a unit (e.g. 10GiB); the oldest go first.
+    #[arg(long, default_value = "1GiB", value_parser = outflow_core::units::parse_size)]
     pub capture_budget: u64,
 }
 

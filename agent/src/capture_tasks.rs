@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
-use tracing::{info, warn};
+use outflow_core::wire::captures::{CaptureInfo as Task, CaptureResult, CaptureState};
+use outflow_core::wire::routes;
+use tracing::{info, info_span, warn};
 
 use crate::capture::{self, Limits, Request};
 use crate::http::{authorized, client};
@@ -36,30 +37,6 @@ pub struct TaskConfig {
     pub max_concurrent: usize,
 }
 
-/// A capture as the controller hands it over (the fields the agent needs).
-#[derive(Debug, Clone, Deserialize)]
-struct Task {
-    id: u64,
-    pod: Option<String>,
-    interface: Option<String>,
-    #[serde(default)]
-    filter: String,
-    count: Option<u64>,
-    duration_s: Option<u64>,
-    snaplen: Option<u32>,
-    #[serde(default = "yes")]
-    annotate: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Deserialize)]
-struct Status {
-    state: String,
-}
-
 /// Starts the poller thread; it ends when `stop` is set (within one long poll).
 pub fn spawn(
     cfg: TaskConfig,
@@ -73,8 +50,9 @@ pub fn spawn(
 fn poll_tasks(cfg: &TaskConfig, stop: &AtomicBool) {
     let http = client(Some(Duration::from_secs(15)));
     let url = format!(
-        "{}/api/v1/agent/captures",
-        cfg.controller.trim_end_matches('/')
+        "{}{}",
+        cfg.controller.trim_end_matches('/'),
+        routes::AGENT_CAPTURES
     );
     let running = Arc::new(AtomicUsize::new(0));
     let mut failing = false;
@@ -135,17 +113,21 @@ fn poll_tasks(cfg: &TaskConfig, stop: &AtomicBool) {
 
 fn report(cfg: &TaskConfig, id: u64, packets: u64, drops: u64, ended: &str, error: Option<String>) {
     let url = format!(
-        "{}/api/v1/captures/{id}/result",
-        cfg.controller.trim_end_matches('/')
+        "{}{}",
+        cfg.controller.trim_end_matches('/'),
+        routes::capture_result(id)
     );
-    let body = serde_json::json!({
-        "packets": packets, "kernel_drops": drops, "ended": ended, "error": error,
-    });
+    let body = CaptureResult {
+        packets,
+        kernel_drops: drops,
+        ended: ended.to_string(),
+        error,
+    };
     if let Err(e) = authorized(
         client(Some(Duration::from_secs(10))).post(&url),
         cfg.token.as_deref(),
     )
-    .send_json(body)
+    .send_json(&body)
     {
         warn!(id, error = %e, "cannot report a capture's end");
     }
@@ -154,7 +136,9 @@ fn report(cfg: &TaskConfig, id: u64, packets: u64, drops: u64, ended: &str, erro
 /// Runs one capture. This thread and the upload stay in the agent's own namespace, where the
 /// controller is reachable; only the capture thread enters the node's.
 fn run_task(cfg: &TaskConfig, t: &Task) {
-    info!(id = t.id, pod = t.pod.as_deref().unwrap_or("-"), filter = %t.filter, "capture starting");
+    let pod = t.spec.pod.as_deref().unwrap_or("-");
+    let _span = info_span!("capture", id = t.id, node = %cfg.node, pod).entered();
+    info!(filter = %t.spec.filter, "capture starting");
     let (reader, writer) = match std::io::pipe() {
         Ok(p) => p,
         Err(e) => return report(cfg, t.id, 0, 0, "", Some(format!("pipe: {e}"))),
@@ -162,7 +146,7 @@ fn run_task(cfg: &TaskConfig, t: &Task) {
     let base = cfg.controller.trim_end_matches('/').to_string();
     let upload = {
         let (url, token) = (
-            format!("{base}/api/v1/captures/{}/pcapng", t.id),
+            format!("{base}{}", routes::capture_pcapng(t.id)),
             cfg.token.clone(),
         );
         std::thread::spawn(move || {
@@ -182,15 +166,15 @@ fn run_task(cfg: &TaskConfig, t: &Task) {
             }
             let req = Request {
                 targets: capture::targets(
-                    t.pod.as_deref(),
-                    t.interface.as_deref(),
+                    t.spec.pod.as_deref(),
+                    t.spec.interface.as_deref(),
                     &cfg.node,
                     cfg.node_netns.clone(),
                 )?,
-                filter: t.filter.clone(),
-                snaplen: t.snaplen.unwrap_or(0),
-                max_packets: t.count,
-                duration: t.duration_s.map(Duration::from_secs),
+                filter: t.spec.filter.clone(),
+                snaplen: t.spec.snaplen,
+                max_packets: t.spec.count,
+                duration: t.spec.duration_s.map(Duration::from_secs),
                 max_bytes: None,
                 node: cfg.node.clone(),
                 comment: format!(
@@ -198,26 +182,26 @@ fn run_task(cfg: &TaskConfig, t: &Task) {
                     capture::describe(
                         cfg.cluster.as_deref(),
                         &cfg.node,
-                        t.pod.as_deref(),
-                        &t.filter
+                        t.spec.pod.as_deref(),
+                        &t.spec.filter
                     ),
                     t.id
                 ),
-                annotate: t.annotate,
+                annotate: t.spec.annotate,
             };
             // The writer moves in and is closed at the end: the upload sees the end of the file.
             capture::run(&req, &cfg.limits, writer, &stop).map_err(|e| e.to_string())
         })
     };
     let http = client(Some(Duration::from_secs(5)));
-    let url = format!("{base}/api/v1/captures/{}", t.id);
+    let url = format!("{base}{}", routes::capture(t.id));
     while !capture.is_finished() {
         std::thread::sleep(Duration::from_millis(250));
         let state = authorized(http.get(&url), cfg.token.as_deref())
             .call()
             .ok()
-            .and_then(|mut r| r.body_mut().read_json::<Status>().ok());
-        if state.is_some_and(|s| s.state == "stopping" || s.state == "done") {
+            .and_then(|mut r| r.body_mut().read_json::<Task>().ok());
+        if state.is_some_and(|s| matches!(s.state, CaptureState::Stopping | CaptureState::Done)) {
             stop.store(true, Ordering::Relaxed);
         }
     }

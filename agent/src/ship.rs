@@ -159,7 +159,11 @@ enum Delivery {
 /// The sender thread: oldest report first, backoff while the controller is down.
 fn deliver(cfg: &ShipConfig, shared: &Shared) {
     let agent = http::client(Some(cfg.timeout));
-    let url = format!("{}/api/v1/reports", cfg.controller.trim_end_matches('/'));
+    let url = format!(
+        "{}{}",
+        cfg.controller.trim_end_matches('/'),
+        outflow_core::wire::routes::REPORTS
+    );
     let mut backoff = Duration::ZERO;
     let mut failing = false;
     loop {

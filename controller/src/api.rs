@@ -4,7 +4,7 @@
 //! JSON. Client mistakes are 4xx with a message saying what was wrong; store faults are a short
 //! 500 with the cause logged.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
@@ -13,9 +13,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use outflow_core::wire::NodeReport;
+use outflow_core::wire::{ErrorBody, NodeReport};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::captures::Captures;
 use crate::metrics::Metrics;
@@ -73,7 +72,7 @@ impl AppState {
         tokio::task::spawn_blocking(move || {
             store
                 .lock()
-                .expect("store lock")
+                .unwrap_or_else(PoisonError::into_inner)
                 .node_of_pod(&namespace, &name)
         })
         .await
@@ -93,8 +92,14 @@ impl AppState {
         let store = self.store.clone();
         let metrics = self.metrics.clone();
         tokio::task::spawn_blocking(move || {
-            store.lock().expect("store lock").insert(&report)?;
-            metrics.lock().expect("metrics lock").count(&report);
+            store
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(&report)?;
+            metrics
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .count(&report);
             anyhow::Ok(())
         })
         .await
@@ -124,10 +129,20 @@ impl IntoResponse for ApiError {
             ApiError::Rejected(status, _) => *status,
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, "request failed");
-                StatusCode::INTERNAL_SERVER_ERROR
+                // The cause is for the operator's log; a client learns only that it was not its
+                // fault (paths, SQL and library messages stay inside).
+                let body = ErrorBody {
+                    error: "internal error: the controller could not complete the request; its \
+                            log says why"
+                        .into(),
+                };
+                return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
             }
         };
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
+        let body = ErrorBody {
+            error: self.to_string(),
+        };
+        (status, Json(body)).into_response()
     }
 }
 
@@ -182,7 +197,11 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let text = state.metrics.lock().expect("metrics lock").render();
+    let text = state
+        .metrics
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .render();
     (
         [(
             header::CONTENT_TYPE,
@@ -278,11 +297,15 @@ async fn records(
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let filter = q.filter(kind)?;
     let store = state.store.clone();
-    let rows =
-        tokio::task::spawn_blocking(move || store.lock().expect("store lock").query(kind, &filter))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+    let rows = tokio::task::spawn_blocking(move || {
+        store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .query(kind, &filter)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
     Ok(Json(serde_json::Value::Array(rows)))
 }
 
@@ -307,18 +330,27 @@ async fn findings(
     records(s, Kind::Finding, q).await
 }
 
-async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+/// `GET /api/v1/health`.
+#[derive(serde::Serialize)]
+struct Health {
+    nodes: Vec<crate::store::NodeHealth>,
+    captures: Vec<outflow_core::wire::captures::CaptureInfo>,
+}
+
+async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     let store = state.store.clone();
-    let nodes = tokio::task::spawn_blocking(move || store.lock().expect("store lock").nodes())
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+    let nodes = tokio::task::spawn_blocking(move || {
+        store.lock().unwrap_or_else(PoisonError::into_inner).nodes()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
     // The latest captures beside the nodes: the evidence next to the findings it explains.
     let captures: Vec<_> = state
         .captures()
         .map(|c| c.list().into_iter().take(20).collect())
         .unwrap_or_default();
-    Ok(Json(json!({ "nodes": nodes, "captures": captures })))
+    Ok(Json(Health { nodes, captures }))
 }
 
 #[cfg(test)]

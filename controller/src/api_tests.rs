@@ -485,3 +485,38 @@ async fn a_capture_is_found_by_its_pods_node_taken_by_that_agent_uploaded_and_do
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_failure_inside_the_controller_is_a_500_that_keeps_its_cause_in_the_log() {
+    let (state, dir) = with_captures("internal");
+    let app = app(state);
+    let (status, c) = call(
+        &app,
+        json_req(
+            "POST",
+            "/api/v1/captures",
+            r#"{"node":"n1","interface":"eth0"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{c}");
+    let id = c["id"].as_u64().unwrap();
+    call(&app, get("/api/v1/agent/captures?node=n1")).await;
+    // The capture directory vanishes under the controller: the upload cannot be written.
+    std::fs::remove_dir_all(&dir).expect("remove");
+    let (status, body) = call(
+        &app,
+        Request::put(format!("/api/v1/captures/{id}/pcapng"))
+            .body(Body::from(b"pcapng".to_vec()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let e = body["error"].as_str().expect("an error message");
+    assert!(e.starts_with("internal error"), "{e}");
+    let inside = dir.to_string_lossy();
+    assert!(
+        !e.contains(&*inside) && !e.contains("No such file"),
+        "no path or OS message leaves the controller: {e}"
+    );
+}

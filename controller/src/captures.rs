@@ -12,121 +12,24 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
+pub use outflow_core::wire::captures::{CaptureInfo, CaptureResult, CaptureSpec, CaptureState};
 
-/// What a person asks for.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct CaptureSpec {
-    /// `NAMESPACE/NAME`.
-    #[serde(default)]
-    pub pod: Option<String>,
-    /// The node (found from the pod's records when not given). Shown as the capture's `node`.
-    #[serde(default, skip_serializing)]
-    pub node: Option<String>,
-    /// One interface (with a pod: one of the pod's; without: a node interface).
-    #[serde(default)]
-    pub interface: Option<String>,
-    /// pcap-filter expression.
-    #[serde(default)]
-    pub filter: String,
-    /// Stop after this many packets.
-    #[serde(default)]
-    pub count: Option<u64>,
-    /// Stop after this many seconds.
-    #[serde(default)]
-    pub duration_s: Option<u64>,
-    /// Bytes kept per packet.
-    #[serde(default)]
-    pub snaplen: Option<u32>,
-    /// Comment packets with what outflow concluded from them (default: yes).
-    #[serde(default = "yes")]
-    pub annotate: bool,
-}
+/// An agent long-polls at most 30 s at a time and retries within seconds: silence beyond this
+/// means it is not polling.
+const STALE_AGENT_NS: u64 = 45_000_000_000;
 
-fn yes() -> bool {
-    true
-}
-
-/// Where a capture is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CaptureState {
-    /// Waiting for its node's agent.
-    Pending,
-    /// The agent captures.
-    Running,
-    /// Asked to stop; the agent finishes the file.
-    Stopping,
-    /// Ended; the file is whole.
-    Done,
-    /// Could not run (the reason says why); what was written is kept.
-    Failed,
-}
-
-impl std::fmt::Display for CaptureState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            CaptureState::Pending => "pending",
-            CaptureState::Running => "running",
-            CaptureState::Stopping => "stopping",
-            CaptureState::Done => "done",
-            CaptureState::Failed => "failed",
-        })
-    }
-}
-
-/// A capture as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct CaptureInfo {
-    /// Its id.
-    pub id: u64,
-    /// The node that runs it.
-    pub node: String,
-    /// What was asked.
-    #[serde(flatten)]
-    pub spec: CaptureSpec,
-    /// Where it is.
-    pub state: CaptureState,
-    /// Created, ns since the epoch.
-    pub created_ns: u64,
-    /// Ended, ns since the epoch.
-    #[serde(default)]
-    pub ended_ns: Option<u64>,
-    /// Packets written (from the agent's summary).
-    #[serde(default)]
-    pub packets: u64,
-    /// Bytes of pcapng received so far.
-    #[serde(default)]
-    pub bytes: u64,
-    /// Packets the kernel dropped.
-    #[serde(default)]
-    pub kernel_drops: u64,
-    /// Why it ended, or why it failed.
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-/// The agent's summary at the end.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CaptureResult {
-    /// Packets written.
-    pub packets: u64,
-    /// Kernel drops.
-    pub kernel_drops: u64,
-    /// Why it ended ("packet count reached", "stopped", …).
-    pub ended: String,
-    /// Set when the capture could not run at all.
-    #[serde(default)]
-    pub error: Option<String>,
-}
+/// Nodes whose last poll is remembered (the AKS node limit, with room).
+const MAX_POLLING_NODES: usize = 10_000;
 
 /// The captures of this controller.
 pub struct Captures {
     dir: PathBuf,
     budget: u64,
     inner: Mutex<BTreeMap<u64, CaptureInfo>>,
+    /// When each node's agent last asked for its captures, ns since the epoch.
+    polls: Mutex<BTreeMap<String, u64>>,
+    /// When this controller opened its captures, ns since the epoch.
+    opened_ns: u64,
     /// Bumped at every change, for long polls and streaming readers.
     changed: tokio::sync::watch::Sender<u64>,
 }
@@ -157,6 +60,8 @@ impl Captures {
             dir: dir.to_path_buf(),
             budget,
             inner: Mutex::new(map),
+            polls: Mutex::new(BTreeMap::new()),
+            opened_ns: crate::api::now_ns(),
             changed: tokio::sync::watch::channel(0).0,
         })
     }
@@ -179,14 +84,41 @@ impl Captures {
         self.dir.join(format!("{id}.pcapng"))
     }
 
+    /// Why a capture on `node` may wait: its agent has not asked for captures lately.
+    pub fn stale_warning(&self, node: &str, now_ns: u64) -> Option<String> {
+        let secs = |ns: u64| ns / 1_000_000_000;
+        let last = self
+            .polls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(node)
+            .copied();
+        match last {
+            Some(t) if now_ns.saturating_sub(t) > STALE_AGENT_NS => Some(format!(
+                "node {node}'s agent last asked for captures {} s ago: it may be down or cut off \
+                 from the controller; the capture starts when it asks again",
+                secs(now_ns - t)
+            )),
+            None if now_ns.saturating_sub(self.opened_ns) > STALE_AGENT_NS => Some(format!(
+                "no agent on node {node} has asked for captures in the {} s this controller has \
+                 run: check that the agent runs there and reaches this controller (its log says \
+                 why not); the capture starts when it asks",
+                secs(now_ns - self.opened_ns)
+            )),
+            _ => None,
+        }
+    }
+
     /// Registers a new capture for `node`.
     pub fn create(&self, spec: CaptureSpec, node: String, now_ns: u64) -> CaptureInfo {
+        let warning = self.stale_warning(&node, now_ns);
         let mut map = self.lock();
         let id = map.keys().next_back().map_or(1, |k| k + 1);
         let info = CaptureInfo {
             id,
             node,
-            spec,
+            // The node is the capture's own from now on; the spec keeps what else was asked.
+            spec: CaptureSpec { node: None, ..spec },
             state: CaptureState::Pending,
             created_ns: now_ns,
             ended_ns: None,
@@ -194,6 +126,7 @@ impl Captures {
             bytes: 0,
             kernel_drops: 0,
             reason: None,
+            warning,
         };
         map.insert(id, info.clone());
         drop(map);
@@ -211,8 +144,15 @@ impl Captures {
         self.lock().get(&id).cloned().ok_or(NoSuchCapture(id))
     }
 
-    /// Pending captures of a node, now handed to its agent (running).
-    pub fn take_tasks(&self, node: &str) -> Vec<CaptureInfo> {
+    /// Pending captures of a node, now handed to its agent (running); notes that the agent asked.
+    pub fn take_tasks(&self, node: &str, now_ns: u64) -> Vec<CaptureInfo> {
+        {
+            let mut polls = self.polls.lock().unwrap_or_else(|p| p.into_inner());
+            // Bounded: a name is kept only while there are few, or when it is already known.
+            if polls.len() < MAX_POLLING_NODES || polls.contains_key(node) {
+                polls.insert(node.to_string(), now_ns);
+            }
+        }
         let mut map = self.lock();
         let mut out = Vec::new();
         for c in map.values_mut() {
@@ -340,7 +280,7 @@ mod tests {
     }
 
     fn done(caps: &Captures, id: u64, bytes: usize) {
-        assert_eq!(caps.take_tasks("n1").len(), 1);
+        assert_eq!(caps.take_tasks("n1", 1).len(), 1);
         let mut file = caps.open_upload(id).expect("open");
         caps.append(id, &mut file, &vec![7u8; bytes])
             .expect("append");
@@ -387,11 +327,11 @@ mod tests {
         let caps = Captures::open(&d, u64::MAX).expect("open");
         let id = caps.create(spec("default/web"), "n1".into(), 1).id;
         assert!(
-            caps.take_tasks("n2").is_empty(),
+            caps.take_tasks("n2", 1).is_empty(),
             "another node's agent does not get it"
         );
-        assert_eq!(caps.take_tasks("n1")[0].id, id);
-        assert!(caps.take_tasks("n1").is_empty(), "handed over once");
+        assert_eq!(caps.take_tasks("n1", 1)[0].id, id);
+        assert!(caps.take_tasks("n1", 1).is_empty(), "handed over once");
         assert_eq!(
             caps.stop(id, 2).expect("stop").state,
             CaptureState::Stopping
@@ -415,7 +355,35 @@ mod tests {
             CaptureState::Done,
             "a capture stopped before it started is over"
         );
-        assert!(caps.take_tasks("n1").is_empty());
+        assert!(caps.take_tasks("n1", 1).is_empty());
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_capture_on_a_node_whose_agent_went_quiet_says_so_at_once() {
+        let caps = Captures::open(&dir("stale"), 1 << 20).expect("open");
+        let start = caps.opened_ns;
+        let s = 1_000_000_000;
+        // Just started: agents have not had time to poll; no warning.
+        let fresh = caps.create(spec("default/web"), "n1".into(), start + s);
+        assert_eq!(fresh.warning, None);
+        // An agent that polls is heard from; one that stopped 2 minutes ago is not.
+        caps.take_tasks("n1", start + 10 * s);
+        caps.take_tasks("n2", start + 10 * s);
+        caps.take_tasks("n1", start + 120 * s);
+        let live = caps.create(spec("default/web"), "n1".into(), start + 125 * s);
+        assert_eq!(live.warning, None);
+        let quiet = caps.create(spec("default/api"), "n2".into(), start + 130 * s);
+        let w = quiet.warning.expect("a warning");
+        assert!(
+            w.contains("node n2's agent last asked for captures 120 s ago"),
+            "{w}"
+        );
+        // A node no agent ever polled for, once the controller has run long enough to know.
+        let unknown = caps.create(spec("default/db"), "n9".into(), start + 130 * s);
+        let w = unknown.warning.expect("a warning");
+        assert!(w.contains("no agent on node n9 has asked"), "{w}");
+        // The warning is part of what the API serves for the capture.
+        assert_eq!(caps.get(unknown.id).expect("kept").warning, Some(w));
     }
 }

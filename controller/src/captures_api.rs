@@ -14,6 +14,8 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use outflow_core::query::PodRef;
+
 use crate::api::{now_ns, ApiError, AppState};
 use crate::captures::{CaptureInfo, CaptureResult, CaptureSpec, CaptureState, Captures};
 
@@ -53,6 +55,14 @@ fn not_found(e: impl std::fmt::Display) -> ApiError {
     ApiError::Rejected(StatusCode::NOT_FOUND, e.to_string())
 }
 
+/// A capture's pod: `NAMESPACE/NAME` in the shared pod grammar, the namespace required (a
+/// capture names one pod).
+fn pod_of(pod: &str) -> Result<(String, String), ApiError> {
+    let bad = || ApiError::BadRequest(format!("pod {pod:?}: expected NAMESPACE/NAME"));
+    let p = PodRef::parse(pod).map_err(|_| bad())?;
+    Ok((p.namespace.ok_or_else(bad)?, p.name))
+}
+
 /// Checks a request; the filter with libpcap, so a typo is a 400 with libpcap's words.
 fn check_spec(s: &CaptureSpec) -> Result<(), ApiError> {
     if s.filter.len() > MAX_FILTER {
@@ -61,14 +71,7 @@ fn check_spec(s: &CaptureSpec) -> Result<(), ApiError> {
         )));
     }
     if let Some(pod) = &s.pod {
-        let ok = pod
-            .split_once('/')
-            .is_some_and(|(ns, n)| !ns.is_empty() && !n.is_empty() && !n.contains('/'));
-        if !ok {
-            return Err(ApiError::BadRequest(format!(
-                "pod {pod:?}: expected NAMESPACE/NAME"
-            )));
-        }
+        pod_of(pod)?;
     } else if s.node.is_none() || s.interface.is_none() {
         return Err(ApiError::BadRequest(
             "say what to capture: a pod (NAMESPACE/NAME), or a node and an interface".into(),
@@ -97,15 +100,16 @@ async fn create(
     check_spec(&spec)?;
     let node = match (&spec.node, &spec.pod) {
         (Some(n), _) => n.clone(),
-        (None, Some(pod)) => {
-            let (ns, name) = pod.split_once('/').expect("checked");
-            state.node_of_pod(ns, name).await?.ok_or_else(|| {
+        (None, pod) => {
+            let pod = pod.as_deref().unwrap_or_default();
+            let (namespace, name) = pod_of(pod)?;
+            state.node_of_pod(&namespace, &name).await?.ok_or_else(|| {
                 not_found(format!(
-                    "pod {pod} has no records on any node: give its node (--node), or let it make traffic first"
+                    "pod {pod} has no records on any node: give its node (--node), or let it \
+                         make traffic first"
                 ))
             })?
         }
-        (None, None) => unreachable!("checked"),
     };
     let info = captures(&state)?.create(spec, node, now_ns());
     Ok((StatusCode::CREATED, Json(info)))
@@ -259,7 +263,7 @@ async fn tasks(
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_S));
     loop {
-        let tasks = caps.take_tasks(&q.node);
+        let tasks = caps.take_tasks(&q.node, now_ns());
         if !tasks.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(tasks));
         }

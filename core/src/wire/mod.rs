@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod captures;
+
 use crate::report::{CaptureStats, ConnectionRecord, DnsRecord, Finding};
 
 /// Who and when a record is about.
@@ -81,4 +83,44 @@ pub struct NodeReport {
     pub capture: CaptureStats,
     /// How the datapath is doing.
     pub datapath: DatapathStats,
+}
+
+/// What the API answers with a 4xx or 5xx: `{"error": "…"}`, a sentence for a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What was wrong and what to do.
+    pub error: String,
+}
+
+/// The API's paths, as every client spells them.
+pub mod routes {
+    /// `POST`: an agent's window report.
+    pub const REPORTS: &str = "/api/v1/reports";
+    /// `GET`: connection records.
+    pub const CONNECTIONS: &str = "/api/v1/connections";
+    /// `GET`: DNS lookup records.
+    pub const DNS: &str = "/api/v1/dns";
+    /// `GET`: findings.
+    pub const FINDINGS: &str = "/api/v1/findings";
+    /// `GET`: nodes and their datapaths.
+    pub const HEALTH: &str = "/api/v1/health";
+    /// `GET` lists, `POST` creates captures.
+    pub const CAPTURES: &str = "/api/v1/captures";
+    /// `GET`: an agent's long poll for its node's new captures.
+    pub const AGENT_CAPTURES: &str = "/api/v1/agent/captures";
+
+    /// `GET` one capture, `DELETE` stops it.
+    pub fn capture(id: u64) -> String {
+        format!("{CAPTURES}/{id}")
+    }
+
+    /// `GET` downloads, `PUT` uploads a capture's pcapng.
+    pub fn capture_pcapng(id: u64) -> String {
+        format!("{CAPTURES}/{id}/pcapng")
+    }
+
+    /// `POST`: the agent's summary at a capture's end.
+    pub fn capture_result(id: u64) -> String {
+        format!("{CAPTURES}/{id}/result")
+    }
 }

@@ -37,6 +37,8 @@ enum Command {
     Controller(cmd::controller::Args),
     /// Capture a pod's or an interface's packets as pcapng (tcpdump filter syntax).
     Capture(cmd::capture::Args),
+    /// The controller's captures: list, stop, download.
+    Captures(cmd::captures::Args),
     /// Connection groups per pod, from the controller.
     Connections(cmd::query::Args),
     /// DNS lookups per pod, from the controller.
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => cmd::agent::run(args),
         Command::Controller(args) => cmd::controller::run(args),
         Command::Capture(args) => cmd::capture::run(args),
+        Command::Captures(args) => cmd::captures::run(args),
         Command::Connections(args) => cmd::query::run(cmd::query::What::Connections, args),
         Command::Dns(args) => cmd::query::run(cmd::query::What::Dns, args),
         Command::Findings(args) => cmd::query::run(cmd::query::What::Findings, args),

@@ -207,3 +207,51 @@ pub fn joined<T: std::fmt::Display>(items: &[T]) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+/// The captures a controller holds, newest first.
+pub fn write_captures(
+    out: &mut impl Write,
+    captures: &[outflow_core::wire::captures::CaptureInfo],
+) -> io::Result<()> {
+    let header = [
+        "ID",
+        "STATE",
+        "NODE",
+        "POD / INTERFACE",
+        "FILTER",
+        "PACKETS",
+        "SIZE",
+        "CREATED",
+        "REASON",
+    ];
+    let rows: Vec<Vec<String>> = captures
+        .iter()
+        .map(|c| {
+            let what = match (&c.spec.pod, &c.spec.interface) {
+                (Some(p), Some(i)) => format!("{p} ({i})"),
+                (Some(p), None) => p.clone(),
+                (None, Some(i)) => i.clone(),
+                (None, None) => "-".into(),
+            };
+            vec![
+                c.id.to_string(),
+                c.state.to_string(),
+                c.node.clone(),
+                what,
+                if c.spec.filter.is_empty() {
+                    "-".into()
+                } else {
+                    c.spec.filter.clone()
+                },
+                c.packets.to_string(),
+                human(c.bytes),
+                outflow_core::report::rfc3339(c.created_ns),
+                c.reason
+                    .clone()
+                    .or_else(|| c.warning.clone())
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    write_table(out, &header, &rows)
+}

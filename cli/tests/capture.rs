@@ -256,6 +256,40 @@ fn a_pod_capture_holds_what_tcpdump_holds_with_the_pods_names_and_directions() {
         String::from_utf8_lossy(&tshark.stderr)
     );
 
+    // tcpdump's `-s 0`: whole packets; without `-s`, outflow's 512 bytes of headers. A 1,428-byte
+    // echo request and its reply; `--duration` so a lost ping fails the test instead of hanging.
+    for (snap, want_cut) in [(Some("0"), false), (None, true)] {
+        let file = dir.join(format!("{prefix}-snap.pcapng"));
+        let mut c = outflow(&prefix);
+        c.args(["--pod", &format!("default/{prefix}-pod-a"), "-c", "2"])
+            .args(["--duration", "10s"]);
+        if let Some(s) = snap {
+            c.args(["-s", s]);
+        }
+        let mut capture = c
+            .arg("-w")
+            .arg(&file)
+            .arg("icmp")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("outflow capture -s");
+        std::thread::sleep(Duration::from_millis(1000));
+        pod_run(
+            &prefix,
+            &["hping3", "--icmp", "-d", "1400", "-c", "1", "198.51.100.80"],
+        );
+        assert!(capture.wait().expect("wait").success());
+        let rows = fields(file.to_str().unwrap(), &[], &["frame.len", "frame.cap_len"]);
+        assert_eq!(rows.len(), 2, "the echo and its reply: {rows:?}");
+        for r in &rows {
+            let (len, cap): (u32, u32) = (r[0].parse().unwrap(), r[1].parse().unwrap());
+            assert!(len > 1400, "{rows:?}");
+            assert_eq!(cap == 512, want_cut, "-s {snap:?}: {rows:?}");
+            assert_eq!(cap == len, !want_cut, "-s {snap:?}: {rows:?}");
+        }
+        let _ = std::fs::remove_file(&file);
+    }
+
     // Mistakes are said before anything is written.
     let bad = dir.join(format!("{prefix}-bad.pcapng"));
     let out = outflow(&prefix)
@@ -583,7 +617,7 @@ fn newest_when_over(url: &str, within: Duration) -> serde_json::Value {
 }
 
 /// The agent's limits win over the request: `--capture-max-duration` cuts a 60 s request to
-/// 3 s, `--capture-max-mib` ends a capture at 1 MiB, `--max-captures 1` refuses a second capture
+/// 3 s, `--capture-max-size 1MiB` ends a capture at 1 MiB, `--max-captures 1` refuses a second capture
 /// while one runs. A reader that does not read, or goes away, holds up neither the agent nor the
 /// controller: the capture ends on its own and its file is whole on the controller.
 #[test]
@@ -602,8 +636,8 @@ fn the_agent_enforces_its_limits_and_no_reader_holds_it_up() {
         "1",
         "--capture-max-duration",
         "3s",
-        "--capture-max-mib",
-        "1",
+        "--capture-max-size",
+        "1MiB",
     ];
     let mut up = up(&prefix, &dir, "127.0.0.1:17886", &limits);
     wait_until_known(&prefix, url);

@@ -7,15 +7,16 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use outflow_agent::capture::{self, Limits, Request};
-use outflow_agent::http::authorized;
 use outflow_agent::netns;
 use outflow_core::query::PodRef;
+use outflow_core::wire::captures::{CaptureInfo, CaptureSpec, CaptureState};
+use outflow_core::wire::routes;
 
 /// Flags of `outflow capture`.
 #[derive(clap::Args)]
@@ -41,11 +42,12 @@ pub struct Args {
     #[arg(short = 'c', long = "count")]
     count: Option<u64>,
     /// Stop after this long (at most the agent's limit, 5m).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = outflow_core::units::parse_duration)]
     duration: Option<Duration>,
-    /// Bytes kept per packet (default 512: headers and the start of the payload).
-    #[arg(short = 's', long = "snaplen", default_value_t = 0)]
-    snaplen: u32,
+    /// Bytes kept per packet; 0 keeps whole packets, as in tcpdump [default: 512: headers and
+    /// the start of the payload].
+    #[arg(short = 's', long = "snaplen")]
+    snaplen: Option<u32>,
     /// Where the pcapng goes: a file, or - for standard output (`| wireshark -k -i -`).
     #[arg(short = 'w', long = "write")]
     write: Option<PathBuf>,
@@ -89,7 +91,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         args.node_netns.clone(),
     )
     .map_err(anyhow::Error::msg)?;
-    let (out, shown) = output(&args)?;
+    let (out, shown, _) = output(&args)?;
     let comment = capture::describe(
         args.cluster.as_deref(),
         &node,
@@ -125,117 +127,153 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where the pcapng goes, and how to name it in messages.
-fn output(args: &Args) -> anyhow::Result<(Box<dyn std::io::Write>, String)> {
+/// Where the pcapng goes, how to name it in messages, and the file this call created (none for
+/// standard output or a file that was there before, such as `/dev/null`), so that a capture that
+/// never starts leaves nothing behind and removes nothing it did not make.
+fn output(args: &Args) -> anyhow::Result<(Box<dyn std::io::Write>, String, Option<PathBuf>)> {
+    let created = |p: &std::path::Path| (!p.exists()).then(|| p.to_path_buf());
     Ok(match &args.write {
         Some(p) if p.as_os_str() == "-" => {
             if std::io::stdout().is_terminal() {
                 bail!("-w - writes binary pcapng: pipe it (`| tshark -r -`) or give a file");
             }
-            (Box::new(std::io::stdout().lock()), "standard output".into())
+            (
+                Box::new(std::io::stdout().lock()),
+                "standard output".into(),
+                None,
+            )
         }
-        Some(p) => (
-            Box::new(std::io::BufWriter::new(
-                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-            )),
-            p.display().to_string(),
-        ),
+        Some(p) => {
+            let new = created(p);
+            let file =
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
+            (
+                Box::new(std::io::BufWriter::new(file)),
+                p.display().to_string(),
+                new,
+            )
+        }
         None => {
             let name = default_file_name(args.pod_name.as_deref(), args.interface.as_deref());
+            let new = created(std::path::Path::new(&name));
             let file = std::fs::File::create(&name).with_context(|| format!("creating {name}"))?;
-            (Box::new(std::io::BufWriter::new(file)), name)
+            (Box::new(std::io::BufWriter::new(file)), name, new)
         }
     })
 }
 
-/// Through the controller: create, stream down, DELETE on Ctrl-C and read to the end, so the
-/// file is whole either way.
+/// Through the controller: check the output, create, stream down, DELETE on Ctrl-C and read to
+/// the end, so the file is whole either way. Nothing is created on the node before the output
+/// is known good, and a capture this command cannot follow is stopped, not left to run.
 fn remote(args: &Args, filter: String) -> anyhow::Result<ExitCode> {
     if args.pod.is_none() && (args.node.is_none() || args.interface.is_none()) {
         bail!("say what to capture: --pod NAMESPACE/NAME, or --node NODE -i INTERFACE");
     }
-    let base = args.client.base();
-    let token = args.client.token()?;
-    let spec = serde_json::json!({
-        "pod": args.pod_name, "node": args.node, "interface": args.interface, "filter": filter,
-        "count": args.count, "duration_s": args.duration.map(|d| d.as_secs().max(1)),
-        "snaplen": (args.snaplen > 0).then_some(args.snaplen), "annotate": !args.no_annotate,
-    });
-    let mut resp = authorized(
-        ureq::post(format!("{base}/api/v1/captures")),
-        token.as_deref(),
-    )
-    .config()
-    .http_status_as_error(false)
-    .build()
-    .send_json(&spec)
-    .with_context(|| format!("cannot reach the controller at {base} (is `outflow up` running?)"))?;
-    let body: serde_json::Value = resp
-        .body_mut()
-        .read_json()
-        .context("the controller's answer")?;
-    if !resp.status().is_success() {
-        bail!(
-            "the controller said {}: {}",
-            resp.status(),
-            body["error"].as_str().unwrap_or("(no message)")
-        );
-    }
-    let id = body["id"]
-        .as_u64()
-        .context("the controller returned no capture id")?;
-    let (mut out, shown) = output(args)?;
+    let (mut out, shown, created) = output(args)?;
+    let client = args.client.connect()?;
+    let spec = CaptureSpec {
+        pod: args.pod_name.clone(),
+        node: args.node.clone(),
+        interface: args.interface.clone(),
+        filter,
+        count: args.count,
+        duration_s: args.duration.map(|d| d.as_secs().max(1)),
+        snaplen: args.snaplen,
+        annotate: !args.no_annotate,
+    };
+    let created: CaptureInfo = match client.post(routes::CAPTURES, &spec) {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(path) = created {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    };
+    let id = created.id;
     eprintln!(
         "outflow: capture {id} on node {} into {shown} (Ctrl-C stops)",
-        body["node"].as_str().unwrap_or("?")
+        created.node
     );
+    if let Some(w) = &created.warning {
+        eprintln!("outflow: warning: {w}");
+    }
     let stop = Arc::new(AtomicBool::new(false));
     super::stop_on_signal(stop.clone())?;
-    {
-        let (url, token) = (format!("{base}/api/v1/captures/{id}"), token.clone());
+    let stopper = {
+        let (client, stop) = (args.client.connect()?, stop.clone());
         std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut waited = Duration::ZERO;
+            while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(100));
+                waited += Duration::from_millis(100);
+                if waited == PENDING_NOTICE {
+                    still_pending(&client, id);
+                }
             }
-            let _ = authorized(ureq::delete(&url), token.as_deref()).call();
-        });
+            let _ = client.delete::<CaptureInfo>(&routes::capture(id));
+        })
+    };
+    let streamed = stream(&client, id, &mut out);
+    if streamed.is_err() {
+        // The capture must not outlive the command that asked for it.
+        stop.store(true, Ordering::Relaxed);
+        let _ = stopper.join();
+        return streamed.map(|_| ExitCode::from(2));
     }
-    let mut stream = authorized(
-        ureq::get(format!("{base}/api/v1/captures/{id}/pcapng")),
-        token.as_deref(),
-    )
-    .call()
-    .context("downloading the capture")?;
-    let mut reader = stream.body_mut().as_reader();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        let n = std::io::Read::read(&mut reader, &mut buf).context("reading the capture stream")?;
-        if n == 0 {
-            break;
-        }
-        out.write_all(&buf[..n])?;
-        // Streamed to Wireshark: packets show as they come.
-        out.flush()?;
-    }
-    let mut resp = authorized(
-        ureq::get(format!("{base}/api/v1/captures/{id}")),
-        token.as_deref(),
-    )
-    .call()?;
-    let info: serde_json::Value = resp.body_mut().read_json()?;
+    let info: CaptureInfo = client.get(&routes::capture(id), &[])?;
     eprintln!(
-        "outflow: capture {id} {}: {} packets, {} bytes written to {shown}; {} dropped by the kernel; {}",
-        info["state"].as_str().unwrap_or("?"),
-        info["packets"],
-        info["bytes"],
-        info["kernel_drops"],
-        info["reason"].as_str().unwrap_or("")
+        "outflow: capture {id} {}: {} packets, {} bytes written to {shown}; {} dropped by the \
+         kernel; {}",
+        info.state,
+        info.packets,
+        info.bytes,
+        info.kernel_drops,
+        info.reason.as_deref().unwrap_or("")
     );
-    Ok(if info["state"] == "failed" {
+    Ok(if info.state == CaptureState::Failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// How long a capture may sit pending before the command says it waits for the node's agent.
+const PENDING_NOTICE: Duration = Duration::from_secs(5);
+
+/// Says so when the node's agent has not taken the capture yet.
+fn still_pending(client: &super::client::Client, id: u64) {
+    if let Ok(info) = client.get::<CaptureInfo>(&routes::capture(id), &[]) {
+        if info.state == CaptureState::Pending {
+            eprintln!(
+                "outflow: capture {id} still waits for node {}'s agent to take it; is the agent \
+                 running there and reaching this controller?",
+                info.node
+            );
+        }
+    }
+}
+
+/// Copies the capture's pcapng from the controller into `out` until it ends.
+fn stream(
+    client: &super::client::Client,
+    id: u64,
+    out: &mut Box<dyn std::io::Write>,
+) -> anyhow::Result<()> {
+    let mut reader = client
+        .stream(&routes::capture_pcapng(id))
+        .context("downloading the capture")?;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = std::io::Read::read(&mut reader, &mut buf).context("reading the capture stream")?;
+        if n == 0 {
+            return Ok(());
+        }
+        out.write_all(&buf[..n])
+            .context("writing the capture's output")?;
+        // Streamed to Wireshark: packets show as they come.
+        out.flush().context("writing the capture's output")?;
+    }
 }
 
 /// `outflow-default-web-1-20261125T201500.pcapng`: only safe characters, in the current

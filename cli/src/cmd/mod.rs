@@ -3,6 +3,8 @@
 pub mod agent;
 pub mod analyze;
 pub mod capture;
+pub mod captures;
+pub mod client;
 pub mod controller;
 pub mod query;
 pub mod up;
@@ -232,5 +234,10 @@ impl ControllerClient {
     /// The token, if any.
     pub fn token(&self) -> anyhow::Result<Option<String>> {
         read_token(self.token_file.as_deref())
+    }
+
+    /// A client for the controller, with the token.
+    pub fn connect(&self) -> anyhow::Result<client::Client> {
+        Ok(client::Client::new(self.base(), self.token()?))
     }
 }

@@ -4,12 +4,11 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::builder::PossibleValuesParser;
 use outflow_core::category::Category;
 use outflow_core::query::{PodRef, RecordKind};
 use outflow_core::report::{ConnectionRecord, DnsRecord, Finding};
-use outflow_core::wire::Scoped;
+use outflow_core::wire::{routes, Scoped};
 
 use crate::table::{joined, outcomes, write_table};
 
@@ -34,7 +33,7 @@ pub struct Args {
     #[arg(long)]
     outcome: Option<String>,
     /// Look back this far.
-    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "15m", value_parser = outflow_core::units::parse_duration)]
     since: std::time::Duration,
     #[command(flatten)]
     output: super::OutputArgs,
@@ -55,9 +54,9 @@ pub enum What {
 /// request, with the same grammar the API uses.
 pub fn run(what: What, args: Args) -> anyhow::Result<ExitCode> {
     let (path, kind) = match what {
-        What::Connections => ("connections", RecordKind::Connection),
-        What::Dns => ("dns", RecordKind::Dns),
-        What::Findings => ("findings", RecordKind::Finding),
+        What::Connections => (routes::CONNECTIONS, RecordKind::Connection),
+        What::Dns => (routes::DNS, RecordKind::Dns),
+        What::Findings => (routes::FINDINGS, RecordKind::Finding),
     };
     if let Some(o) = &args.outcome {
         kind.check_outcome(o)?;
@@ -69,8 +68,7 @@ pub fn run(what: What, args: Args) -> anyhow::Result<ExitCode> {
         Some(ns) => format!("{ns}/{}", p.name),
         None => p.name.clone(),
     });
-    let url = format!("{}/api/v1/{path}", args.client.base());
-    let mut req = ureq::get(&url).query("since", args.since.as_secs().to_string());
+    let mut query = vec![("since", args.since.as_secs().to_string())];
     for (k, v) in [
         ("pod", &pod),
         ("namespace", &args.namespace),
@@ -79,33 +77,10 @@ pub fn run(what: What, args: Args) -> anyhow::Result<ExitCode> {
         ("outcome", &args.outcome),
     ] {
         if let Some(v) = v {
-            req = req.query(k, v);
+            query.push((k, v.clone()));
         }
     }
-    req = outflow_agent::http::authorized(req, args.client.token()?.as_deref());
-    let mut resp = req
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .call()
-        .with_context(|| {
-            format!(
-                "cannot reach the controller at {} (is `outflow up` running?)",
-                args.client.controller
-            )
-        })?;
-    let status = resp.status();
-    let body = resp
-        .body_mut()
-        .read_to_string()
-        .context("reading the controller's answer")?;
-    if !status.is_success() {
-        let message = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_string))
-            .unwrap_or(body);
-        anyhow::bail!("the controller said {status}: {message}");
-    }
+    let body = args.client.connect()?.get_text(path, &query)?;
     let mut out = std::io::stdout().lock();
     if args.output.format() == super::Format::Json {
         writeln!(out, "{body}")?;

@@ -339,7 +339,7 @@ fn a_pod_capture_holds_what_tcpdump_holds_with_the_pods_names_and_directions() {
 }
 
 /// `outflow up` on the lab's node, its controller on `listen`.
-fn up(prefix: &str, dir: &std::path::Path, listen: &str, extra: &[&str]) -> Child {
+fn up(prefix: &str, dir: &std::path::Path, listen: &str, extra: &[&str]) -> Running {
     Command::new(env!("CARGO_BIN_EXE_outflow"))
         .args(["up", "--node-netns", &format!("{prefix}-node")])
         .args([
@@ -353,7 +353,32 @@ fn up(prefix: &str, dir: &std::path::Path, listen: &str, extra: &[&str]) -> Chil
         .args(extra)
         .stderr(Stdio::null())
         .spawn()
+        .map(Running)
         .expect("outflow up")
+}
+
+/// A process that is killed when the test ends, by success or by panic, so a failed test never
+/// leaves an agent holding the next run's port.
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// `outflow capture` of the lab's pod through the controller at `url`.

@@ -60,6 +60,7 @@ pub struct Classifier {
     onprem: Vec<IpNet>,
     has_ranges: bool,
     egress_label: &'static str,
+    platform: crate::profile::Platform,
 }
 
 impl Classifier {
@@ -81,6 +82,7 @@ impl Classifier {
             onprem: profile.onprem_cidrs.clone(),
             has_ranges,
             egress_label: profile.egress.kind.label(),
+            platform: profile.platform,
         }
     }
 
@@ -118,6 +120,11 @@ impl Classifier {
         } else {
             None
         }
+    }
+
+    /// Where the cluster runs, which decides the words of next checks.
+    pub fn platform(&self) -> crate::profile::Platform {
+        self.platform
     }
 
     /// The egress path public destinations take, as labelled in reports.

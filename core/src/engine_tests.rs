@@ -448,3 +448,94 @@ fn icmp_for_a_closed_udp_port_is_unreachable() {
     assert_eq!(outcome(&r, "192.168.50.5", 514, "unreachable"), 1);
     assert!(r.findings.iter().any(|f| f.kind == "udp_unreachable"));
 }
+
+/// Frames of an unanswered SYN to `dst`, a lookup that times out, and later traffic that moves
+/// packet time past both timeouts.
+fn unanswered_to(dst: &str) -> Vec<Frame> {
+    vec![
+        tcp(POD, 40010, dst, 443, SYN, 7, 0, b"").at_ms(0),
+        udp(
+            POD,
+            33010,
+            "10.0.0.10",
+            53,
+            &dns_query(9, "api.example.com", RecordType::A),
+        )
+        .at_ms(0),
+        udp(POD, 5000, "10.0.0.10", 9999, b"x").at_ms(6000),
+    ]
+}
+
+/// The next checks of every finding, or of the findings of one kind.
+fn next_checks(profile: &str, frames: &[Frame], kind: Option<&str>) -> String {
+    let profile = Profile::from_yaml(profile, "p").unwrap();
+    let mut e = Engine::new(&profile);
+    for f in frames {
+        e.observe(&f.packet());
+    }
+    let r = e.finish();
+    assert!(
+        r.findings.iter().any(|f| f.kind == "syn_unanswered"),
+        "{:#?}",
+        r.findings
+    );
+    r.findings
+        .iter()
+        .filter(|f| kind.is_none_or(|k| f.kind == k))
+        .flat_map(|f| f.next_checks.iter().cloned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn azure_words_only_when_the_profile_says_aks() {
+    let base = "podCIDRs: [10.244.0.0/16]\nserviceCIDRs: [10.0.0.0/16]\n";
+    let generic = next_checks(base, &unanswered_to("198.51.100.20"), None);
+    for azure in [
+        "NSG",
+        "168.63.129.16",
+        "Azure",
+        "VNet",
+        "ExpressRoute",
+        "SNAT Connection Count",
+    ] {
+        assert!(
+            !generic.contains(azure),
+            "{azure} without a platform:\n{generic}"
+        );
+    }
+    assert!(generic.contains("security group"), "{generic}");
+    assert!(generic.contains("UPSTREAM"), "{generic}");
+    let aks = next_checks(
+        &format!("{base}platform: aks\n"),
+        &unanswered_to("198.51.100.20"),
+        None,
+    );
+    assert!(aks.contains("NSG outbound rules"), "{aks}");
+    assert!(
+        aks.contains("nslookup api.example.com 168.63.129.16"),
+        "{aks}"
+    );
+    assert!(aks.contains("SNAT Connection Count"), "{aks}");
+    // `azure` is the same platform.
+    let azure = next_checks(
+        &format!("{base}platform: azure\n"),
+        &unanswered_to("198.51.100.20"),
+        None,
+    );
+    assert_eq!(azure, aks);
+}
+
+#[test]
+fn loopback_attempts_point_at_the_local_listener_not_the_network() {
+    let checks = next_checks(
+        "platform: aks\n",
+        &unanswered_to("127.0.0.1"),
+        Some("syn_unanswered"),
+    );
+    assert!(checks.contains("ss -ltnp"), "{checks}");
+    assert!(
+        !checks.contains("NSG") && !checks.contains("NetworkPolicy egress"),
+        "{checks}"
+    );
+}

@@ -35,6 +35,20 @@ impl EgressType {
     }
 }
 
+/// Where the cluster runs. Next checks name a cloud's parts (NSGs, VNet peering, the Azure DNS
+/// address 168.63.129.16, load balancer SNAT metrics) only when the profile says it is that
+/// cloud; otherwise they speak of security groups, routes and the node's resolver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    /// Any Kubernetes; no cloud is assumed.
+    #[default]
+    Generic,
+    /// Azure Kubernetes Service (`aks`, or `azure`).
+    #[serde(alias = "azure")]
+    Aks,
+}
+
 /// The egress section of the profile.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -75,6 +89,9 @@ pub struct Profile {
     /// How public traffic leaves the cluster.
     #[serde(default)]
     pub egress: Egress,
+    /// Where the cluster runs (`generic` or `aks`).
+    #[serde(default)]
+    pub platform: Platform,
 }
 
 fn default_cluster_domain() -> String {
@@ -92,6 +109,7 @@ impl Default for Profile {
             cluster_domain: default_cluster_domain(),
             search_domains: Vec::new(),
             egress: Egress::default(),
+            platform: Platform::default(),
         }
     }
 }

@@ -533,7 +533,13 @@ impl Engine {
         stats.groups_dropped = std::mem::take(&mut self.groups.dropped);
         stats.first_seen = since_ns.map(rfc3339);
         stats.last_seen = since_ns.map(|_| rfc3339(self.now_ns));
-        let findings = crate::findings::build(&connections, &dns_records, &servers, &stats);
+        let findings = crate::findings::build(
+            &connections,
+            &dns_records,
+            &servers,
+            &stats,
+            self.classifier.platform(),
+        );
         Report {
             connections,
             dns: dns_records,

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use crate::category::Category;
+use crate::profile::Platform;
 use crate::report::{ConnectionRecord, Finding, Severity};
 
 fn target(c: &ConnectionRecord) -> String {
@@ -25,9 +26,17 @@ fn described(c: &ConnectionRecord) -> String {
     s + ")"
 }
 
-/// The next checks for a destination that does not answer, by where it sits.
-fn unanswered_checks(c: &ConnectionRecord) -> Vec<String> {
+/// The next checks for a destination that does not answer, by where it sits and, for the
+/// network's parts, in the words of the platform the profile names.
+fn unanswered_checks(c: &ConnectionRecord, platform: Platform) -> Vec<String> {
     let t = format!("{}:{}", c.dst, c.dst_port);
+    if c.dst.is_loopback() {
+        // Loopback never leaves the host: no network, policy or cloud part is involved.
+        return vec![format!(
+            "Nothing answers on {t} on this host: is the process listening there? `ss -ltnp`, and whether it listens on 127.0.0.1 or another address"
+        )];
+    }
+    let aks = platform == Platform::Aks;
     let mut v = vec![format!(
         "From the node: `curl -v telnet://{t}`. If the node connects, look at the pod's side (NetworkPolicy egress, the pod's routes); if it fails too, the block is below the node"
     )];
@@ -35,18 +44,40 @@ fn unanswered_checks(c: &ConnectionRecord) -> Vec<String> {
         Category::Internal => v.extend([
             format!("Is something ready behind {}? `kubectl get endpoints`, `kubectl get pods -o wide`", c.dst),
             "NetworkPolicy: ingress rules of the destination's namespace and egress rules of the source's".into(),
-            "For a node address: the NSG between node subnets, and that the port listens on the node".into(),
+            if aks {
+                "For a node address: the NSG between node subnets, and that the port listens on the node".into()
+            } else {
+                "For a node address: security groups or host firewalls between the nodes, and that the port listens on the node".into()
+            },
         ]),
-        Category::Peered => v.extend([
+        Category::Peered if aks => v.extend([
             "VNet peering is Connected on both sides (and 'allow forwarded traffic' if a virtual appliance is in the path)".into(),
             "The NSG of the destination subnet allows the cluster's node and pod ranges".into(),
             "Route tables: a UDR may send peered traffic through a firewall that drops it".into(),
         ]),
-        Category::OnPrem => v.extend([
+        Category::Peered => v.extend([
+            "The peering or route to that network is up in both directions".into(),
+            "Security groups or firewalls of the destination network allow the cluster's node and pod ranges".into(),
+            "Routes: a route may send this traffic through a firewall or appliance that drops it".into(),
+        ]),
+        Category::OnPrem if aks => v.extend([
             "VPN / ExpressRoute: the on-prem prefix is in the node NIC's effective routes, and the cluster's range is advertised back".into(),
             "The on-prem firewall allows the source: node IPs (kubenet SNATs pods) or pod IPs (Azure CNI)".into(),
             "NSG outbound rules of the node subnet".into(),
         ]),
+        Category::OnPrem => v.extend([
+            "VPN or interconnect: the node has a route to the on-prem prefix, and the cluster's range is routed back".into(),
+            "The on-prem firewall allows the source: node IPs (when pods are SNATed) or pod IPs (when they are routable)".into(),
+            "Security group or firewall outbound rules of the node network".into(),
+        ]),
+        Category::Public if !aks => {
+            match c.egress.as_deref() {
+                Some("firewall") => v.push("Egress firewall: a rule must allow this destination; its logs show the deny".into()),
+                Some("proxy") => v.push("Egress is through a proxy: this connection went direct. Set HTTPS_PROXY/HTTP_PROXY in the pod, and NO_PROXY for cluster names".into()),
+                _ => v.push("The egress NAT (load balancer, NAT gateway or the node's SNAT): not out of SNAT ports, and its outbound IP is allowed by the destination".into()),
+            }
+            v.push("Security group or firewall outbound rules of the node network, and any route sending 0.0.0.0/0 elsewhere".into());
+        }
         Category::Public => {
             match c.egress.as_deref() {
                 Some("firewall") => v.push("Firewall (UDR egress): an application or network rule must allow this destination; its logs show the deny".into()),
@@ -63,6 +94,7 @@ fn unanswered_checks(c: &ConnectionRecord) -> Vec<String> {
 pub(super) fn connection_findings(
     c: &ConnectionRecord,
     src_established: u64,
+    platform: Platform,
     out: &mut Vec<Finding>,
 ) {
     let n = |k: &str| c.outcomes.get(k).copied().unwrap_or(0);
@@ -108,7 +140,7 @@ pub(super) fn connection_findings(
             category: Some(c.category),
             count: unans,
             evidence,
-            next_checks: unanswered_checks(c),
+            next_checks: unanswered_checks(c, platform),
         });
     }
     if refused > 0 {

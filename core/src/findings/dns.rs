@@ -3,6 +3,7 @@
 use rustc_hash::FxHashMap;
 
 use crate::dns::transaction::ServerStats;
+use crate::profile::Platform;
 use crate::report::{DnsRecord, Finding, Severity};
 
 /// A failed outcome's finding: outcome, finding kind, what it means, the next checks, and where
@@ -20,6 +21,7 @@ type Case = (
 pub(super) fn dns_findings(
     records: &[&DnsRecord],
     server_stats: &FxHashMap<u128, ServerStats>,
+    platform: Platform,
     out: &mut Vec<Finding>,
 ) {
     let first = records[0];
@@ -48,12 +50,12 @@ pub(super) fn dns_findings(
     // name was most of the time spent here.
     let cases: [Case; 6] = [
         ("truncated", "dns_truncated", "the answer did not fit in UDP and no retry over TCP answered", &[
-            "DNS falls back to TCP for large answers: a NetworkPolicy, NSG or firewall must allow TCP 53 as well as UDP 53",
+            "DNS falls back to TCP for large answers: a NetworkPolicy, security group or firewall must allow TCP 53 as well as UDP 53",
         ], Some(1)),
         ("nxdomain", "dns_nxdomain", "the name does not exist (NXDOMAIN)", &[
             "Spelling, and for a cluster name the namespace: `kubectl get svc -A | grep NAME`",
-            "A private endpoint: its privatelink DNS zone must be linked to the cluster's VNet",
-            "A custom DNS server on the VNet must forward to 168.63.129.16 or host the zone",
+            "A private endpoint: its private DNS zone must be visible to the cluster's resolver",
+            "A custom DNS server must forward to the upstream resolver or host the zone",
         ], Some(0)),
         ("servfail", "dns_servfail", "the resolver failed (SERVFAIL)", &[
             "CoreDNS logs: `kubectl -n kube-system logs -l k8s-app=kube-dns`",
@@ -105,8 +107,15 @@ pub(super) fn dns_findings(
             next_checks: {
                 let mut v: Vec<String> = checks.iter().map(|c| c.to_string()).collect();
                 if let Some(at) = compare_at {
+                    if platform == Platform::Aks && outcome == "nxdomain" {
+                        v.push("On Azure: a private endpoint's privatelink DNS zone must be linked to the cluster's VNet, and a custom DNS server on the VNet must forward to 168.63.129.16".into());
+                    }
+                    let upstream = match platform {
+                        Platform::Aks => "168.63.129.16` (Azure DNS)",
+                        Platform::Generic => "UPSTREAM` (the nameserver in the node's /etc/resolv.conf)",
+                    };
                     v.insert(at, format!(
-                        "Compare: `nslookup {0}` from the pod, from the node, and `nslookup {0} 168.63.129.16` (Azure DNS)",
+                        "Compare: `nslookup {0}` from the pod, from the node, and `nslookup {0} {upstream}",
                         first.name
                     ));
                 }

@@ -2,8 +2,10 @@
 //! the next check to make.
 //!
 //! The next checks follow the AKS egress troubleshooting checklist: compare DNS from the pod, the
-//! node and the upstream resolver (168.63.129.16); reach the destination by IP from the node; try
-//! other destinations; then NetworkPolicy, NSG, route tables and firewall, proxy, and SNAT.
+//! node and the upstream resolver; reach the destination by IP from the node; try other
+//! destinations; then NetworkPolicy, security groups, route tables and firewall, proxy, and SNAT.
+//! Azure's names for these (NSG, VNet peering, 168.63.129.16, load balancer SNAT metrics) are
+//! used only when the profile says the cluster is AKS ([`Platform`]).
 
 use std::net::IpAddr;
 
@@ -17,6 +19,7 @@ use dns::dns_findings;
 
 use crate::decode::bits_ip;
 use crate::dns::transaction::ServerStats;
+use crate::profile::Platform;
 use crate::report::{CaptureStats, ConnectionRecord, DnsRecord, Finding, Severity};
 
 /// Builds the findings of a report, most severe first.
@@ -25,6 +28,7 @@ pub fn build(
     dns: &[DnsRecord],
     servers: &FxHashMap<u128, ServerStats>,
     stats: &CaptureStats,
+    platform: Platform,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     // Which sources reach something: "the pod's own networking works" is evidence.
@@ -33,12 +37,17 @@ pub fn build(
         *reaches.entry(c.src).or_default() += c.outcomes.get("established").copied().unwrap_or(0);
     }
     for c in conns {
-        connection_findings(c, reaches.get(&c.src).copied().unwrap_or(0), &mut out);
+        connection_findings(
+            c,
+            reaches.get(&c.src).copied().unwrap_or(0),
+            platform,
+            &mut out,
+        );
     }
     // Records come sorted by (client, name, qtype): one group per client and name.
     for group in dns.chunk_by(|a, b| a.client == b.client && a.name == b.name) {
         let group: Vec<&DnsRecord> = group.iter().collect();
-        dns_findings(&group, servers, &mut out);
+        dns_findings(&group, servers, platform, &mut out);
     }
     for (server, s) in servers {
         if s.answered == 0 && s.timeouts > 0 {
@@ -61,7 +70,10 @@ pub fn build(
                     "Is this the right server? Compare the pod's /etc/resolv.conf nameserver with the kube-dns service IP".into(),
                     format!("From the node: `dig @{} kubernetes.default.svc.cluster.local`; if the node gets an answer, a NetworkPolicy blocks the pod's UDP/TCP 53", bits_ip(*server)),
                     "CoreDNS pods ready? `kubectl -n kube-system get pods -l k8s-app=kube-dns`".into(),
-                    "For the VNet resolver 168.63.129.16 or a custom DNS server: NSG and route table allow UDP/TCP 53 from the node subnet".into(),
+                    match platform {
+                        Platform::Aks => "For the VNet resolver 168.63.129.16 or a custom DNS server: NSG and route table allow UDP/TCP 53 from the node subnet".into(),
+                        Platform::Generic => "For an upstream or custom DNS server: security groups, firewalls and routes allow UDP/TCP 53 from the nodes".into(),
+                    },
                 ],
             });
         }

@@ -740,7 +740,8 @@ fn the_agent_enforces_its_limits_and_no_reader_holds_it_up() {
         "{bytes} bytes kept under a 1 MiB limit"
     );
 
-    // A reader that goes away: the capture goes on to its end, and the controller keeps it.
+    // A reader that goes away (`| head`): like tcpdump under SIGPIPE, the command stops the
+    // capture instead of leaving it to hold a slot until its limit; the controller keeps the file.
     let mut gone = Command::new("sh")
         .arg("-c")
         .arg(format!(
@@ -754,7 +755,7 @@ fn the_agent_enforces_its_limits_and_no_reader_holds_it_up() {
     let _ = gone.wait();
     let info = newest_when_over(url, Duration::from_secs(6));
     assert_eq!(info["state"], "done", "{info}");
-    assert_eq!(info["reason"], "duration reached", "{info}");
+    assert_eq!(info["reason"], "stopped", "{info}");
     let kept = dir.join("kept.pcapng");
     let fetched = Command::new("curl")
         .args([

@@ -129,7 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         writeln!(out)?;
     } else {
-        crate::table::write_report(&mut out, &report)?;
+        crate::table::write_report(&mut out, &report, args.output.wide())?;
     }
     out.flush()?;
     let code = super::exit_code(&report, args.fail_on);

@@ -51,7 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 serde_json::to_writer(&mut out, &list)?;
                 writeln!(out)?;
             } else {
-                crate::table::write_captures(&mut out, &list)?;
+                crate::table::write_captures(&mut out, &list, args.output.wide())?;
             }
         }
         Action::Stop { ids } => {

@@ -68,11 +68,13 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 pub enum Format {
     /// Tables for people (may change between versions).
     Table,
+    /// The tables with every column, lists written whole.
+    Wide,
     /// The JSON contract.
     Json,
 }
 
-/// `-o/--output table|json` and its short form `--json`: one pair of flags for every command
+/// `-o/--output table|wide|json` and its short form `--json`: one pair of flags for every command
 /// that prints data (kubectl's spelling; `--format` stays as `analyze`'s older name).
 #[derive(clap::Args)]
 pub struct OutputArgs {
@@ -92,6 +94,11 @@ impl OutputArgs {
         } else {
             self.output
         }
+    }
+
+    /// Whether tables are to be wide.
+    pub fn wide(&self) -> bool {
+        self.format() == Format::Wide
     }
 }
 

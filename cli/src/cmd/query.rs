@@ -7,10 +7,9 @@ use std::process::ExitCode;
 use clap::builder::PossibleValuesParser;
 use outflow_core::category::Category;
 use outflow_core::query::{PodRef, RecordKind};
-use outflow_core::report::{ConnectionRecord, DnsRecord, Finding};
-use outflow_core::wire::{routes, Scoped};
+use outflow_core::wire::routes;
 
-use crate::table::{joined, outcomes, write_table};
+use crate::table;
 
 /// Flags shared by the query commands.
 #[derive(clap::Args)]
@@ -86,83 +85,17 @@ pub fn run(what: What, args: Args) -> anyhow::Result<ExitCode> {
         writeln!(out, "{body}")?;
         return Ok(ExitCode::SUCCESS);
     }
-    let pod = |s: &outflow_core::wire::Scope| match (&s.namespace, &s.pod) {
-        (Some(ns), Some(p)) => format!("{ns}/{p}"),
-        _ => "-".to_string(),
-    };
+    let wide = args.output.wide();
     match what {
-        What::Connections => {
-            let rows: Vec<Scoped<ConnectionRecord>> = serde_json::from_str(&body)?;
-            let table: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    let c = &r.record;
-                    vec![
-                        r.scope.window_end.clone(),
-                        pod(&r.scope),
-                        r.scope.node.clone(),
-                        format!("{}:{}/{}", c.dst, c.dst_port, c.proto),
-                        c.category.as_str().to_string(),
-                        outcomes(&c.outcomes),
-                        c.names.join(","),
-                    ]
-                })
-                .collect();
-            write_table(
-                &mut out,
-                &[
-                    "WINDOW END",
-                    "POD",
-                    "NODE",
-                    "DESTINATION",
-                    "CATEGORY",
-                    "OUTCOMES",
-                    "NAMES",
-                ],
-                &table,
-            )?;
-        }
-        What::Dns => {
-            let rows: Vec<Scoped<DnsRecord>> = serde_json::from_str(&body)?;
-            let table: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    let d = &r.record;
-                    vec![
-                        r.scope.window_end.clone(),
-                        pod(&r.scope),
-                        d.name.clone(),
-                        d.qtype.clone(),
-                        outcomes(&d.outcomes),
-                        joined(&d.servers),
-                    ]
-                })
-                .collect();
-            write_table(
-                &mut out,
-                &["WINDOW END", "POD", "NAME", "TYPE", "OUTCOMES", "SERVERS"],
-                &table,
-            )?;
-        }
-        What::Findings => {
-            let rows: Vec<Scoped<Finding>> = serde_json::from_str(&body)?;
-            let table: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.scope.window_end.clone(),
-                        r.record.severity.as_str().to_string(),
-                        pod(&r.scope),
-                        r.record.message.clone(),
-                    ]
-                })
-                .collect();
-            write_table(
-                &mut out,
-                &["WINDOW END", "SEVERITY", "POD", "FINDING"],
-                &table,
-            )?;
-        }
+        What::Connections => table::write_connections(&mut out, &parse(&body)?, wide)?,
+        What::Dns => table::write_dns(&mut out, &parse(&body)?, wide)?,
+        What::Findings => table::write_findings(&mut out, &parse(&body)?, wide)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The API's records, read as the contract types.
+fn parse<T: serde::de::DeserializeOwned>(body: &str) -> anyhow::Result<Vec<T>> {
+    serde_json::from_str(body)
+        .map_err(|e| anyhow::anyhow!("the controller's answer is not records: {e}"))
 }

@@ -1,0 +1,59 @@
+//! A real `outflow controller` on a free loopback port, and `outflow` run as a user types it:
+//! shared by the CLI tests that talk to a controller.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+pub fn outflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_outflow"))
+        .args(args)
+        .env_remove("OUTFLOW_CONTROLLER")
+        .env_remove("OUTFLOW_TOKEN")
+        .output()
+        .expect("running outflow")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A controller on a free loopback port with a store of its own; killed when dropped.
+pub struct Controller {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: std::path::PathBuf,
+}
+
+impl Controller {
+    pub fn start(name: &str) -> Controller {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("outflow-query-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_outflow"))
+            .args(["controller", "--listen", &addr.to_string(), "--db"])
+            .arg(dir.join("outflow.db"))
+            .env_remove("OUTFLOW_TOKEN")
+            .spawn()
+            .expect("starting the controller");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "the controller never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Controller { child, addr, dir }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,212 @@
+//! The query commands' tables show what `analyze` shows: latency, answers, evidence and next
+//! checks, with the pod, node and window each record came from; `-o wide` adds every column and
+//! writes lists whole. Records are the lab capture's, posted to a real controller as an agent's
+//! window report.
+
+mod controller;
+
+use controller::{outflow, stderr, Controller};
+use outflow_core::report::Report;
+use outflow_core::wire::{routes, DatapathStats, NodeReport, Scope, Scoped};
+
+fn lab_report() -> Report {
+    let file = outflow_tests::root().join("core/tests/fixtures/lab-pod.pcap");
+    outflow_tests::analyze(&[file], &outflow_tests::lab_profile())
+}
+
+/// Posts the lab capture's records as node-1's window, all from pod default/shop-web.
+fn post_lab_window(c: &Controller) {
+    let r = lab_report();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let scope = Scope {
+        pod: Some("shop-web".into()),
+        namespace: Some("default".into()),
+        node: "node-1".into(),
+        window_start: outflow_core::report::rfc3339(now - 10_000_000_000),
+        window_end: outflow_core::report::rfc3339(now),
+    };
+    fn scoped<T>(scope: &Scope, records: Vec<T>) -> Vec<Scoped<T>> {
+        records
+            .into_iter()
+            .map(|record| Scoped {
+                scope: scope.clone(),
+                record,
+            })
+            .collect()
+    }
+    let report = NodeReport {
+        node: "node-1".into(),
+        window_start_ns: now - 10_000_000_000,
+        window_end_ns: now,
+        connections: scoped(&scope, r.connections),
+        dns: scoped(&scope, r.dns),
+        findings: scoped(&scope, r.findings),
+        capture: r.capture,
+        datapath: DatapathStats {
+            kind: "pcap".into(),
+            ..DatapathStats::default()
+        },
+    };
+    let url = format!("http://{}{}", c.addr, routes::REPORTS);
+    let resp = ureq::post(&url)
+        .send_json(&report)
+        .expect("posting the report");
+    assert!(resp.status().is_success(), "{}", resp.status());
+}
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = outflow(args);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// The first row that has each of `cells` as a whole cell.
+fn row<'a>(table: &'a str, cells: &[&str]) -> &'a str {
+    table
+        .lines()
+        .find(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            cells.iter().all(|c| words.contains(c))
+        })
+        .unwrap_or_else(|| panic!("no row with {cells:?}:\n{table}"))
+}
+
+#[test]
+fn connections_show_latency_retransmissions_and_what_the_app_said() {
+    let c = Controller::start("tables-conn");
+    post_lab_window(&c);
+    let addr = c.addr.to_string();
+    let table = stdout_of(&["connections", "--controller", &addr]);
+    let header = table.lines().next().unwrap();
+    for col in [
+        "POD",
+        "NODE",
+        "DESTINATION",
+        "SYN-RTX",
+        "HANDSHAKE",
+        "NAMES / APP",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    assert!(!header.contains("FIRST SEEN"), "wide only: {header}");
+    let blackholed = row(&table, &["198.51.100.20:80/tcp"]);
+    assert!(
+        blackholed.contains("default/shop-web")
+            && blackholed.contains("node-1")
+            && blackholed.contains("unanswered:1")
+            && blackholed.contains(" 4 "),
+        "{blackholed}"
+    );
+    let proxy = row(&table, &["10.224.0.1:3128/tcp"]);
+    assert!(
+        proxy.contains("ms") && proxy.contains("CONNECT 198.51.100.80:80 200:1 407:1"),
+        "{proxy}"
+    );
+    assert!(
+        row(&table, &["[fd00:80::80]:80/tcp"]).contains("http 200:2 403:1 503:1"),
+        "{table}"
+    );
+
+    let wide = stdout_of(&["connections", "--controller", &addr, "-o", "wide"]);
+    let header = wide.lines().next().unwrap();
+    for col in [
+        "SRC",
+        "BYTES OUT/IN",
+        "ICMP FROM",
+        "FIRST SEEN",
+        "LAST SEEN",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    // min/avg/max and how many handshakes.
+    assert!(
+        row(&wide, &["10.224.0.1:3128/tcp"]).contains("ms×2"),
+        "{wide}"
+    );
+}
+
+#[test]
+fn dns_shows_latency_servers_and_answers() {
+    let c = Controller::start("tables-dns");
+    post_lab_window(&c);
+    let addr = c.addr.to_string();
+    let table = stdout_of(&["dns", "--controller", &addr]);
+    let web = row(&table, &["web.example.com", "A"]);
+    assert!(
+        web.contains("ok:4 timeout:1")
+            && web.contains("10.0.0.10,10.0.0.99")
+            && web.contains("ms")
+            && web.contains("198.51.100.80"),
+        "{web}"
+    );
+    let wide = stdout_of(&["dns", "--controller", &addr, "--output", "wide"]);
+    let header = wide.lines().next().unwrap();
+    for col in [
+        "CLIENT",
+        "EXPANSIONS",
+        "QUERIES",
+        "RESOLVED AS",
+        "TRANSPORT",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    assert!(
+        row(&wide, &["api.default.svc.cluster.local", "A"]).contains("10.244.2.20"),
+        "{wide}"
+    );
+}
+
+#[test]
+fn findings_carry_their_evidence_and_next_checks() {
+    let c = Controller::start("tables-findings");
+    post_lab_window(&c);
+    let addr = c.addr.to_string();
+    let text = stdout_of(&["findings", "--controller", &addr, "--outcome", "error"]);
+    assert!(text.starts_with("FINDINGS ("), "{text}");
+    let at = text
+        .find("cannot resolve nx.example.com")
+        .unwrap_or_else(|| panic!("{text}"));
+    let block: String = text[at..].lines().take(8).collect::<Vec<_>>().join("\n");
+    assert!(block.contains("evidence: 8 queries"), "{block}");
+    assert!(
+        block.contains("next 1: Compare: `nslookup nx.example.com`"),
+        "{block}"
+    );
+    assert!(
+        text.contains("[ERROR] default/shop-web on node-1, window ending "),
+        "{text}"
+    );
+    assert!(!text.contains("kind: "), "wide only: {text}");
+    let wide = stdout_of(&["findings", "--controller", &addr, "-o", "wide"]);
+    assert!(
+        wide.contains("kind: dns_nxdomain, target: nx.example.com"),
+        "{wide}"
+    );
+    let none = stdout_of(&["findings", "--controller", &addr, "--node", "node-2"]);
+    assert_eq!(none.trim(), "FINDINGS: none");
+}
+
+#[test]
+fn analyze_wide_adds_columns_and_whole_lists() {
+    let file = outflow_tests::root().join("core/tests/fixtures/lab-pod.pcap");
+    let profile = outflow_tests::root().join("examples/lab-profile.yaml");
+    let (file, profile) = (file.to_str().unwrap(), profile.to_str().unwrap());
+    let table = stdout_of(&["analyze", file, "--profile", profile]);
+    let wide = stdout_of(&["analyze", file, "--profile", profile, "-o", "wide"]);
+    assert!(!table.contains("FIRST SEEN") && !table.contains("kind: "));
+    let conns = wide.lines().find(|l| l.starts_with("SRC ")).unwrap();
+    for col in [
+        "EGRESS",
+        "ICMP FROM",
+        "FIRST SEEN",
+        "LAST SEEN",
+        "NAMES / APP",
+    ] {
+        assert!(conns.contains(col), "{conns}");
+    }
+    assert!(wide.contains("kind: syn_unanswered"), "{wide}");
+    assert!(row(&wide, &["198.51.100.20", "80", "tcp"]).contains("unanswered:1"));
+}

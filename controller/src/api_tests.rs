@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 use outflow_core::report::{CaptureStats, ConnectionRecord};
 use outflow_core::wire::{DatapathStats, NodeReport, Scope, Scoped};
 use outflow_core::Category;
+use outflow_core::Outcome;
 use tower::ServiceExt;
 
 use super::*;
@@ -18,7 +19,12 @@ fn state() -> AppState {
     AppState::new(Store::open(Path::new(":memory:"), u64::MAX).expect("in-memory store"))
 }
 
-fn connection(pod: &str, dst: &str, outcome: &str, category: Category) -> Scoped<ConnectionRecord> {
+fn connection(
+    pod: &str,
+    dst: &str,
+    outcome: Outcome,
+    category: Category,
+) -> Scoped<ConnectionRecord> {
     let now = now_ns();
     Scoped {
         scope: Scope {
@@ -36,7 +42,7 @@ fn connection(pod: &str, dst: &str, outcome: &str, category: Category) -> Scoped
             category,
             label: None,
             egress: None,
-            outcomes: BTreeMap::from([(outcome.to_string(), 2)]),
+            outcomes: BTreeMap::from([(outcome, 2)]),
             unreachable_codes: BTreeMap::new(),
             icmp_from: vec![],
             syn_retransmissions: 0,
@@ -94,9 +100,9 @@ fn get(uri: &str) -> Request<Body> {
 async fn a_posted_report_is_served_filtered_by_pod_category_and_outcome() {
     let app = app(state());
     let r = report(vec![
-        connection("web", "203.0.113.7", "unanswered", Category::Public),
-        connection("web", "10.0.0.10", "established", Category::Internal),
-        connection("db", "203.0.113.8", "refused", Category::Public),
+        connection("web", "203.0.113.7", Outcome::Unanswered, Category::Public),
+        connection("web", "10.0.0.10", Outcome::Established, Category::Internal),
+        connection("db", "203.0.113.8", Outcome::Refused, Category::Public),
     ]);
     let (status, _) = call(&app, post(serde_json::to_vec(&r).unwrap())).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -145,13 +151,29 @@ async fn hostile_requests_get_a_400_that_says_what_was_wrong_and_nothing_is_stor
     let mut inverted = report(vec![connection(
         "web",
         "203.0.113.7",
-        "unanswered",
+        Outcome::Unanswered,
         Category::Public,
     )]);
     inverted.window_start_ns = inverted.window_end_ns + 1;
     let (status, body) = call(&app, post(serde_json::to_vec(&inverted).unwrap())).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["error"].as_str().unwrap().contains("before"), "{body}");
+
+    // An outcome the contract does not have is refused by name, not stored as a new one.
+    let mut bogus = serde_json::to_value(report(vec![connection(
+        "web",
+        "203.0.113.7",
+        Outcome::Unanswered,
+        Category::Public,
+    )]))
+    .unwrap();
+    bogus["connections"][0]["outcomes"] = serde_json::json!({"exploded": 1});
+    let (status, body) = call(&app, post(serde_json::to_vec(&bogus).unwrap())).await;
+    assert!(status.is_client_error(), "{status}");
+    assert!(
+        body["error"].as_str().unwrap().contains("exploded"),
+        "{body}"
+    );
 
     let mut nameless = report(vec![]);
     nameless.node = String::new();
@@ -231,7 +253,7 @@ async fn with_a_token_set_the_api_and_metrics_refuse_callers_without_it() {
     let body = serde_json::to_vec(&report(vec![connection(
         "web",
         "203.0.113.7",
-        "unanswered",
+        Outcome::Unanswered,
         Category::Public,
     )]))
     .unwrap();
@@ -260,8 +282,8 @@ async fn with_a_token_set_the_api_and_metrics_refuse_callers_without_it() {
 async fn metrics_count_attempts_per_pod_category_and_outcome_and_the_datapath_losses() {
     let app = app(state());
     let mut r = report(vec![
-        connection("web", "203.0.113.7", "unanswered", Category::Public),
-        connection("web", "203.0.113.8", "unanswered", Category::Public),
+        connection("web", "203.0.113.7", Outcome::Unanswered, Category::Public),
+        connection("web", "203.0.113.8", Outcome::Unanswered, Category::Public),
     ]);
     r.datapath.event_drops = 7;
     r.datapath.reports_dropped = 3;
@@ -411,7 +433,7 @@ async fn a_capture_is_found_by_its_pods_node_taken_by_that_agent_uploaded_and_do
     let r = report(vec![connection(
         "web",
         "203.0.113.7",
-        "unanswered",
+        Outcome::Unanswered,
         Category::Public,
     )]);
     call(&app, post(serde_json::to_vec(&r).unwrap())).await;

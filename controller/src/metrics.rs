@@ -194,7 +194,7 @@ impl Metrics {
                     namespace: namespace.clone(),
                     pod: pod.clone(),
                     category: c.record.category.as_str().to_string(),
-                    outcome: outcome.clone(),
+                    outcome: outcome.to_string(),
                 };
                 self.attempts.get_or_create(&labels).inc_by(*n);
             }
@@ -206,7 +206,7 @@ impl Metrics {
                     node: r.node.clone(),
                     namespace: namespace.clone(),
                     pod: pod.clone(),
-                    outcome: outcome.clone(),
+                    outcome: outcome.to_string(),
                 };
                 self.lookups.get_or_create(&labels).inc_by(*n);
             }

@@ -3,7 +3,9 @@
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
+use crate::conn::Outcome;
 use crate::decode::tcp_flags::{ACK, RST, SYN};
+use crate::dns::DnsOutcome;
 use crate::report::Report;
 use crate::testutil::{dns_query, dns_response, icmp_unreachable, tcp, udp, Frame};
 use crate::{Engine, Profile};
@@ -41,13 +43,13 @@ fn pod_query(sport: u16, id: u16, name: &str) -> Frame {
     )
 }
 
-fn outcome(r: &Report, dst: &str, port: u16, kind: &str) -> u64 {
+fn outcome(r: &Report, dst: &str, port: u16, kind: Outcome) -> u64 {
     let c = r
         .connections
         .iter()
         .find(|c| c.dst.to_string() == dst && c.dst_port == port)
         .unwrap_or_else(|| panic!("no group for {dst}:{port} in {:#?}", r.connections));
-    c.outcomes.get(kind).copied().unwrap_or(0)
+    c.outcomes.get(&kind).copied().unwrap_or(0)
 }
 
 #[test]
@@ -57,7 +59,7 @@ fn handshake_is_established_with_latency_and_bytes() {
         tcp("198.51.100.80", 80, POD, 40000, SYN | ACK, 900, 101, b"").at_ms(12),
         tcp(POD, 40000, "198.51.100.80", 80, ACK, 101, 901, b"").at_ms(13),
     ]);
-    assert_eq!(outcome(&r, "198.51.100.80", 80, "established"), 1);
+    assert_eq!(outcome(&r, "198.51.100.80", 80, Outcome::Established), 1);
     let c = &r.connections[0];
     assert_eq!(c.category.as_str(), "public");
     assert_eq!((c.packets_out, c.packets_in), (2, 1));
@@ -71,7 +73,7 @@ fn rst_answer_is_refused_with_a_finding() {
         tcp(POD, 40001, "192.168.50.5", 8080, SYN, 5, 0, b"").at_ms(0),
         tcp("192.168.50.5", 8080, POD, 40001, RST | ACK, 0, 6, b"").at_ms(1),
     ]);
-    assert_eq!(outcome(&r, "192.168.50.5", 8080, "refused"), 1);
+    assert_eq!(outcome(&r, "192.168.50.5", 8080, Outcome::Refused), 1);
     assert_eq!(r.findings[0].kind, "connection_refused");
 }
 
@@ -84,7 +86,7 @@ fn syn_without_answer_past_timeout_is_unanswered_with_retransmissions() {
         // Unrelated later traffic moves packet time past the timeout.
         udp(POD, 5000, "10.0.0.10", 9999, b"x").at_ms(4000),
     ]);
-    assert_eq!(outcome(&r, "198.51.100.20", 443, "unanswered"), 1);
+    assert_eq!(outcome(&r, "198.51.100.20", 443, Outcome::Unanswered), 1);
     let c = r.connections.iter().find(|c| c.dst_port == 443).unwrap();
     assert_eq!(c.syn_retransmissions, 2);
     let f = r
@@ -98,7 +100,7 @@ fn syn_without_answer_past_timeout_is_unanswered_with_retransmissions() {
 #[test]
 fn syn_at_end_of_capture_is_incomplete() {
     let r = run(&[tcp(POD, 40003, "198.51.100.20", 443, SYN, 7, 0, b"").at_ms(0)]);
-    assert_eq!(outcome(&r, "198.51.100.20", 443, "incomplete"), 1);
+    assert_eq!(outcome(&r, "198.51.100.20", 443, Outcome::Incomplete), 1);
 }
 
 #[test]
@@ -106,7 +108,7 @@ fn icmp_prohibited_is_unreachable_with_code_and_sender() {
     let syn = tcp(POD, 40004, "203.0.113.7", 80, SYN, 9, 0, b"").at_ms(0);
     let icmp = icmp_unreachable("10.244.1.1", POD, 13, &syn).at_ms(1);
     let r = run(&[syn, icmp]);
-    assert_eq!(outcome(&r, "203.0.113.7", 80, "unreachable"), 1);
+    assert_eq!(outcome(&r, "203.0.113.7", 80, Outcome::Unreachable), 1);
     let c = &r.connections[0];
     assert_eq!(c.unreachable_codes.get("admin-prohibited"), Some(&1));
     assert_eq!(c.icmp_from[0].to_string(), "10.244.1.1");
@@ -119,8 +121,8 @@ fn late_syn_ack_turns_unanswered_into_established() {
         tcp(POD, 40005, "198.51.100.9", 443, SYN, 1, 0, b"").at_ms(3000),
         tcp("198.51.100.9", 443, POD, 40005, SYN | ACK, 50, 2, b"").at_ms(3100),
     ]);
-    assert_eq!(outcome(&r, "198.51.100.9", 443, "established"), 1);
-    assert_eq!(outcome(&r, "198.51.100.9", 443, "unanswered"), 0);
+    assert_eq!(outcome(&r, "198.51.100.9", 443, Outcome::Established), 1);
+    assert_eq!(outcome(&r, "198.51.100.9", 443, Outcome::Unanswered), 0);
 }
 
 fn exchange(id: u16, name: &str, rcode: ResponseCode, answers: &[&str], ms: u64) -> [Frame; 2] {
@@ -169,7 +171,7 @@ fn search_list_nxdomains_fold_into_one_successful_lookup_and_name_the_destinatio
     assert_eq!(r.dns.len(), 1, "{:#?}", r.dns);
     let d = &r.dns[0];
     assert_eq!(d.name, "web.example.com");
-    assert_eq!(d.outcomes.get("ok"), Some(&1));
+    assert_eq!(d.outcomes.get(&DnsOutcome::Ok), Some(&1));
     assert_eq!((d.expansions, d.queries), (3, 4));
     assert!(
         r.findings.iter().all(|f| !f.kind.starts_with("dns")),
@@ -193,7 +195,7 @@ fn unanswered_query_is_a_timeout_lookup() {
         .at_ms(0),
         udp(POD, 5000, "10.0.0.10", 9999, b"x").at_ms(6000),
     ]);
-    assert_eq!(r.dns[0].outcomes.get("timeout"), Some(&1));
+    assert_eq!(r.dns[0].outcomes.get(&DnsOutcome::Timeout), Some(&1));
     assert!(r.findings.iter().any(|f| f.kind == "dns_timeout"));
 }
 
@@ -217,7 +219,7 @@ fn response_to_another_question_does_not_match() {
         .at_ms(1),
     ]);
     assert_eq!(r.capture.dns_unmatched_responses, 1);
-    assert_eq!(r.dns[0].outcomes.get("incomplete"), Some(&1));
+    assert_eq!(r.dns[0].outcomes.get(&DnsOutcome::Incomplete), Some(&1));
 }
 
 #[test]
@@ -302,7 +304,7 @@ fn the_same_packet_on_two_interfaces_counts_once() {
         true,
     );
     assert_eq!(r.capture.duplicates, 2);
-    assert_eq!(outcome(&r, "198.51.100.80", 80, "established"), 1);
+    assert_eq!(outcome(&r, "198.51.100.80", 80, Outcome::Established), 1);
     assert_eq!(r.connections[0].packets_out, 1);
 }
 
@@ -378,8 +380,8 @@ fn closed_connections_leave_the_table_with_their_counts_kept() {
     );
     let r = e.finish();
     let c = r.connections.iter().find(|c| c.dst_port == 443).unwrap();
-    assert_eq!(c.outcomes.get("established"), Some(&1));
-    assert_eq!(c.outcomes.get("unanswered"), Some(&1));
+    assert_eq!(c.outcomes.get(&Outcome::Established), Some(&1));
+    assert_eq!(c.outcomes.get(&Outcome::Unanswered), Some(&1));
     assert_eq!(
         (c.packets_out, c.packets_in),
         (5, 2),
@@ -445,7 +447,7 @@ fn icmp_for_a_closed_udp_port_is_unreachable() {
     let probe = udp(POD, 33011, "192.168.50.5", 514, b"syslog line").at_ms(0);
     let icmp = icmp_unreachable("192.168.50.5", POD, 3, &probe).at_ms(1);
     let r = run(&[probe, icmp]);
-    assert_eq!(outcome(&r, "192.168.50.5", 514, "unreachable"), 1);
+    assert_eq!(outcome(&r, "192.168.50.5", 514, Outcome::Unreachable), 1);
     assert!(r.findings.iter().any(|f| f.kind == "udp_unreachable"));
 }
 

@@ -10,6 +10,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::category::Category;
+use crate::conn::Outcome;
+use crate::dns::DnsOutcome;
 
 /// Everything an analysis found.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -45,7 +47,7 @@ pub struct ConnectionRecord {
     pub egress: Option<String>,
     /// Connection attempts by outcome (`established`, `refused`, `unreachable`, `unanswered`,
     /// `incomplete`).
-    pub outcomes: BTreeMap<String, u64>,
+    pub outcomes: BTreeMap<Outcome, u64>,
     /// Unreachable attempts by ICMP code name (`host-prohibited`, `port-unreachable`, …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unreachable_codes: BTreeMap<String, u64>,
@@ -113,7 +115,7 @@ pub struct DnsRecord {
     pub qtype: String,
     /// Lookups by outcome (`ok`, `nodata`, `nxdomain`, `servfail`, `refused`, `timeout`, `other`,
     /// `unreachable`, `truncated`, `incomplete`).
-    pub outcomes: BTreeMap<String, u64>,
+    pub outcomes: BTreeMap<DnsOutcome, u64>,
     /// Servers asked.
     pub servers: Vec<IpAddr>,
     /// First query to final answer, per lookup.

@@ -151,9 +151,11 @@ pub fn dns<'a>(r: &'a Report, client: &str, name: &str, qtype: &str) -> &'a DnsR
         .unwrap_or_else(|| panic!("no lookup {client} {name} {qtype} in {:#?}", r.dns))
 }
 
-/// A count from an outcome or status map, 0 when absent.
-pub fn count(map: &std::collections::BTreeMap<String, u64>, key: &str) -> u64 {
-    map.get(key).copied().unwrap_or(0)
+/// A count from an outcome or status map by the key's contract spelling, 0 when absent.
+pub fn count<K: AsRef<str>>(map: &std::collections::BTreeMap<K, u64>, key: &str) -> u64 {
+    map.iter()
+        .find(|(k, _)| k.as_ref() == key)
+        .map_or(0, |(_, n)| *n)
 }
 
 /// What the lab traffic (`lab.sh traffic`) must yield, as `core/tests/fixtures/README.md` records it.

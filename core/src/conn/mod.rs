@@ -12,7 +12,9 @@ pub mod table;
 use serde::{Deserialize, Serialize};
 
 /// The outcome of one TCP connection attempt (DESIGN.md §3, a contract).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Ordered as [`Outcome::ALL`], so an outcome map lists them in report order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// SYN answered by SYN-ACK.
@@ -51,6 +53,18 @@ impl Outcome {
     /// Position in [`Outcome::ALL`], for counter arrays.
     pub fn index(self) -> usize {
         self as usize
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AsRef<str> for Outcome {
+    fn as_ref(&self) -> &str {
+        self.as_str()
     }
 }
 

@@ -280,7 +280,7 @@ impl Folder {
                 outcomes: DnsOutcome::ALL
                     .iter()
                     .filter(|&&o| acc.outcomes[o as usize] > 0)
-                    .map(|&o| (o.as_str().to_string(), acc.outcomes[o as usize]))
+                    .map(|&o| (o, acc.outcomes[o as usize]))
                     .collect(),
                 servers: acc.servers.iter().map(|s| bits_ip(*s)).collect(),
                 latency_ms: acc.latency.summary(),

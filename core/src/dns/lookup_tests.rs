@@ -1,6 +1,7 @@
 //! Search-list folding, from transactions to lookups.
 
 use super::*;
+use crate::dns::DnsOutcome;
 
 const MS: u64 = 1_000_000;
 
@@ -30,7 +31,7 @@ fn search_expansions_then_success_are_one_ok_lookup() {
     let (recs, _) = f.finish();
     assert_eq!(recs.len(), 1, "{recs:?}");
     assert_eq!(recs[0].name, "api.example.com");
-    assert_eq!(recs[0].outcomes.get("ok"), Some(&1));
+    assert_eq!(recs[0].outcomes.get(&DnsOutcome::Ok), Some(&1));
     assert_eq!(recs[0].expansions, 3);
     assert_eq!(recs[0].queries, 4);
 }
@@ -51,7 +52,7 @@ fn all_expansions_failing_is_one_nxdomain_lookup() {
     let (recs, _) = f.finish();
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].name, "nx.example.com");
-    assert_eq!(recs[0].outcomes.get("nxdomain"), Some(&1));
+    assert_eq!(recs[0].outcomes.get(&DnsOutcome::NxDomain), Some(&1));
 }
 
 #[test]
@@ -67,7 +68,11 @@ fn asking_again_after_a_failed_lookup_is_a_second_lookup() {
         }
     }
     let (recs, _) = f.finish();
-    assert_eq!(recs[0].outcomes.get("nxdomain"), Some(&2), "{recs:?}");
+    assert_eq!(
+        recs[0].outcomes.get(&DnsOutcome::NxDomain),
+        Some(&2),
+        "{recs:?}"
+    );
 }
 
 #[test]
@@ -113,7 +118,11 @@ fn a_timeout_explains_more_than_nxdomain() {
     );
     f.on_answer(2, DnsOutcome::Timeout, 5_002 * MS, &[]);
     let (recs, _) = f.finish();
-    assert_eq!(recs[0].outcomes.get("timeout"), Some(&1), "{recs:?}");
+    assert_eq!(
+        recs[0].outcomes.get(&DnsOutcome::Timeout),
+        Some(&1),
+        "{recs:?}"
+    );
 }
 
 #[test]
@@ -140,7 +149,7 @@ fn a_truncated_udp_answer_retried_over_tcp_is_one_lookup() {
     f.on_answer(2, DnsOutcome::Ok, 3 * MS, &[]);
     let (recs, _) = f.finish();
     assert_eq!(recs.len(), 1);
-    assert_eq!(recs[0].outcomes.get("ok"), Some(&1), "{recs:?}");
+    assert_eq!(recs[0].outcomes.get(&DnsOutcome::Ok), Some(&1), "{recs:?}");
     assert_eq!(
         (recs[0].queries, recs[0].transport.as_str()),
         (2, "udp+tcp")
@@ -153,5 +162,5 @@ fn a_truncated_answer_without_a_tcp_retry_is_reported_as_truncated() {
     f.on_query(1, (1, 40000), 2, 1, "big.example.com".to_string(), 0, false);
     f.on_answer(1, DnsOutcome::Truncated, MS, &[]);
     let (recs, _) = f.finish();
-    assert_eq!(recs[0].outcomes.get("truncated"), Some(&1));
+    assert_eq!(recs[0].outcomes.get(&DnsOutcome::Truncated), Some(&1));
 }

@@ -93,6 +93,18 @@ impl DnsOutcome {
     }
 }
 
+impl std::fmt::Display for DnsOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AsRef<str> for DnsOutcome {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::DnsOutcome;

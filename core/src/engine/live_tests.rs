@@ -5,6 +5,7 @@ use hickory_proto::rr::RecordType;
 
 use super::Traffic;
 use crate::decode::tcp_flags::{ACK, SYN};
+use crate::dns::DnsOutcome;
 use crate::report::Report;
 use crate::testutil::{dns_query, dns_response, tcp, udp};
 use crate::{Config, Engine, Profile};
@@ -24,7 +25,7 @@ fn outcomes(r: &Report, dst: &str, port: u16) -> Vec<(String, u64)> {
     r.connections
         .iter()
         .filter(|c| c.dst.to_string() == dst && c.dst_port == port)
-        .flat_map(|c| c.outcomes.iter().map(|(k, v)| (k.clone(), *v)))
+        .flat_map(|c| c.outcomes.iter().map(|(k, v)| (k.to_string(), *v)))
         .collect()
 }
 
@@ -170,7 +171,7 @@ fn a_dns_lookup_is_reported_once_closed_and_a_search_run_spanning_windows_is_one
     assert_eq!(second.dns.len(), 1, "{:#?}", second.dns);
     let d = &second.dns[0];
     assert_eq!(d.name, "api.example.com");
-    assert_eq!(d.outcomes.get("ok"), Some(&1));
+    assert_eq!(d.outcomes.get(&DnsOutcome::Ok), Some(&1));
     assert_eq!(d.expansions, 1);
     assert!(e.drain().dns.is_empty(), "reported once");
 }

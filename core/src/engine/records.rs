@@ -33,7 +33,7 @@ pub(super) fn record(g: &GroupStats, classifier: &Classifier, names: &NameMap) -
         outcomes: Outcome::ALL
             .iter()
             .filter(|o| g.outcomes[o.index()] > 0)
-            .map(|o| (o.as_str().to_string(), g.outcomes[o.index()]))
+            .map(|&o| (o, g.outcomes[o.index()]))
             .collect(),
         unreachable_codes: g
             .unreachable_codes

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use crate::category::Category;
+use crate::conn::Outcome;
 use crate::profile::Platform;
 use crate::report::{ConnectionRecord, Finding, Severity};
 
@@ -97,12 +98,12 @@ pub(super) fn connection_findings(
     platform: Platform,
     out: &mut Vec<Finding>,
 ) {
-    let n = |k: &str| c.outcomes.get(k).copied().unwrap_or(0);
+    let n = |k: Outcome| c.outcomes.get(&k).copied().unwrap_or(0);
     let (est, refused, unreach, unans) = (
-        n("established"),
-        n("refused"),
-        n("unreachable"),
-        n("unanswered"),
+        n(Outcome::Established),
+        n(Outcome::Refused),
+        n(Outcome::Unreachable),
+        n(Outcome::Unanswered),
     );
     let total: u64 = c.outcomes.values().sum();
     let sev = |failed: u64| {

@@ -3,13 +3,14 @@
 use rustc_hash::FxHashMap;
 
 use crate::dns::transaction::ServerStats;
+use crate::dns::DnsOutcome;
 use crate::profile::Platform;
 use crate::report::{DnsRecord, Finding, Severity};
 
 /// A failed outcome's finding: outcome, finding kind, what it means, the next checks, and where
 /// among them the "compare resolvers" line goes.
 type Case = (
-    &'static str,
+    DnsOutcome,
     &'static str,
     &'static str,
     &'static [&'static str],
@@ -25,13 +26,13 @@ pub(super) fn dns_findings(
     out: &mut Vec<Finding>,
 ) {
     let first = records[0];
-    let n = |k: &str| -> u64 {
+    let n = |k: DnsOutcome| -> u64 {
         records
             .iter()
-            .map(|r| r.outcomes.get(k).copied().unwrap_or(0))
+            .map(|r| r.outcomes.get(&k).copied().unwrap_or(0))
             .sum()
     };
-    let ok = n("ok");
+    let ok = n(DnsOutcome::Ok);
     let total: u64 = records.iter().flat_map(|r| r.outcomes.values()).sum();
     let most_expansions = records.iter().map(|r| r.expansions).max().unwrap_or(0);
     // Expansions explain a lookup that failed every time; with some successes they are noise.
@@ -49,27 +50,27 @@ pub(super) fn dns_findings(
     // Built only for an outcome that failed: most names resolve, and building the text for every
     // name was most of the time spent here.
     let cases: [Case; 6] = [
-        ("truncated", "dns_truncated", "the answer did not fit in UDP and no retry over TCP answered", &[
+        (DnsOutcome::Truncated, "dns_truncated", "the answer did not fit in UDP and no retry over TCP answered", &[
             "DNS falls back to TCP for large answers: a NetworkPolicy, security group or firewall must allow TCP 53 as well as UDP 53",
         ], Some(1)),
-        ("nxdomain", "dns_nxdomain", "the name does not exist (NXDOMAIN)", &[
+        (DnsOutcome::NxDomain, "dns_nxdomain", "the name does not exist (NXDOMAIN)", &[
             "Spelling, and for a cluster name the namespace: `kubectl get svc -A | grep NAME`",
             "A private endpoint: its private DNS zone must be visible to the cluster's resolver",
             "A custom DNS server must forward to the upstream resolver or host the zone",
         ], Some(0)),
-        ("servfail", "dns_servfail", "the resolver failed (SERVFAIL)", &[
+        (DnsOutcome::ServFail, "dns_servfail", "the resolver failed (SERVFAIL)", &[
             "CoreDNS logs: `kubectl -n kube-system logs -l k8s-app=kube-dns`",
             "The upstream: custom DNS servers' forwarders, or the zone's authoritative servers (DNSSEC?)",
         ], Some(1)),
-        ("timeout", "dns_timeout", "no answer (timeout)", &[
+        (DnsOutcome::Timeout, "dns_timeout", "no answer (timeout)", &[
             "A NetworkPolicy must allow UDP and TCP 53 from the pod to kube-dns in kube-system",
             "CoreDNS pods ready? `kubectl -n kube-system get pods -l k8s-app=kube-dns`",
             "Intermittent UDP timeouts: conntrack races on the node; NodeLocal DNSCache or `single-request-reopen`",
         ], Some(2)),
-        ("refused", "dns_refused", "the server refused to answer (REFUSED)", &[
+        (DnsOutcome::Refused, "dns_refused", "the server refused to answer (REFUSED)", &[
             "The server does not serve this client or zone: its ACL / recursion settings, or the wrong server in resolv.conf",
         ], None),
-        ("unreachable", "dns_server_unreachable", "the server is unreachable (ICMP)", &[
+        (DnsOutcome::Unreachable, "dns_server_unreachable", "the server is unreachable (ICMP)", &[
             "Nothing listens on port 53 at the server, or a firewall rejects it: check the server address in resolv.conf",
         ], None),
     ];
@@ -80,7 +81,7 @@ pub(super) fn dns_findings(
         }
         let qtypes: Vec<&str> = records
             .iter()
-            .filter(|r| r.outcomes.contains_key(outcome))
+            .filter(|r| r.outcomes.contains_key(&outcome))
             .map(|r| r.qtype.as_str())
             .collect();
         let queries: u64 = records.iter().map(|r| r.queries).sum();
@@ -107,7 +108,7 @@ pub(super) fn dns_findings(
             next_checks: {
                 let mut v: Vec<String> = checks.iter().map(|c| c.to_string()).collect();
                 if let Some(at) = compare_at {
-                    if platform == Platform::Aks && outcome == "nxdomain" {
+                    if platform == Platform::Aks && outcome == DnsOutcome::NxDomain {
                         v.push("On Azure: a private endpoint's privatelink DNS zone must be linked to the cluster's VNet, and a custom DNS server on the VNet must forward to 168.63.129.16".into());
                     }
                     let upstream = match platform {

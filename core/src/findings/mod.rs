@@ -17,6 +17,7 @@ mod dns;
 use connection::connection_findings;
 use dns::dns_findings;
 
+use crate::conn::Outcome;
 use crate::decode::bits_ip;
 use crate::dns::transaction::ServerStats;
 use crate::profile::Platform;
@@ -34,7 +35,8 @@ pub fn build(
     // Which sources reach something: "the pod's own networking works" is evidence.
     let mut reaches: FxHashMap<IpAddr, u64> = FxHashMap::default();
     for c in conns {
-        *reaches.entry(c.src).or_default() += c.outcomes.get("established").copied().unwrap_or(0);
+        *reaches.entry(c.src).or_default() +=
+            c.outcomes.get(&Outcome::Established).copied().unwrap_or(0);
     }
     for c in conns {
         connection_findings(

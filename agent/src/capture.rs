@@ -164,9 +164,19 @@ pub enum CaptureError {
         /// libpcap's message.
         message: String,
     },
-    /// The output failed before the capture could end cleanly.
-    #[error("{0}")]
-    Write(String),
+    /// The output failed before the capture could end cleanly (its cause: a full disk, a
+    /// closed connection).
+    #[error("the capture's output failed")]
+    Write(#[from] outflow_core::capfile::WriteError),
+    /// libpcap refused the engine's own packet selector: a fault of this program, not of the
+    /// person's filter.
+    #[error("compiling the engine's selector {selector:?}: {message}")]
+    Selector {
+        /// The expression.
+        selector: &'static str,
+        /// libpcap's message.
+        message: String,
+    },
 }
 
 /// The interfaces to capture, looked up in the node's namespace (the calling thread's): a pod's
@@ -333,7 +343,6 @@ pub fn run<W: Write>(
         .duration
         .unwrap_or(limits.max_duration)
         .min(limits.max_duration);
-    let werr = |e: outflow_core::capfile::WriteError| CaptureError::Write(e.to_string());
 
     let mut handles = Vec::new();
     for (id, t) in req.targets.iter().enumerate() {
@@ -369,8 +378,7 @@ pub fn run<W: Write>(
             os,
             comment: Some(req.comment.clone()),
         },
-    )
-    .map_err(werr)?;
+    )?;
     for t in &req.targets {
         w.add_interface(&InterfaceInfo {
             name: t.label.clone(),
@@ -378,10 +386,9 @@ pub fn run<W: Write>(
             link: LinkType::Ethernet,
             snaplen,
             filter: Some(req.filter.clone()),
-        })
-        .map_err(werr)?;
+        })?;
     }
-    w.flush().map_err(werr)?;
+    w.flush()?;
 
     let start_ns = clock::realtime_ns();
     let started = Instant::now();
@@ -408,7 +415,10 @@ pub fn run<W: Write>(
     };
     let notable = Capture::dead(pcap::Linktype::ETHERNET)
         .and_then(|d| d.compile(selector, true))
-        .map_err(|e| CaptureError::Write(format!("compiling the engine's selector: {e}")))?;
+        .map_err(|e| CaptureError::Selector {
+            selector,
+            message: e.to_string(),
+        })?;
     let (mut packets, mut bytes) = (0u64, 0u64);
     let mut written_by = vec![0u64; req.targets.len()];
     let mut names_written = 0u64;

@@ -190,7 +190,8 @@ fn run_task(cfg: &TaskConfig, t: &Task) {
                 annotate: t.spec.annotate,
             };
             // The writer moves in and is closed at the end: the upload sees the end of the file.
-            capture::run(&req, &cfg.limits, writer, &stop).map_err(|e| e.to_string())
+            capture::run(&req, &cfg.limits, writer, &stop)
+                .map_err(|e| outflow_core::error_chain(&e))
         })
     };
     let http = client(Some(Duration::from_secs(5)));

@@ -69,15 +69,13 @@ impl AppState {
     ) -> Result<Option<String>, ApiError> {
         let store = self.store.clone();
         let (namespace, name) = (namespace.to_string(), name.to_string());
-        tokio::task::spawn_blocking(move || {
+        blocking("finding the pod's node", move || {
             store
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .node_of_pod(&namespace, &name)
         })
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(format!("{e:#}")))
     }
 
     /// Requires `Authorization: Bearer TOKEN` on the API and `/metrics`.
@@ -91,7 +89,7 @@ impl AppState {
         check_report(&report)?;
         let store = self.store.clone();
         let metrics = self.metrics.clone();
-        tokio::task::spawn_blocking(move || {
+        blocking("storing a report", move || {
             store
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -103,8 +101,6 @@ impl AppState {
             anyhow::Ok(())
         })
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(format!("{e:#}")))
     }
 }
 
@@ -117,9 +113,42 @@ pub enum ApiError {
     /// The request was refused before it was read (too large, wrong content type).
     #[error("{1}")]
     Rejected(StatusCode, String),
-    /// The server failed.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// The server failed: what it was doing, and why. The cause goes to the log, never to the
+    /// client.
+    #[error("internal error: {what}")]
+    Internal {
+        /// What the controller was doing (`storing a report`).
+        what: String,
+        /// Why it failed.
+        #[source]
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl ApiError {
+    /// A server fault while doing `what`.
+    pub fn internal(
+        what: impl Into<String>,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> ApiError {
+        ApiError::Internal {
+            what: what.into(),
+            cause: cause.into(),
+        }
+    }
+}
+
+/// Runs store work off the async threads. A failure in it, or a panic, is a server fault while
+/// doing `what`.
+pub async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApiError::internal(what, e)),
+        Err(e) => Err(ApiError::internal(what, e)),
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -127,8 +156,8 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Rejected(status, _) => *status,
-            ApiError::Internal(e) => {
-                tracing::error!(error = %e, "request failed");
+            ApiError::Internal { .. } => {
+                tracing::error!(error = %outflow_core::error_chain(&self), "request failed");
                 // The cause is for the operator's log; a client learns only that it was not its
                 // fault (paths, SQL and library messages stay inside).
                 let body = ErrorBody {
@@ -297,15 +326,13 @@ async fn records(
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let filter = q.filter(kind)?;
     let store = state.store.clone();
-    let rows = tokio::task::spawn_blocking(move || {
+    let rows = blocking("reading records", move || {
         store
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .query(kind, &filter)
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+    .await?;
     Ok(Json(serde_json::Value::Array(rows)))
 }
 
@@ -339,12 +366,10 @@ struct Health {
 
 async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     let store = state.store.clone();
-    let nodes = tokio::task::spawn_blocking(move || {
+    let nodes = blocking("reading node health", move || {
         store.lock().unwrap_or_else(PoisonError::into_inner).nodes()
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+    .await?;
     // The latest captures beside the nodes: the evidence next to the findings it explains.
     let captures: Vec<_> = state
         .captures()

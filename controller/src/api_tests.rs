@@ -542,3 +542,15 @@ async fn a_failure_inside_the_controller_is_a_500_that_keeps_its_cause_in_the_lo
         "no path or OS message leaves the controller: {e}"
     );
 }
+
+#[test]
+fn a_server_fault_keeps_what_it_was_doing_and_why_for_the_log() {
+    let e = ApiError::internal(
+        "storing a report",
+        anyhow::anyhow!(std::io::Error::other("disk I/O error")).context("inserting records"),
+    );
+    assert_eq!(
+        outflow_core::error_chain(&e),
+        "internal error: storing a report: inserting records: disk I/O error"
+    );
+}

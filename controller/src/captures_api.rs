@@ -85,7 +85,7 @@ fn check_spec(s: &CaptureSpec) -> Result<(), ApiError> {
         }
     }
     let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e| ApiError::internal("opening libpcap to check the filter", e))?;
     dead.compile(&s.filter, true)
         .map_err(|e| ApiError::BadRequest(format!("bad filter {:?}: {e}", s.filter)))?;
     Ok(())
@@ -220,7 +220,7 @@ async fn upload(
             format!("capture {id} is {}, not running", info.state),
         ));
     }
-    let write_err = |e: std::io::Error| ApiError::Internal(format!("writing capture {id}: {e}"));
+    let write_err = |e: std::io::Error| ApiError::internal(format!("writing capture {id}"), e);
     let mut file = caps.open_upload(id).map_err(write_err)?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {

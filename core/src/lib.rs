@@ -23,6 +23,7 @@ pub mod decode;
 pub mod dedup;
 pub mod dns;
 pub mod engine;
+mod error_chain;
 pub mod findings;
 pub mod icmp;
 pub mod profile;
@@ -35,6 +36,7 @@ pub use category::Category;
 pub use conn::Outcome;
 pub use dns::DnsOutcome;
 pub use engine::{Config, Engine};
+pub use error_chain::error_chain;
 pub use profile::Profile;
 pub use report::Report;
 

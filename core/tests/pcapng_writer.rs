@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use etherparse::PacketBuilder;
 use outflow_core::capfile::{
     CaptureReader, Direction, InterfaceInfo, InterfaceStats, LinkType, PcapngWriter, SectionInfo,
+    WriteError,
 };
 use wireshark::tool;
 
@@ -315,4 +316,72 @@ fn the_statistics_block_holds_the_end_time_and_the_kernel_drops() {
     }
     assert!(found, "an interface statistics block");
     let _ = std::fs::remove_file(&path);
+}
+
+/// A destination with room for `room` bytes, then "no space left on device".
+struct Full {
+    room: usize,
+}
+
+impl std::io::Write for Full {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.room == 0 {
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        let n = buf.len().min(self.room);
+        self.room -= n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_full_destination_is_an_io_error_that_keeps_its_cause() {
+    use std::error::Error;
+    let info = SectionInfo {
+        application: "outflow test".into(),
+        os: None,
+        comment: None,
+    };
+    let mut w = PcapngWriter::new(Full { room: 4096 }, &info).expect("the header fits");
+    let iface = w
+        .add_interface(&InterfaceInfo {
+            name: "default/web@node-1".into(),
+            description: None,
+            link: LinkType::Ethernet,
+            snaplen: 0,
+            filter: None,
+        })
+        .expect("the interface fits");
+    let frame = syn(false);
+    let e = (0..1000)
+        .find_map(|i| {
+            w.write_packet(
+                iface,
+                i,
+                Direction::Outbound,
+                &frame,
+                frame.len() as u32,
+                None,
+            )
+            .err()
+        })
+        .expect("the destination fills up");
+    let io = e
+        .source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .unwrap_or_else(|| panic!("no I/O cause in {e:?}"));
+    assert_eq!(io.raw_os_error(), Some(28), "{io}");
+    assert!(matches!(e, WriteError::Io(_)), "{e:?}");
+
+    let mut w = PcapngWriter::new(Vec::new(), &info).unwrap();
+    let e = w
+        .write_packet(3, 0, Direction::Outbound, &frame, frame.len() as u32, None)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "packet for interface 3, which this file has not declared"
+    );
 }

@@ -102,7 +102,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     for (i, e) in merged.errors() {
-        let e = super::error_chain(e);
+        let e = outflow_core::error_chain(e);
         let read = merged.packets_read(*i);
         let message = if read == 0 {
             format!("{}: {e}; nothing in it was analysed", args.files[*i])

@@ -79,13 +79,26 @@ pub struct PcapngWriter<W: Write> {
     named: HashSet<(IpAddr, String)>,
 }
 
-/// Writing failed (the destination, not the data: every packet is representable).
+/// Writing failed: mostly the destination (a full disk, a closed pipe), since every packet is
+/// representable. The cause is kept as the error's source.
 #[derive(Debug, thiserror::Error)]
-#[error("writing pcapng: {0}")]
-pub struct WriteError(String);
+pub enum WriteError {
+    /// The destination refused the bytes.
+    #[error("writing pcapng")]
+    Io(#[from] std::io::Error),
+    /// `pcap-file` could not lay out a block.
+    #[error("encoding a pcapng block")]
+    Encode(#[source] pcap_file::PcapError),
+    /// A packet named an interface the file never declared (a caller's mistake).
+    #[error("packet for interface {0}, which this file has not declared")]
+    NoInterface(u32),
+}
 
-fn err(e: impl std::fmt::Display) -> WriteError {
-    WriteError(e.to_string())
+fn err(e: pcap_file::PcapError) -> WriteError {
+    match e {
+        pcap_file::PcapError::IoError(io) => WriteError::Io(io),
+        other => WriteError::Encode(other),
+    }
 }
 
 impl<W: Write> PcapngWriter<W> {
@@ -151,7 +164,7 @@ impl<W: Write> PcapngWriter<W> {
         comment: Option<&str>,
     ) -> Result<(), WriteError> {
         if interface >= self.interfaces {
-            return Err(WriteError(format!("no interface {interface} declared")));
+            return Err(WriteError::NoInterface(interface));
         }
         // Laid out here rather than by `pcap-file`, which measures each block by writing it
         // once to nowhere and allocates its options: on the capture's path that was a third of
@@ -190,24 +203,23 @@ impl<W: Write> PcapngWriter<W> {
             head[i * 4..i * 4 + 4].copy_from_slice(&v.to_be_bytes());
         }
         let out = self.inner.get_mut();
-        out.write_all(&head).map_err(err)?;
-        out.write_all(&data[..captured]).map_err(err)?;
-        out.write_all(&[0u8; 3][..pad(captured)]).map_err(err)?;
+        out.write_all(&head)?;
+        out.write_all(&data[..captured])?;
+        out.write_all(&[0u8; 3][..pad(captured)])?;
         if let Some(f) = flags {
-            out.write_all(&[0, 2, 0, 4]).map_err(err)?;
-            out.write_all(&f.to_be_bytes()).map_err(err)?;
+            out.write_all(&[0, 2, 0, 4])?;
+            out.write_all(&f.to_be_bytes())?;
         }
         if let Some(c) = comment {
-            out.write_all(&[0, 1]).map_err(err)?;
-            out.write_all(&(c.len() as u16).to_be_bytes())
-                .map_err(err)?;
-            out.write_all(c).map_err(err)?;
-            out.write_all(&[0u8; 3][..pad(c.len())]).map_err(err)?;
+            out.write_all(&[0, 1])?;
+            out.write_all(&(c.len() as u16).to_be_bytes())?;
+            out.write_all(c)?;
+            out.write_all(&[0u8; 3][..pad(c.len())])?;
         }
         if options_len > 0 {
-            out.write_all(&[0u8; 4]).map_err(err)?;
+            out.write_all(&[0u8; 4])?;
         }
-        out.write_all(&block_len.to_be_bytes()).map_err(err)?;
+        out.write_all(&block_len.to_be_bytes())?;
         Ok(())
     }
 
@@ -264,7 +276,7 @@ impl<W: Write> PcapngWriter<W> {
 
     /// Flushes what was written to the destination.
     pub fn flush(&mut self) -> Result<(), WriteError> {
-        self.inner.get_mut().flush().map_err(err)
+        Ok(self.inner.get_mut().flush()?)
     }
 
     /// The destination, flushed.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::bench_live::{
+use crate::bench_live::lab::{
     cpu_seconds, in_ns, start_outflow_on, tcpdump_to_null, Bg, NODE_IP, NODE_IP_B, POD, VETH,
     VETH_B,
 };

@@ -6,7 +6,8 @@
 
 use std::collections::VecDeque;
 
-use super::{AppEvent, SeqTracker};
+use super::event::AppEvent;
+use super::SeqTracker;
 
 const METHODS: [&[u8]; 9] = [
     b"GET ",

@@ -6,8 +6,11 @@
 //! `Opaque` and cost nothing more. Segments are taken in sequence order and retransmissions are
 //! skipped, so a repeated response is not counted twice.
 
+pub(crate) mod event;
 pub mod http;
 pub mod tls;
+
+pub use event::AppEvent;
 
 use crate::dns::tcp_stream::DnsTcpStream;
 
@@ -25,24 +28,6 @@ pub enum App {
     Dns(Box<DnsTcpStream>),
     /// Nothing more to learn.
     Opaque,
-}
-
-/// Something the application layer said, to be recorded on the flow's group.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AppEvent {
-    /// A destination name (TLS SNI, HTTP Host, CONNECT host).
-    Name(String),
-    /// An HTTP response status to a plain request.
-    HttpStatus(u16),
-    /// A proxy's answer to CONNECT (`None`: no answer before the flow ended).
-    Connect {
-        /// `host:port` asked for.
-        target: String,
-        /// The proxy's status.
-        status: Option<u16>,
-    },
-    /// A complete DNS message carried over TCP, in the direction of the segment that completed it.
-    DnsMessage(Vec<u8>),
 }
 
 impl App {

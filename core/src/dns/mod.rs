@@ -6,8 +6,11 @@
 //! `name.svc.cluster.local`, …) fold into one, so an NXDOMAIN for a search expansion is not a
 //! failure when a later expansion or the bare name resolves.
 
+mod fields;
+mod hickory;
 pub mod lookup;
 pub mod message;
+mod name_text;
 pub mod search_list;
 pub mod tcp_stream;
 pub mod transaction;

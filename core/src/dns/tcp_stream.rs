@@ -1,6 +1,6 @@
 //! DNS over TCP: length-prefixed messages (RFC 7766) collected across segments.
 
-use crate::app::AppEvent;
+use crate::app::event::AppEvent;
 
 /// Bytes buffered per direction at most; a larger backlog means this is not DNS.
 const MAX_BUFFER: usize = 128 * 1024;

@@ -10,7 +10,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::message::{ascii_text, DnsMessage, NameText};
+use super::fields::DnsMessage;
+use super::name_text::{ascii_text, NameText};
 
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
@@ -165,7 +166,7 @@ mod tests {
         ] {
             assert_eq!(
                 parse_common(&m),
-                super::super::message::parse_with_hickory(&m).ok(),
+                super::super::hickory::parse_with_hickory(&m).ok(),
                 "{m:?}"
             );
         }
@@ -182,7 +183,7 @@ mod tests {
         assert_eq!(common.qname, "a\\.b.c\\\\.d\\001");
         assert_eq!(
             Some(common),
-            super::super::message::parse_with_hickory(&m).ok()
+            super::super::hickory::parse_with_hickory(&m).ok()
         );
         let root = [0, 8, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1];
         assert_eq!(parse_common(&root).expect("the root").qname, ".");

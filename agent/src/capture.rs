@@ -21,7 +21,7 @@ use outflow_core::capfile::{
 use outflow_core::{Config, Engine, Profile};
 use pcap::{Active, Capture, Precision};
 
-use crate::inventory::{Inventory, NetnsInventory, PodRef};
+use crate::inventory::{FileInventory, Inventory, NetnsInventory, PodRef};
 use crate::{clock, netlink};
 
 /// What the agent allows, whatever a request asks.
@@ -180,14 +180,16 @@ pub enum CaptureError {
 }
 
 /// The interfaces to capture, looked up in the node's namespace (the calling thread's): a pod's
-/// node-side veths (from the named-netns inventory), optionally only `interface` of them, or the
-/// node's `interface` alone. A pod's come with the pod's Ethernet address, which tells directions
-/// apart.
+/// node-side interfaces, optionally only `interface` of them, or the node's `interface` alone.
+/// Pods are the inventory file's when one is given (found by how the node routes their
+/// addresses), else named network namespaces. A pod's come with the pod's Ethernet address,
+/// which tells directions apart.
 pub fn targets(
     pod: Option<&str>,
     interface: Option<&str>,
     node: &str,
     node_netns: Option<String>,
+    inventory_file: Option<&std::path::Path>,
 ) -> Result<Vec<Target>, String> {
     let links = netlink::links().map_err(|e| format!("listing interfaces: {e}"))?;
     let Some(pod) = pod else {
@@ -205,20 +207,22 @@ pub fn targets(
     let (namespace, name) = pod
         .split_once('/')
         .ok_or_else(|| format!("pod {pod:?}: expected NAMESPACE/NAME"))?;
-    let mut inventory = NetnsInventory::new(node_netns);
+    let mut inventory: Box<dyn Inventory> = match inventory_file {
+        Some(f) => Box::new(FileInventory::load(f).map_err(|e| format!("{e:#}"))?),
+        None => Box::new(NetnsInventory::new(node_netns)),
+    };
     inventory.refresh(&links);
-    let mut ifaces = inventory.interfaces_of(&PodRef {
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-    });
+    let mut ifaces = inventory
+        .interfaces_of(&PodRef {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        })
+        .map_err(|e| format!("{e} (node {node})"))?;
     if let Some(i) = interface {
         ifaces.retain(|n| n.node_side == i);
-    }
-    if ifaces.is_empty() {
-        return Err(format!(
-            "pod {pod} has no interface on node {node} (pods are named network namespaces whose \
-             veth leads to the node; `ip netns list` shows them)"
-        ));
+        if ifaces.is_empty() {
+            return Err(format!("pod {pod} has no interface {i} on node {node}"));
+        }
     }
     Ok(ifaces
         .into_iter()

@@ -38,10 +38,9 @@ pub trait Inventory: Send {
     /// The pod holding this address.
     fn pod_of(&self, ip: IpAddr) -> Option<&PodRef>;
     /// The node-side interfaces leading to a pod, each with the pod-side end's Ethernet
-    /// address, where the inventory knows them.
-    fn interfaces_of(&self, _pod: &PodRef) -> Vec<PodInterface> {
-        Vec::new()
-    }
+    /// address where it is known; or why there is none, in words for the person who asked.
+    /// Asked in the node's namespace (the calling thread's).
+    fn interfaces_of(&self, pod: &PodRef) -> Result<Vec<PodInterface>, String>;
 }
 
 /// Pods from named network namespaces whose veth peer is on this node.
@@ -125,8 +124,15 @@ impl Inventory for NetnsInventory {
         self.interfaces = interfaces;
     }
 
-    fn interfaces_of(&self, pod: &PodRef) -> Vec<PodInterface> {
-        self.interfaces.get(pod).cloned().unwrap_or_default()
+    fn interfaces_of(&self, pod: &PodRef) -> Result<Vec<PodInterface>, String> {
+        match self.interfaces.get(pod) {
+            Some(i) if !i.is_empty() => Ok(i.clone()),
+            _ => Err(format!(
+                "pod {}/{} has no interface on this node (pods are named network namespaces \
+                 whose veth leads to the node; `ip netns list` shows them)",
+                pod.namespace, pod.name
+            )),
+        }
     }
 
     fn pod_of(&self, ip: IpAddr) -> Option<&PodRef> {
@@ -194,6 +200,106 @@ impl Inventory for FileInventory {
     fn pod_of(&self, ip: IpAddr) -> Option<&PodRef> {
         self.pods.get(&ip)
     }
+
+    /// Found the way the node reaches the pod's addresses: the route's interface, and behind a
+    /// bridge the port the pod's Ethernet address was learnt on.
+    fn interfaces_of(&self, pod: &PodRef) -> Result<Vec<PodInterface>, String> {
+        let mut ips: Vec<IpAddr> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| *p == pod)
+            .map(|(ip, _)| *ip)
+            .collect();
+        if ips.is_empty() {
+            return Err(format!(
+                "pod {}/{} is not in the inventory file",
+                pod.namespace, pod.name
+            ));
+        }
+        ips.sort();
+        let io = |e: std::io::Error| format!("looking up the pod's interface: {e}");
+        let links = netlink::links().map_err(io)?;
+        let neighbours = netlink::neighbours().map_err(io)?;
+        let mut found: Vec<PodInterface> = Vec::new();
+        let mut why = Vec::new();
+        for ip in ips {
+            let oif = netlink::route_oif(ip).map_err(io)?;
+            match interface_for(ip, oif, &links, &neighbours) {
+                Ok(i) if !found.contains(&i) => found.push(i),
+                Ok(_) => {}
+                Err(e) => why.push(e),
+            }
+        }
+        if found.is_empty() {
+            return Err(format!(
+                "pod {}/{}: {}",
+                pod.namespace,
+                pod.name,
+                why.join("; ")
+            ));
+        }
+        Ok(found)
+    }
+}
+
+/// The node-side interface of the pod at `ip`, given the interface the node routes `ip` out of
+/// and the neighbour tables. A route through a veth into another namespace (Azure CNI, Calico,
+/// Cilium) is the pod's own; a route through a bridge (kubenet, the bridge plugin) leads to the
+/// bridge port the pod's Ethernet address was learnt on. Anything else is shared with other
+/// pods, so it is not offered as the pod's.
+pub fn interface_for(
+    ip: IpAddr,
+    oif: Option<u32>,
+    links: &[Link],
+    neighbours: &[netlink::Neighbour],
+) -> Result<PodInterface, String> {
+    let oif = oif.ok_or_else(|| format!("the node has no route to {ip}"))?;
+    let link = links.iter().find(|l| l.index == oif).ok_or_else(|| {
+        format!("the route to {ip} leaves through interface {oif}, which is gone")
+    })?;
+    let pod_mac = neighbours
+        .iter()
+        .find(|n| n.index == oif && n.ip == Some(ip))
+        .and_then(|n| n.mac);
+    let ports: Vec<&netlink::Neighbour> = neighbours
+        .iter()
+        .filter(|n| n.bridge == Some(oif))
+        .collect();
+    if !ports.is_empty() {
+        let mac = pod_mac.ok_or_else(|| {
+            format!(
+                "{ip} is behind bridge {}, and the node has not yet seen its Ethernet address: \
+                 let the pod send a packet, or capture on the bridge (-i {} 'host {ip}')",
+                link.name, link.name
+            )
+        })?;
+        let port = ports
+            .iter()
+            .find(|n| n.mac == Some(mac))
+            .and_then(|n| links.iter().find(|l| l.index == n.index))
+            .ok_or_else(|| {
+                format!(
+                    "{ip} is behind bridge {}, but no port of it has learnt the pod's address \
+                     yet: capture on the bridge (-i {} 'host {ip}')",
+                    link.name, link.name
+                )
+            })?;
+        return Ok(PodInterface {
+            node_side: port.name.clone(),
+            pod_mac: Some(mac),
+        });
+    }
+    if link.peer_netnsid.is_some() {
+        return Ok(PodInterface {
+            node_side: link.name.clone(),
+            pod_mac,
+        });
+    }
+    Err(format!(
+        "{ip} is reached through {}, which other traffic shares: capture there with \
+         -i {} 'host {ip}'",
+        link.name, link.name
+    ))
 }
 
 #[cfg(test)]
@@ -216,6 +322,101 @@ mod tests {
             "default"
         );
         assert!(inv.pod_of("10.244.1.7".parse().unwrap()).is_none());
+    }
+
+    fn link(index: u32, name: &str, peer_netnsid: Option<i32>) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            peer_index: if peer_netnsid.is_some() { 2 } else { 0 },
+            peer_netnsid,
+            mac: None,
+        }
+    }
+
+    const POD_MAC: [u8; 6] = [2, 0, 0x0a, 0xf4, 1, 0x11];
+
+    fn neighbour(
+        index: u32,
+        ip: Option<&str>,
+        mac: [u8; 6],
+        bridge: Option<u32>,
+    ) -> netlink::Neighbour {
+        netlink::Neighbour {
+            index,
+            ip: ip.map(|i| i.parse().unwrap()),
+            mac: Some(mac),
+            bridge,
+        }
+    }
+
+    #[test]
+    fn a_route_through_a_veth_is_the_pods_own_interface() {
+        // Azure CNI, Calico, Cilium: a /32 route per pod through its host-side veth.
+        let ip: IpAddr = "10.244.1.5".parse().unwrap();
+        let links = [link(1, "eth0", None), link(7, "azv5", Some(3))];
+        let neigh = [neighbour(7, Some("10.244.1.5"), POD_MAC, None)];
+        let i = interface_for(ip, Some(7), &links, &neigh).unwrap();
+        assert_eq!(i.node_side, "azv5");
+        assert_eq!(i.pod_mac, Some(POD_MAC));
+        // No neighbour entry yet: still the pod's interface, directions then by libpcap's.
+        let i = interface_for(ip, Some(7), &links, &[]).unwrap();
+        assert_eq!((i.node_side.as_str(), i.pod_mac), ("azv5", None));
+    }
+
+    #[test]
+    fn behind_a_bridge_the_pod_is_the_port_its_address_was_learnt_on() {
+        // kubenet: the route is the bridge's; the forwarding database knows the port.
+        let ip: IpAddr = "10.244.1.5".parse().unwrap();
+        let links = [
+            link(4, "cbr0", None),
+            link(8, "veth-other", Some(2)),
+            link(9, "veth-web", Some(3)),
+        ];
+        let other_mac = [2, 0, 0, 0, 0, 0x99];
+        let neigh = [
+            neighbour(4, Some("10.244.1.5"), POD_MAC, None),
+            neighbour(8, None, other_mac, Some(4)),
+            neighbour(9, None, POD_MAC, Some(4)),
+        ];
+        let i = interface_for(ip, Some(4), &links, &neigh).unwrap();
+        assert_eq!(
+            (i.node_side.as_str(), i.pod_mac),
+            ("veth-web", Some(POD_MAC))
+        );
+
+        let e = interface_for(ip, Some(4), &links, &neigh[1..]).unwrap_err();
+        assert!(
+            e.contains("behind bridge cbr0") && e.contains("-i cbr0 'host 10.244.1.5'"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_shared_interface_or_no_route_is_refused_with_what_to_do() {
+        let ip: IpAddr = "10.244.1.5".parse().unwrap();
+        let links = [link(1, "eth0", None)];
+        let e = interface_for(ip, Some(1), &links, &[]).unwrap_err();
+        assert!(
+            e.contains("through eth0") && e.contains("-i eth0 'host 10.244.1.5'"),
+            "{e}"
+        );
+        let e = interface_for(ip, None, &links, &[]).unwrap_err();
+        assert_eq!(e, "the node has no route to 10.244.1.5");
+    }
+
+    #[test]
+    fn a_pod_missing_from_the_inventory_file_is_named() {
+        let inv =
+            FileInventory::parse("pods:\n  - {namespace: shop, name: web-1, ips: [10.244.1.5]}\n")
+                .unwrap();
+        let e = inv
+            .interfaces_of(&PodRef {
+                namespace: "shop".into(),
+                name: "ghost".into(),
+            })
+            .unwrap_err();
+        assert_eq!(e, "pod shop/ghost is not in the inventory file");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The few rtnetlink requests the agent makes: list links, list addresses, and hear of link
-//! changes.
+//! The few rtnetlink requests the agent makes: list links, addresses and neighbours, look up
+//! the route to an address, and hear of link changes.
 //!
 //! Everything runs in the calling thread's network namespace, which is how the agent looks at a
 //! node or a pod namespace: it enters the namespace on a thread of its own first (`netns`).
@@ -82,6 +82,90 @@ pub fn addresses() -> io::Result<Vec<(u32, IpAddr)>> {
             }
         },
     )?;
+    Ok(out)
+}
+
+/// The interface this namespace routes `ip` out of (`ip route get IP`); `None` when no route
+/// leads anywhere (unreachable, blackhole) or the route has several next hops.
+pub fn route_oif(ip: IpAddr) -> io::Result<Option<u32>> {
+    use netlink_packet_route::route::{RouteAttribute, RouteMessage};
+    use netlink_packet_route::AddressFamily;
+    let mut m = RouteMessage::default();
+    (m.header.address_family, m.header.destination_prefix_length) = match ip {
+        IpAddr::V4(_) => (AddressFamily::Inet, 32),
+        IpAddr::V6(_) => (AddressFamily::Inet6, 128),
+    };
+    m.attributes.push(RouteAttribute::Destination(ip.into()));
+    let mut oif = None;
+    let asked = exchange(RouteNetlinkMessage::GetRoute(m), NLM_F_REQUEST, |m| {
+        if let RouteNetlinkMessage::NewRoute(r) = m {
+            for a in r.attributes {
+                if let RouteAttribute::Oif(i) = a {
+                    oif = Some(i);
+                }
+            }
+        }
+    });
+    match asked {
+        Ok(()) => Ok(oif),
+        // EHOSTUNREACH, ENETUNREACH, EINVAL (blackhole, prohibit): no interface leads there.
+        Err(e) if matches!(e.raw_os_error(), Some(113) | Some(101) | Some(22)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// One neighbour-table entry: an address's link-layer address on an interface, or, for a
+/// bridge's forwarding database, which port of the bridge a MAC sits behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbour {
+    /// The interface (for a bridge FDB entry: the port).
+    pub index: u32,
+    /// The IP address (none in a bridge FDB entry).
+    pub ip: Option<IpAddr>,
+    /// Its Ethernet address.
+    pub mac: Option<[u8; 6]>,
+    /// For a bridge FDB entry, the bridge.
+    pub bridge: Option<u32>,
+}
+
+/// The neighbour tables: IPv4 and IPv6 neighbours (`ip neigh`) and bridges' forwarding
+/// databases (`bridge fdb`).
+pub fn neighbours() -> io::Result<Vec<Neighbour>> {
+    use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
+    use netlink_packet_route::AddressFamily;
+    let mut out = Vec::new();
+    for family in [
+        AddressFamily::Inet,
+        AddressFamily::Inet6,
+        AddressFamily::Bridge,
+    ] {
+        let mut m = NeighbourMessage::default();
+        m.header.family = family;
+        dump(RouteNetlinkMessage::GetNeighbour(m), |m| {
+            if let RouteNetlinkMessage::NewNeighbour(n) = m {
+                let mut entry = Neighbour {
+                    index: n.header.ifindex,
+                    ip: None,
+                    mac: None,
+                    bridge: None,
+                };
+                for a in n.attributes {
+                    match a {
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
+                            entry.ip = Some(ip.into())
+                        }
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
+                            entry.ip = Some(ip.into())
+                        }
+                        NeighbourAttribute::LinkLayerAddress(a) => entry.mac = a.try_into().ok(),
+                        NeighbourAttribute::Controller(b) => entry.bridge = Some(b),
+                        _ => {}
+                    }
+                }
+                out.push(entry);
+            }
+        })?;
+    }
     Ok(out)
 }
 

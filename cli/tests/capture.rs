@@ -777,3 +777,136 @@ fn the_agent_enforces_its_limits_and_no_reader_holds_it_up() {
     interrupt(&mut up);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Pods named by `--inventory` are captured as well as netns-named ones, locally and through
+/// the controller: the node routes the pod's address through the lab's bridge, and the port
+/// the pod's Ethernet address was learnt on is the pod's own veth.
+#[test]
+fn a_pod_named_by_an_inventory_file_is_captured_on_its_own_interface() {
+    if !privileged("a_pod_named_by_an_inventory_file_is_captured_on_its_own_interface") {
+        return;
+    }
+    let prefix = format!("ofv{}", std::process::id() % 10_000);
+    let _lab = Lab::up(&prefix);
+    let dir = std::env::temp_dir().join(format!("{prefix}-inventory"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let inventory = dir.join("pods.yaml");
+    std::fs::write(
+        &inventory,
+        "pods:\n  - {namespace: shop, name: web-1, ips: [10.244.1.10, 'fd00:244:1::10']}\n",
+    )
+    .unwrap();
+    // The node learns the pod's Ethernet address from its first packets.
+    pod_run(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
+
+    let local = dir.join("local.pcapng");
+    let capture = outflow(&prefix)
+        .arg("--inventory")
+        .arg(&inventory)
+        .args([
+            "--pod",
+            "web-1",
+            "-n",
+            "shop",
+            "-c",
+            "4",
+            "--duration",
+            "20s",
+            "-w",
+        ])
+        .arg(&local)
+        .arg("tcp")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("outflow capture");
+    std::thread::sleep(Duration::from_millis(1000));
+    pod_run(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
+    let out = capture.wait_with_output().expect("capture ends at -c 4");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("shop/web-1@{prefix}-node ({prefix}-veth-a)")),
+        "the pod's own veth behind the bridge: {err}"
+    );
+    let local = local.to_str().unwrap();
+    let rows = fields(
+        local,
+        &["-Y", "tcp.flags.syn == 1 && tcp.flags.ack == 0"],
+        &[
+            "frame.interface_name",
+            "frame.packet_flags_direction",
+            "ip.src",
+        ],
+    );
+    assert_eq!(
+        rows.first().map(|r| r.as_slice()),
+        Some(
+            [
+                format!("shop/web-1@{prefix}-node"),
+                "0x00000002".to_string(),
+                "10.244.1.10".to_string()
+            ]
+            .as_slice()
+        ),
+        "the pod's SYN, outbound, on the pod's interface: {rows:?}"
+    );
+    let ghost = outflow(&prefix)
+        .arg("--inventory")
+        .arg(&inventory)
+        .args(["--pod", "shop/ghost", "-w"])
+        .arg(dir.join("ghost.pcapng"))
+        .output()
+        .expect("outflow capture");
+    assert_eq!(ghost.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&ghost.stderr)
+            .contains("pod shop/ghost is not in the inventory file"),
+        "{}",
+        String::from_utf8_lossy(&ghost.stderr)
+    );
+
+    // Through the controller: the agent's inventory names the pod in its records, and its
+    // captures find the pod's interface the same way.
+    let url = "http://127.0.0.1:17887";
+    let inventory_arg = inventory.to_str().unwrap();
+    let _up = up(
+        &prefix,
+        &dir,
+        "127.0.0.1:17887",
+        &["--inventory", inventory_arg],
+    );
+    let remote = dir.join("remote.pcapng");
+    let start = std::time::Instant::now();
+    loop {
+        pod_run(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
+        let took = Command::new(env!("CARGO_BIN_EXE_outflow"))
+            .args(["capture", "--controller", url, "--pod", "shop/web-1"])
+            .args(["-c", "2", "--duration", "3s", "-w"])
+            .arg(&remote)
+            .arg("tcp")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("outflow capture");
+        std::thread::sleep(Duration::from_millis(1500));
+        pod_run(&prefix, &["curl", "-4", "-s", "http://web.example.com/"]);
+        let done = took.wait_with_output().expect("capture");
+        let got = done.status.success()
+            && !fields(remote.to_str().unwrap(), &[], &["frame.number"]).is_empty();
+        if got {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the controller never captured shop/web-1"
+        );
+    }
+    let names = fields(remote.to_str().unwrap(), &[], &["frame.interface_name"]);
+    assert!(
+        names
+            .iter()
+            .all(|r| r[0] == format!("shop/web-1@{prefix}-node")),
+        "{names:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -149,6 +149,7 @@ impl AgentArgs {
             token,
             node: cfg.node.clone(),
             node_netns: cfg.node_netns.clone(),
+            inventory: self.inventory.clone(),
             cluster: self.cluster.clone(),
             limits: {
                 let d = Limits::default();

@@ -54,6 +54,10 @@ pub struct Args {
     /// Run inside this named network namespace, which plays the node.
     #[arg(long)]
     node_netns: Option<String>,
+    /// Pods by address, as `outflow agent --inventory` takes them (--local; the agent's own
+    /// otherwise): the pod's interface is the one the node routes its address through.
+    #[arg(long, value_name = "FILE", requires = "local")]
+    inventory: Option<PathBuf>,
     /// This node's name, for the file (default: --node-netns, else the host name).
     #[arg(long)]
     node: Option<String>,
@@ -89,6 +93,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         args.interface.as_deref(),
         &node,
         args.node_netns.clone(),
+        args.inventory.as_deref(),
     )
     .map_err(anyhow::Error::msg)?;
     let (out, shown, _) = output(&args)?;

@@ -33,7 +33,7 @@ impl Captures {
             budget,
             inner: Mutex::new(map),
             polls: Mutex::new(BTreeMap::new()),
-            opened_ns: crate::api::now_ns(),
+            opened_ns: crate::clock::now_ns(),
             changed: tokio::sync::watch::channel(0).0,
         })
     }

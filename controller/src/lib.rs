@@ -5,7 +5,7 @@
 
 pub mod api;
 pub mod captures;
-mod captures_api;
+mod clock;
 pub mod metrics;
 pub mod store;
 pub mod view;

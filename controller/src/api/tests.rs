@@ -14,6 +14,7 @@ use outflow_core::Outcome;
 use tower::ServiceExt;
 
 use super::*;
+use crate::store::Store;
 
 fn state() -> AppState {
     AppState::new(Store::open(Path::new(":memory:"), u64::MAX).expect("in-memory store"))

@@ -16,8 +16,10 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use outflow_core::query::PodRef;
 
-use crate::api::{now_ns, ApiError, AppState};
+use super::error::ApiError;
+use super::state::AppState;
 use crate::captures::{CaptureInfo, CaptureResult, CaptureSpec, CaptureState, Captures};
+use crate::clock::now_ns;
 
 /// Longest filter accepted.
 const MAX_FILTER: usize = 4096;

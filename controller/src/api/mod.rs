@@ -4,8 +4,16 @@
 //! JSON. Client mistakes are 4xx with a message saying what was wrong; store faults are a short
 //! 500 with the cause logged.
 
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+//!
+//! The routes and the report and record handlers are here; the shared state (`state`), the error
+//! type (`error`) and the capture endpoints (`captures`) have their own files, which never import
+//! this one.
+
+mod captures;
+mod error;
+mod state;
+
+use std::sync::PoisonError;
 
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -13,12 +21,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use outflow_core::wire::{ErrorBody, NodeReport};
+use outflow_core::wire::NodeReport;
 use serde::Deserialize;
 
-use crate::captures::Captures;
-use crate::metrics::Metrics;
-use crate::store::{Filter, Kind, Store};
+pub use error::ApiError;
+pub use state::{blocking, AppState};
+
+use crate::clock::now_ns;
+use crate::store::{Filter, Kind};
 use crate::view;
 use outflow_core::query::PodRef;
 
@@ -28,152 +38,6 @@ pub const MAX_REPORT_BYTES: usize = 16 << 20;
 const DEFAULT_SINCE_S: u64 = 15 * 60;
 /// Most rows one query returns.
 const MAX_LIMIT: u32 = 10_000;
-
-/// Shared state of the handlers.
-#[derive(Clone)]
-pub struct AppState {
-    store: Arc<Mutex<Store>>,
-    /// When set, every API call must carry it as a bearer token.
-    token: Option<Arc<str>>,
-    metrics: Arc<Mutex<Metrics>>,
-    captures: Option<Arc<Captures>>,
-}
-
-impl AppState {
-    /// State over a store, open to every caller (a loopback listener).
-    pub fn new(store: Store) -> AppState {
-        AppState {
-            store: Arc::new(Mutex::new(store)),
-            token: None,
-            metrics: Arc::default(),
-            captures: None,
-        }
-    }
-
-    /// Enables captures on demand, kept in `captures`.
-    pub fn with_captures(mut self, captures: Captures) -> AppState {
-        self.captures = Some(Arc::new(captures));
-        self
-    }
-
-    /// The captures, when enabled.
-    pub fn captures(&self) -> Option<&Captures> {
-        self.captures.as_deref()
-    }
-
-    /// The node whose latest records name this pod.
-    pub async fn node_of_pod(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<String>, ApiError> {
-        let store = self.store.clone();
-        let (namespace, name) = (namespace.to_string(), name.to_string());
-        blocking("finding the pod's node", move || {
-            store
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .node_of_pod(&namespace, &name)
-        })
-        .await
-    }
-
-    /// Requires `Authorization: Bearer TOKEN` on the API and `/metrics`.
-    pub fn with_token(mut self, token: Option<String>) -> AppState {
-        self.token = token.map(Arc::from);
-        self
-    }
-
-    /// Stores a report (the embedded agent's path, no HTTP).
-    pub async fn ingest(&self, report: NodeReport) -> Result<(), ApiError> {
-        check_report(&report)?;
-        let store = self.store.clone();
-        let metrics = self.metrics.clone();
-        blocking("storing a report", move || {
-            store
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(&report)?;
-            metrics
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .count(&report);
-            anyhow::Ok(())
-        })
-        .await
-    }
-}
-
-/// An API failure.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// The request was wrong.
-    #[error("{0}")]
-    BadRequest(String),
-    /// The request was refused before it was read (too large, wrong content type).
-    #[error("{1}")]
-    Rejected(StatusCode, String),
-    /// The server failed: what it was doing, and why. The cause goes to the log, never to the
-    /// client.
-    #[error("internal error: {what}")]
-    Internal {
-        /// What the controller was doing (`storing a report`).
-        what: String,
-        /// Why it failed.
-        #[source]
-        cause: Box<dyn std::error::Error + Send + Sync>,
-    },
-}
-
-impl ApiError {
-    /// A server fault while doing `what`.
-    pub fn internal(
-        what: impl Into<String>,
-        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> ApiError {
-        ApiError::Internal {
-            what: what.into(),
-            cause: cause.into(),
-        }
-    }
-}
-
-/// Runs store work off the async threads. A failure in it, or a panic, is a server fault while
-/// doing `what`.
-pub async fn blocking<T: Send + 'static>(
-    what: &'static str,
-    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> Result<T, ApiError> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(ApiError::internal(what, e)),
-        Err(e) => Err(ApiError::internal(what, e)),
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Rejected(status, _) => *status,
-            ApiError::Internal { .. } => {
-                tracing::error!(error = %outflow_core::error_chain(&self), "request failed");
-                // The cause is for the operator's log; a client learns only that it was not its
-                // fault (paths, SQL and library messages stay inside).
-                let body = ErrorBody {
-                    error: "internal error: the controller could not complete the request; its \
-                            log says why"
-                        .into(),
-                };
-                return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
-            }
-        };
-        let body = ErrorBody {
-            error: self.to_string(),
-        };
-        (status, Json(body)).into_response()
-    }
-}
 
 /// The API's routes. The health page at `/` holds no data (its script calls the API, with the
 /// token when there is one) and `/healthz` only says the process serves, so both stay open.
@@ -185,7 +49,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/findings", get(findings))
         .route("/api/v1/health", get(health))
         .route("/metrics", get(metrics))
-        .merge(crate::captures_api::routes())
+        .merge(captures::routes())
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(guarded)
@@ -241,25 +105,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-fn check_report(r: &NodeReport) -> Result<(), ApiError> {
-    if r.node.is_empty() || r.node.len() > 253 {
-        return Err(ApiError::BadRequest(
-            "report: node must be 1 to 253 characters".into(),
-        ));
-    }
-    if r.window_end_ns < r.window_start_ns {
-        return Err(ApiError::BadRequest(
-            "report: window_end_ns is before window_start_ns".into(),
-        ));
-    }
-    if r.window_end_ns > i64::MAX as u64 {
-        return Err(ApiError::BadRequest(
-            "report: window_end_ns is out of range".into(),
-        ));
-    }
-    Ok(())
-}
-
 async fn post_report(
     State(state): State<AppState>,
     body: Result<Json<NodeReport>, axum::extract::rejection::JsonRejection>,
@@ -283,12 +128,6 @@ struct RecordQuery {
     /// Look back this many seconds.
     since: Option<u64>,
     limit: Option<u32>,
-}
-
-pub(crate) fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl RecordQuery {
@@ -379,5 +218,4 @@ async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError>
 }
 
 #[cfg(test)]
-#[path = "api_tests.rs"]
 mod tests;

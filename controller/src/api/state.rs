@@ -1,0 +1,121 @@
+//! The state every handler shares: the store, the token, the metrics and the captures, and the
+//! one way handlers reach the store (`blocking`).
+//!
+//! Apart from the routes so that every handler file, records and captures alike, depends on it and
+//! not on each other. Checking a report lives here because `ingest` is the one path in.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use outflow_core::wire::NodeReport;
+
+use super::error::ApiError;
+use crate::captures::Captures;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub(super) store: Arc<Mutex<Store>>,
+    /// When set, every API call must carry it as a bearer token.
+    pub(super) token: Option<Arc<str>>,
+    pub(super) metrics: Arc<Mutex<Metrics>>,
+    captures: Option<Arc<Captures>>,
+}
+
+impl AppState {
+    /// State over a store, open to every caller (a loopback listener).
+    pub fn new(store: Store) -> AppState {
+        AppState {
+            store: Arc::new(Mutex::new(store)),
+            token: None,
+            metrics: Arc::default(),
+            captures: None,
+        }
+    }
+
+    /// Enables captures on demand, kept in `captures`.
+    pub fn with_captures(mut self, captures: Captures) -> AppState {
+        self.captures = Some(Arc::new(captures));
+        self
+    }
+
+    /// The captures, when enabled.
+    pub fn captures(&self) -> Option<&Captures> {
+        self.captures.as_deref()
+    }
+
+    /// The node whose latest records name this pod.
+    pub async fn node_of_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let store = self.store.clone();
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        blocking("finding the pod's node", move || {
+            store
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .node_of_pod(&namespace, &name)
+        })
+        .await
+    }
+
+    /// Requires `Authorization: Bearer TOKEN` on the API and `/metrics`.
+    pub fn with_token(mut self, token: Option<String>) -> AppState {
+        self.token = token.map(Arc::from);
+        self
+    }
+
+    /// Stores a report (the embedded agent's path, no HTTP).
+    pub async fn ingest(&self, report: NodeReport) -> Result<(), ApiError> {
+        check_report(&report)?;
+        let store = self.store.clone();
+        let metrics = self.metrics.clone();
+        blocking("storing a report", move || {
+            store
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(&report)?;
+            metrics
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .count(&report);
+            anyhow::Ok(())
+        })
+        .await
+    }
+}
+
+/// Runs store work off the async threads. A failure in it, or a panic, is a server fault while
+/// doing `what`.
+pub async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApiError::internal(what, e)),
+        Err(e) => Err(ApiError::internal(what, e)),
+    }
+}
+
+fn check_report(r: &NodeReport) -> Result<(), ApiError> {
+    if r.node.is_empty() || r.node.len() > 253 {
+        return Err(ApiError::BadRequest(
+            "report: node must be 1 to 253 characters".into(),
+        ));
+    }
+    if r.window_end_ns < r.window_start_ns {
+        return Err(ApiError::BadRequest(
+            "report: window_end_ns is before window_start_ns".into(),
+        ));
+    }
+    if r.window_end_ns > i64::MAX as u64 {
+        return Err(ApiError::BadRequest(
+            "report: window_end_ns is out of range".into(),
+        ));
+    }
+    Ok(())
+}

@@ -313,7 +313,8 @@ fn a_pod_capture_holds_what_tcpdump_holds_with_the_pods_names_and_directions() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("pod default/nope has no interface on node"),
+        err.contains("pod default/nope has no interface on this node")
+            && err.contains("ip netns list"),
         "{err}"
     );
     // outflow's own analysis reads the file: the blackholed SYNs went unanswered.

@@ -14,7 +14,7 @@ use crate::netlink::{self, Link};
 use crate::netns;
 
 /// A pod.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PodRef {
     /// Kubernetes namespace.
     pub namespace: String,
@@ -37,6 +37,8 @@ pub trait Inventory: Send {
     fn refresh(&mut self, node_links: &[Link]);
     /// The pod holding this address.
     fn pod_of(&self, ip: IpAddr) -> Option<&PodRef>;
+    /// Every pod on this node with its addresses, idle or not, sorted by pod.
+    fn pods(&self) -> Vec<(PodRef, Vec<IpAddr>)>;
     /// The node-side interfaces leading to a pod, each with the pod-side end's Ethernet
     /// address where it is known; or why there is none, in words for the person who asked.
     /// Asked in the node's namespace (the calling thread's).
@@ -138,6 +140,27 @@ impl Inventory for NetnsInventory {
     fn pod_of(&self, ip: IpAddr) -> Option<&PodRef> {
         self.pods.get(&ip)
     }
+
+    fn pods(&self) -> Vec<(PodRef, Vec<IpAddr>)> {
+        // A pod with a veth but no address yet is still a pod on this node.
+        let mut all = by_pod(&self.pods);
+        for pod in self.interfaces.keys() {
+            all.entry(pod.clone()).or_default();
+        }
+        all.into_iter().collect()
+    }
+}
+
+/// Addresses grouped by pod, each list sorted.
+fn by_pod(pods: &HashMap<IpAddr, PodRef>) -> std::collections::BTreeMap<PodRef, Vec<IpAddr>> {
+    let mut all: std::collections::BTreeMap<PodRef, Vec<IpAddr>> = Default::default();
+    for (ip, pod) in pods {
+        all.entry(pod.clone()).or_default().push(*ip);
+    }
+    for ips in all.values_mut() {
+        ips.sort();
+    }
+    all
 }
 
 /// Pods from a file: `pods: [{namespace, name, ips: [...]}]` (YAML or JSON).
@@ -199,6 +222,10 @@ impl Inventory for FileInventory {
 
     fn pod_of(&self, ip: IpAddr) -> Option<&PodRef> {
         self.pods.get(&ip)
+    }
+
+    fn pods(&self) -> Vec<(PodRef, Vec<IpAddr>)> {
+        by_pod(&self.pods).into_iter().collect()
     }
 
     /// Found the way the node reaches the pod's addresses: the route's interface, and behind a

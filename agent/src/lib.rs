@@ -14,8 +14,10 @@ pub mod http;
 pub mod inventory;
 pub mod netlink;
 pub mod netns;
+pub mod readiness;
 pub mod run;
 pub mod scope;
 pub mod ship;
 
+pub use readiness::Readiness;
 pub use run::{run, AgentConfig};

@@ -4,6 +4,7 @@
 //! engine, and once per interval reads the flow map, drains the engine into a node report and
 //! hands it to the sink. Stopping (SIGTERM, Ctrl-C) flushes a last report and detaches.
 
+use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,7 +22,8 @@ use crate::datapath::{Datapath, DatapathChoice, TcMode};
 use crate::inventory::Inventory;
 use crate::netlink::{self, Link, LinkEvents};
 use crate::netns;
-use crate::scope::node_report;
+use crate::readiness::Readiness;
+use crate::scope::{node_pods, node_report};
 
 /// What the agent watches and how often it reports.
 #[derive(Debug, Clone)]
@@ -78,10 +80,14 @@ pub fn open_datapath(cfg: &AgentConfig) -> anyhow::Result<Box<dyn Datapath>> {
 }
 
 /// Runs the agent on this thread until `stop` is set; each window's report goes to `sink`.
+///
+/// The first report goes out as soon as the datapath is attached, before any traffic, so the
+/// controller knows this node's pods from the start; `ready` turns ready just before it.
 pub fn run(
     cfg: AgentConfig,
     profile: &Profile,
-    mut inventory: Box<dyn Inventory>,
+    inventory: Box<dyn Inventory>,
+    ready: Arc<Readiness>,
     stop: Arc<AtomicBool>,
     mut sink: impl FnMut(NodeReport),
 ) -> anyhow::Result<()> {
@@ -89,8 +95,8 @@ pub fn run(
     if let Some(ns) = &cfg.node_netns {
         netns::enter(ns)?;
     }
-    let mut dp = open_datapath(&cfg)?;
-    info!(datapath = dp.kind(), tc_mode = %cfg.tc_mode, "datapath ready");
+    let dp = open_datapath(&cfg)?;
+    info!(datapath = dp.kind(), tc_mode = %cfg.tc_mode, "datapath loaded");
     let mut link_events = LinkEvents::subscribe()?;
     let engine_cfg = Config {
         // The kernel counts traffic (eBPF) or nothing does (libpcap sees control packets only).
@@ -98,17 +104,29 @@ pub fn run(
         dedup: true,
         ..Config::default()
     };
-    let mut engine = Engine::with_config(profile, engine_cfg);
-    let mut attach_errors = 0u64;
-    let mut warned_none = false;
-    let mut links = sync_links(dp.as_mut(), &cfg, &mut attach_errors, &mut warned_none);
-    inventory.refresh(&links);
+    let mut agent = Agent {
+        engine: Engine::with_config(profile, engine_cfg),
+        dp,
+        inventory,
+        links: Vec::new(),
+        attached_at: HashMap::new(),
+        attach_errors: 0,
+        warned_none: false,
+        failing: Vec::new(),
+        retry_at: None,
+        ready,
+    };
     let mut window_start = realtime_ns();
+    agent.sync(&cfg);
+    let first = realtime_ns();
+    sink(agent.report(&cfg, (window_start, first)));
+    window_start = first;
     let mut next_report = window_start + cfg.interval.as_nanos() as u64;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         {
-            let mut fds: Vec<PollFd> = dp
+            let mut fds: Vec<PollFd> = agent
+                .dp
                 .wait_fds()
                 .into_iter()
                 .chain([link_events.as_fd()])
@@ -117,62 +135,122 @@ pub fn run(
             // eBPF wakes us only once a batch is waiting; the timeout collects the rest.
             let _ = poll(&mut fds, PollTimeout::from(100u16));
         }
-        dp.read_packets(&mut |p| engine.observe(p));
-        if link_events.drain() {
-            links = sync_links(dp.as_mut(), &cfg, &mut attach_errors, &mut warned_none);
+        let engine = &mut agent.engine;
+        agent.dp.read_packets(&mut |p| engine.observe(p));
+        // Not ready (an attach failed): try again each second, not only when links change.
+        if link_events.drain() || agent.retry_at.is_some_and(|t| realtime_ns() >= t) {
+            agent.sync(&cfg);
         }
         let now = realtime_ns();
-        engine.advance(now);
+        agent.engine.advance(now);
         if now < next_report && !stopping {
             continue;
         }
-        let idle_before = monotonic_ns().saturating_sub(2 * cfg.interval.as_nanos() as u64);
-        for t in dp.read_traffic(idle_before, &mut |p| engine.observe(p)) {
-            engine.add_traffic(&t);
-        }
-        let report = engine.drain();
-        inventory.refresh(&links);
-        let mut stats = dp.take_stats();
-        stats.attach_errors = std::mem::take(&mut attach_errors);
-        if stats.event_drops > 0 {
-            warn!(
-                drops = stats.event_drops,
-                "datapath buffer full: events dropped"
-            );
-        }
-        sink(node_report(
-            &cfg.node,
-            (window_start, now),
-            report,
-            inventory.as_ref(),
-            stats,
-        ));
+        sink(agent.report(&cfg, (window_start, now)));
         window_start = now;
         next_report = now + cfg.interval.as_nanos() as u64;
         if stopping {
             break;
         }
     }
-    dp.detach_all();
+    agent.dp.detach_all();
     info!("detached; agent stopped");
     Ok(())
 }
 
-/// Attaches to pod interfaces that appeared and forgets those that went. Returns the node's
-/// links for the inventory.
-fn sync_links(
-    dp: &mut dyn Datapath,
-    cfg: &AgentConfig,
-    errors: &mut u64,
-    warned_none: &mut bool,
-) -> Vec<Link> {
+/// What the agent's loop owns.
+struct Agent {
+    engine: Engine,
+    dp: Box<dyn Datapath>,
+    inventory: Box<dyn Inventory>,
+    /// The node's links at the last sync.
+    links: Vec<Link>,
+    /// When each attached interface (name, index) was attached, for the reports.
+    attached_at: HashMap<String, (u32, u64)>,
+    /// Failed attachments this window.
+    attach_errors: u64,
+    warned_none: bool,
+    /// Interfaces whose attach failed at the last sync (warned once, not every retry).
+    failing: Vec<String>,
+    /// When to try again after a failed attach.
+    retry_at: Option<u64>,
+    ready: Arc<Readiness>,
+}
+
+impl Agent {
+    /// Attaches to the pod interfaces there are now and says whether all of them are watched.
+    fn sync(&mut self, cfg: &AgentConfig) {
+        let failed = sync_links(self, cfg);
+        self.inventory.refresh(&self.links);
+        self.retry_at = (!failed.is_empty()).then(|| realtime_ns() + 1_000_000_000);
+        self.failing = failed.clone();
+        if failed.is_empty() {
+            if self.ready.set_ready(realtime_ns()) {
+                info!(
+                    interfaces = self.attached_at.len(),
+                    pods = self.inventory.pods().len(),
+                    "ready: the datapath watches every pod interface"
+                );
+            }
+        } else {
+            let why = format!(
+                "attaching to {} failed (the agent retries; its log says why)",
+                failed.join(", ")
+            );
+            if self.ready.set_not_ready(why.clone()) {
+                warn!(reason = %why, "not ready");
+            }
+        }
+    }
+
+    /// Drains the engine into the report of the window `(start, end)`.
+    fn report(&mut self, cfg: &AgentConfig, (start, end): (u64, u64)) -> NodeReport {
+        let idle_before = monotonic_ns().saturating_sub(2 * cfg.interval.as_nanos() as u64);
+        let engine = &mut self.engine;
+        for t in self
+            .dp
+            .read_traffic(idle_before, &mut |p| engine.observe(p))
+        {
+            engine.add_traffic(&t);
+        }
+        let report = self.engine.drain();
+        self.inventory.refresh(&self.links);
+        let mut stats = self.dp.take_stats();
+        stats.attach_errors = std::mem::take(&mut self.attach_errors);
+        if stats.event_drops > 0 {
+            warn!(
+                drops = stats.event_drops,
+                "datapath buffer full: events dropped"
+            );
+        }
+        let attached: HashMap<String, u64> = self
+            .attached_at
+            .iter()
+            .map(|(name, (_, at))| (name.clone(), *at))
+            .collect();
+        let pods = node_pods(self.inventory.as_ref(), &attached);
+        node_report(
+            &cfg.node,
+            (start, end),
+            report,
+            self.inventory.as_ref(),
+            stats,
+            pods,
+        )
+    }
+}
+
+/// Attaches to pod interfaces that appeared and forgets those that went; keeps the node's links
+/// for the inventory. Returns the interfaces it could not attach to.
+fn sync_links(agent: &mut Agent, cfg: &AgentConfig) -> Vec<String> {
     let links = match netlink::links() {
         Ok(l) => l,
         Err(e) => {
             warn!(error = %e, "cannot list interfaces");
-            return Vec::new();
+            return vec![format!("any interface (cannot list them: {e})")];
         }
     };
+    let dp = agent.dp.as_mut();
     let wanted: Vec<&Link> = links
         .iter()
         .filter(|l| {
@@ -190,26 +268,38 @@ fn sync_links(
     for name in gone {
         info!(ifname = %name, "interface gone: detached");
         dp.detach(&name);
+        agent.attached_at.remove(&name);
     }
-    if wanted.is_empty() && !*warned_none {
+    if wanted.is_empty() && !agent.warned_none {
         warn!(
             prefixes = %cfg.iface_prefixes.join(","),
             "no interface matches the pod interface prefixes: no pod traffic is seen until one \
              appears (give --iface-prefix for this CNI's host-side interfaces)"
         );
     }
-    *warned_none = wanted.is_empty();
+    agent.warned_none = wanted.is_empty();
     let before = dp.attached();
+    let mut failed = Vec::new();
     for l in wanted {
         let new = !before.iter().any(|(n, i)| *n == l.name && *i == l.index);
         match dp.attach(&l.name, l.index) {
-            Ok(()) if new => info!(ifname = %l.name, ifindex = l.index, "attached"),
+            Ok(()) if new => {
+                info!(ifname = %l.name, ifindex = l.index, "attached");
+                agent
+                    .attached_at
+                    .insert(l.name.clone(), (l.index, realtime_ns()));
+            }
             Ok(()) => {}
             Err(e) => {
-                *errors += 1;
-                warn!(ifname = %l.name, error = %e, "attach failed");
+                agent.attach_errors += 1;
+                agent.attached_at.remove(&l.name);
+                if !agent.failing.contains(&l.name) {
+                    warn!(ifname = %l.name, error = %e, "attach failed");
+                }
+                failed.push(l.name.clone());
             }
         }
     }
-    links
+    agent.links = links;
+    failed
 }

@@ -1,7 +1,10 @@
-//! A window's engine report becomes a node report: each record gets its pod, node and window.
+//! A window's engine report becomes a node report: each record gets its pod, node and window,
+//! and the report lists the node's pods.
 
 use outflow_core::report::{rfc3339, Report};
-use outflow_core::wire::{DatapathStats, NodeReport, Scope, Scoped};
+use std::collections::HashMap;
+
+use outflow_core::wire::{DatapathStats, NodePod, NodeReport, PodLink, Scope, Scoped};
 
 use crate::inventory::Inventory;
 
@@ -12,6 +15,7 @@ pub fn node_report(
     report: Report,
     inventory: &dyn Inventory,
     datapath: DatapathStats,
+    pods: Vec<NodePod>,
 ) -> NodeReport {
     let (window_start, window_end) = (rfc3339(start_ns), rfc3339(end_ns));
     let scope = |ip: Option<std::net::IpAddr>| {
@@ -54,5 +58,33 @@ pub fn node_report(
             .collect(),
         capture: report.capture,
         datapath,
+        pods,
     }
+}
+
+/// The node's pods for a report: each with its addresses and node-side interfaces, and when the
+/// datapath attached to each (`attached`: interface name → ns since the epoch).
+pub fn node_pods(inventory: &dyn Inventory, attached: &HashMap<String, u64>) -> Vec<NodePod> {
+    inventory
+        .pods()
+        .into_iter()
+        .map(|(pod, addresses)| {
+            // A pod whose interface cannot be found still counts: it is on the node.
+            let interfaces = inventory
+                .interfaces_of(&pod)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|i| PodLink {
+                    attached_ns: attached.get(&i.node_side).copied(),
+                    name: i.node_side,
+                })
+                .collect();
+            NodePod {
+                namespace: pod.namespace,
+                pod: pod.name,
+                addresses,
+                interfaces,
+            }
+        })
+        .collect()
 }

@@ -28,6 +28,7 @@ fn report(node: &str, i: u64) -> NodeReport {
             kind: "ebpf".into(),
             ..DatapathStats::default()
         },
+        pods: vec![],
     }
 }
 

@@ -49,6 +49,7 @@ fn post_lab_window(c: &Controller) {
             kind: "pcap".into(),
             ..DatapathStats::default()
         },
+        pods: vec![],
     };
     let url = format!("http://{}{}", c.addr, routes::REPORTS);
     let resp = ureq::post(&url)

@@ -7,6 +7,7 @@ pub mod api;
 pub mod captures;
 mod clock;
 pub mod metrics;
+pub mod probes;
 pub mod store;
 pub mod view;
 

@@ -73,7 +73,26 @@ pub struct NodeHealth {
     /// Datapath counters summed over the reports kept: losses show here even when the last
     /// window had none.
     pub totals: DatapathTotals,
+    /// The pods its last report listed, idle ones included.
+    pub pods: Vec<PodHealth>,
 }
+
+/// A pod on a node and when it last made traffic.
+#[derive(Debug, Clone, Serialize)]
+pub struct PodHealth {
+    /// The pod as its node listed it.
+    #[serde(flatten)]
+    pub pod: outflow_core::wire::NodePod,
+    /// The end of the last window with records of it (ns since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_traffic_ns: Option<u64>,
+    /// No records of it in the last [`IDLE_AFTER_NS`] of its node's reports: silent, maybe
+    /// because it is broken, but there.
+    pub idle: bool,
+}
+
+/// How long without records makes a pod idle.
+pub const IDLE_AFTER_NS: u64 = 5 * 60 * 1_000_000_000;
 
 /// Datapath counters summed over reports.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -119,6 +138,7 @@ impl Store {
                  window_end_ns INTEGER NOT NULL,
                  json TEXT NOT NULL);
              CREATE INDEX IF NOT EXISTS records_by_kind_time ON records(kind, window_end_ns);
+             CREATE INDEX IF NOT EXISTS records_by_pod ON records(namespace, pod, window_end_ns);
              CREATE TABLE IF NOT EXISTS reports (
                  id INTEGER PRIMARY KEY,
                  node TEXT NOT NULL,
@@ -126,7 +146,15 @@ impl Store {
                  window_end_ns INTEGER NOT NULL,
                  datapath TEXT NOT NULL,
                  capture TEXT NOT NULL);
-             CREATE INDEX IF NOT EXISTS reports_by_node ON reports(node, window_end_ns);",
+             CREATE INDEX IF NOT EXISTS reports_by_node ON reports(node, window_end_ns);
+             CREATE TABLE IF NOT EXISTS node_pods (
+                 node TEXT NOT NULL,
+                 namespace TEXT NOT NULL,
+                 pod TEXT NOT NULL,
+                 reported_ns INTEGER NOT NULL,
+                 json TEXT NOT NULL,
+                 PRIMARY KEY (node, namespace, pod));
+             CREATE INDEX IF NOT EXISTS node_pods_by_pod ON node_pods(namespace, pod);",
         )?;
         Ok(Store { db, retention_ns })
     }
@@ -193,6 +221,23 @@ impl Store {
                 serde_json::to_string(&r.capture)?
             ],
         )?;
+        // Each report lists all of the node's pods: the list replaces the one before.
+        tx.execute("DELETE FROM node_pods WHERE node = ?1", params![r.node])?;
+        {
+            let mut put = tx.prepare_cached(
+                "INSERT OR REPLACE INTO node_pods (node, namespace, pod, reported_ns, json)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for p in &r.pods {
+                put.execute(params![
+                    r.node,
+                    p.namespace,
+                    p.pod,
+                    r.window_end_ns as i64,
+                    serde_json::to_string(p)?
+                ])?;
+            }
+        }
         let cutoff = r.window_end_ns.saturating_sub(self.retention_ns) as i64;
         tx.execute(
             "DELETE FROM records WHERE window_end_ns < ?1",
@@ -235,8 +280,16 @@ impl Store {
         Ok(out)
     }
 
-    /// The node of the latest records of a pod.
+    /// The node a pod is on: the newest node report listing it, else the node of its latest
+    /// records (agents that list no pods).
     pub fn node_of_pod(&self, namespace: &str, name: &str) -> anyhow::Result<Option<String>> {
+        let mut listed = self.db.prepare_cached(
+            "SELECT node FROM node_pods WHERE namespace = ?1 AND pod = ?2
+             ORDER BY reported_ns DESC LIMIT 1",
+        )?;
+        if let Some(row) = listed.query(params![namespace, name])?.next()? {
+            return Ok(Some(row.get(0)?));
+        }
         let mut stmt = self.db.prepare_cached(
             "SELECT node FROM records WHERE namespace = ?1 AND pod = ?2
              ORDER BY window_end_ns DESC LIMIT 1",
@@ -280,9 +333,37 @@ impl Store {
                     dns_malformed: sum(row, 9)?,
                     undecodable: sum(row, 10)?,
                 },
+                pods: Vec::new(),
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut nodes: Vec<NodeHealth> = rows.collect::<Result<_, _>>()?;
+        for n in &mut nodes {
+            n.pods = self.pods_of(&n.node, n.last_window_end_ns)?;
+        }
+        Ok(nodes)
+    }
+
+    /// The pods a node listed last, each with its last traffic as of `now_ns`.
+    fn pods_of(&self, node: &str, now_ns: u64) -> anyhow::Result<Vec<PodHealth>> {
+        let mut stmt = self.db.prepare_cached(
+            "SELECT json, (SELECT MAX(window_end_ns) FROM records r
+                            WHERE r.namespace = p.namespace AND r.pod = p.pod AND r.node = p.node)
+             FROM node_pods p WHERE node = ?1 ORDER BY namespace, pod",
+        )?;
+        let rows = stmt.query_map(params![node], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, Option<i64>>(1)?))
+        })?;
+        let mut pods = Vec::new();
+        for row in rows {
+            let (json, last) = row?;
+            let last_traffic_ns = last.map(|l| l as u64);
+            pods.push(PodHealth {
+                pod: serde_json::from_str(&json)?,
+                last_traffic_ns,
+                idle: last_traffic_ns.is_none_or(|l| l + IDLE_AFTER_NS < now_ns),
+            });
+        }
+        Ok(pods)
     }
 }
 

@@ -2,6 +2,8 @@
 //! to a remote controller through a bounded retry queue.
 
 use std::path::PathBuf;
+
+use anyhow::Context;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use outflow_agent::capture_tasks::{self, TaskConfig};
 use outflow_agent::datapath::{DatapathChoice, TcMode};
 use outflow_agent::inventory::{FileInventory, Inventory, NetnsInventory};
 use outflow_agent::ship::{ShipConfig, Shipper};
-use outflow_agent::AgentConfig;
+use outflow_agent::{AgentConfig, Readiness};
 use tracing::info;
 
 use outflow_core::units::{parse_duration, parse_size};
@@ -190,6 +192,10 @@ pub struct Args {
     /// Reports kept while the controller is unreachable (one per interval; the oldest goes first).
     #[arg(long, default_value_t = 360)]
     queue: usize,
+    /// Serve the kubelet's probes here: `/healthz` (the process runs) and `/readyz` (the
+    /// datapath watches every pod interface) [default: none].
+    #[arg(long, value_name = "ADDR")]
+    probe_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs until SIGINT or SIGTERM, then flushes a last window and gives the controller a few
@@ -208,12 +214,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })?;
     let stop = Arc::new(AtomicBool::new(false));
     super::stop_on_signal(stop.clone())?;
+    let ready = Arc::new(Readiness::default());
+    if let Some(addr) = args.probe_listen {
+        serve_probes(addr, ready.clone())?;
+    }
     capture_tasks::spawn(
         args.agent.captures(&cfg, controller.clone(), token),
         stop.clone(),
     )?;
     info!(controller = %controller, "agent starting");
-    let result = outflow_agent::run(cfg, &profile, inventory, stop.clone(), |r| shipper.send(r));
+    let result = outflow_agent::run(cfg, &profile, inventory, ready, stop.clone(), |r| {
+        shipper.send(r)
+    });
     let stats = shipper.close(Duration::from_secs(5));
     info!(
         delivered = stats.delivered,
@@ -222,4 +234,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "agent stopped"
     );
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Serves `/healthz` and `/readyz` on `addr` from a thread of their own, bound before the agent
+/// enters the node namespace so the kubelet reaches them where it probes.
+fn serve_probes(addr: std::net::SocketAddr, ready: Arc<Readiness>) -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("--probe-listen {addr}: cannot listen there"))?;
+    listener.set_nonblocking(true)?;
+    let check: outflow_controller::probes::ReadyCheck = Arc::new(move || ready.check().map(|_| ()));
+    std::thread::Builder::new()
+        .name("probes".into())
+        .spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| {
+                    rt.block_on(async move {
+                        let listener = tokio::net::TcpListener::from_std(listener)?;
+                        axum::serve(listener, outflow_controller::probes::router(Some(check)))
+                            .await?;
+                        anyhow::Ok(())
+                    })
+                });
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the probe listener stopped");
+            }
+        })?;
+    info!(listen = %addr, "probes listening (/healthz, /readyz)");
+    Ok(())
 }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use outflow_controller::app;
-use tracing::error;
+use tracing::{error, info};
 
-use outflow_agent::capture_tasks;
+use outflow_agent::{capture_tasks, Readiness};
 
 use super::agent::AgentArgs;
 use super::analyze::load_profile;
@@ -34,6 +34,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.controller.own_url(),
         super::read_token(args.controller.token_file.as_deref())?,
     );
+    let ready = Arc::new(Readiness::default());
+    // Ready for a person only once the agent is and the controller holds its first report, so a
+    // capture of a pod that has not spoken yet finds its node.
+    let stored_first = Arc::new(AtomicBool::new(false));
+    let state = {
+        let (ready, stored) = (ready.clone(), stored_first.clone());
+        state.with_ready_check(Arc::new(move || {
+            ready.check()?;
+            match stored.load(Ordering::Acquire) {
+                true => Ok(()),
+                false => Err("the controller has not stored the agent's first report yet".into()),
+            }
+        }))
+    };
     super::controller::runtime()?.block_on(async move {
         // Bound before the agent enters the node namespace: the API stays on this host.
         let listener = args.controller.bind().await?;
@@ -45,7 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         std::thread::Builder::new()
             .name("datapath".into())
             .spawn(move || {
-                let result = outflow_agent::run(cfg, &profile, inventory, agent_stop, |r| {
+                let result = outflow_agent::run(cfg, &profile, inventory, ready, agent_stop, |r| {
                     let _ = tx.blocking_send(r);
                 });
                 let _ = done_tx.send(result);
@@ -53,8 +67,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let ingest_state = state.clone();
         let ingest = tokio::spawn(async move {
             while let Some(report) = rx.recv().await {
-                if let Err(e) = ingest_state.ingest(report).await {
-                    error!(error = %e, "storing a report failed");
+                match ingest_state.ingest(report).await {
+                    Ok(()) if !stored_first.swap(true, Ordering::AcqRel) => {
+                        info!("ready: the node's pods are known and its traffic is recorded")
+                    }
+                    Ok(()) => {}
+                    Err(e) => error!(error = %e, "storing a report failed"),
                 }
             }
         });

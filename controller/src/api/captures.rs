@@ -107,8 +107,9 @@ async fn create(
             let (namespace, name) = pod_of(pod)?;
             state.node_of_pod(&namespace, &name).await?.ok_or_else(|| {
                 not_found(format!(
-                    "pod {pod} has no records on any node: give its node (--node), or let it \
-                         make traffic first"
+                    "pod {pod} is on no node's pod list and has no records: check its name \
+                     and namespace (-n), wait for its node's agent to report (its first report \
+                     comes at start), or give its node (--node)"
                 ))
             })?
         }

@@ -40,7 +40,8 @@ const DEFAULT_SINCE_S: u64 = 15 * 60;
 const MAX_LIMIT: u32 = 10_000;
 
 /// The API's routes. The health page at `/` holds no data (its script calls the API, with the
-/// token when there is one) and `/healthz` only says the process serves, so both stay open.
+/// token when there is one) and the probes (`/healthz`, `/readyz`) say only whether it serves and
+/// is ready, so these stay open.
 pub fn app(state: AppState) -> Router {
     let guarded = Router::new()
         .route("/api/v1/reports", post(post_report))
@@ -54,7 +55,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(guarded)
         .route("/", get(view::page))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(crate::probes::router(state.ready.clone()))
         .layer(DefaultBodyLimit::max(MAX_REPORT_BYTES))
         .with_state(state)
 }

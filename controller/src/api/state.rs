@@ -21,6 +21,8 @@ pub struct AppState {
     pub(super) token: Option<Arc<str>>,
     pub(super) metrics: Arc<Mutex<Metrics>>,
     captures: Option<Arc<Captures>>,
+    /// What `/readyz` asks; none: ready as soon as it serves.
+    pub(super) ready: Option<crate::probes::ReadyCheck>,
 }
 
 impl AppState {
@@ -31,7 +33,14 @@ impl AppState {
             token: None,
             metrics: Arc::default(),
             captures: None,
+            ready: None,
         }
+    }
+
+    /// Makes `/readyz` answer by `check` (`outflow up`: the embedded agent's readiness).
+    pub fn with_ready_check(mut self, check: crate::probes::ReadyCheck) -> AppState {
+        self.ready = Some(check);
+        self
     }
 
     /// Enables captures on demand, kept in `captures`.
@@ -117,5 +126,31 @@ fn check_report(r: &NodeReport) -> Result<(), ApiError> {
             "report: window_end_ns is out of range".into(),
         ));
     }
+    if r.pods.len() > MAX_NODE_PODS {
+        return Err(ApiError::BadRequest(format!(
+            "report: {} pods on one node; a node holds at most {MAX_NODE_PODS}",
+            r.pods.len()
+        )));
+    }
+    for p in &r.pods {
+        // Kubernetes' own limits: a namespace is a DNS label, a pod name a DNS subdomain.
+        if p.namespace.is_empty() || p.namespace.len() > 63 || p.pod.is_empty() || p.pod.len() > 253
+        {
+            return Err(ApiError::BadRequest(format!(
+                "report: pod {:.80}/{:.80}: a namespace is 1 to 63 characters, a pod name 1 to 253",
+                p.namespace, p.pod
+            )));
+        }
+        if p.addresses.len() > 16 || p.interfaces.len() > 16 {
+            return Err(ApiError::BadRequest(format!(
+                "report: pod {}/{} lists more than 16 addresses or interfaces",
+                p.namespace, p.pod
+            )));
+        }
+    }
     Ok(())
 }
+
+/// Most pods one report may list (Kubernetes allows 110 per node by default, 250 on AKS at most;
+/// the margin is for standalone labs).
+const MAX_NODE_PODS: usize = 5_000;

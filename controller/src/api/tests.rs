@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use outflow_core::report::{CaptureStats, ConnectionRecord};
-use outflow_core::wire::{DatapathStats, NodeReport, Scope, Scoped};
+use outflow_core::wire::{DatapathStats, NodePod, NodeReport, PodLink, Scope, Scoped};
 use outflow_core::Category;
 use outflow_core::Outcome;
 use tower::ServiceExt;
@@ -75,7 +76,132 @@ fn report(connections: Vec<Scoped<ConnectionRecord>>) -> NodeReport {
             kind: "ebpf".into(),
             ..DatapathStats::default()
         },
+        pods: vec![],
     }
+}
+
+fn node_pod(name: &str, ip: &str) -> NodePod {
+    NodePod {
+        namespace: "default".into(),
+        pod: name.into(),
+        addresses: vec![ip.parse().unwrap()],
+        interfaces: vec![PodLink {
+            name: format!("veth-{name}"),
+            attached_ns: Some(now_ns() - 5_000),
+        }],
+    }
+}
+
+/// A pod that never spoke is still on its node: listed in health as idle, and a capture of it
+/// goes to that node.
+#[tokio::test]
+async fn a_silent_pod_is_known_by_its_nodes_pod_list() {
+    let (state, _dir) = with_captures("silent");
+    let app = app(state);
+    let mut r = report(vec![connection(
+        "web",
+        "203.0.113.7",
+        Outcome::Established,
+        Category::Public,
+    )]);
+    r.pods = vec![
+        node_pod("web", "10.244.1.5"),
+        node_pod("quiet", "10.244.1.6"),
+    ];
+    let (status, body) = call(&app, post(serde_json::to_vec(&r).unwrap())).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+
+    let (_, health) = call(&app, get("/api/v1/health")).await;
+    let pods = health["nodes"][0]["pods"].as_array().expect("pods").clone();
+    let names: Vec<_> = pods.iter().map(|p| p["pod"].as_str().unwrap()).collect();
+    assert_eq!(names, ["quiet", "web"]);
+    assert_eq!(pods[0]["idle"], true, "{pods:?}");
+    assert!(pods[0].get("last_traffic_ns").is_none());
+    assert_eq!(pods[1]["idle"], false);
+    assert_eq!(pods[1]["addresses"][0], "10.244.1.5");
+    assert_eq!(pods[1]["interfaces"][0]["name"], "veth-web");
+    assert!(pods[1]["interfaces"][0]["attached_ns"].is_u64());
+
+    let (status, body) = call(
+        &app,
+        json_req("POST", "/api/v1/captures", r#"{"pod":"default/quiet"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["node"], "node-1");
+
+    // The pod moves: the newest list that holds it wins, and the old node's list forgets it.
+    let mut moved = report(vec![]);
+    moved.node = "node-2".into();
+    moved.pods = vec![node_pod("quiet", "10.244.2.6")];
+    call(&app, post(serde_json::to_vec(&moved).unwrap())).await;
+    let mut left = report(vec![]);
+    left.pods = vec![node_pod("web", "10.244.1.5")];
+    call(&app, post(serde_json::to_vec(&left).unwrap())).await;
+    let (_, body) = call(
+        &app,
+        json_req("POST", "/api/v1/captures", r#"{"pod":"default/quiet"}"#),
+    )
+    .await;
+    assert_eq!(body["node"], "node-2", "{body}");
+}
+
+#[tokio::test]
+async fn a_pod_list_beyond_kubernetes_limits_is_refused_and_nothing_is_stored() {
+    let app = app(state());
+    let mut r = report(vec![connection(
+        "web",
+        "203.0.113.7",
+        Outcome::Established,
+        Category::Public,
+    )]);
+    r.pods = vec![node_pod(&"x".repeat(254), "10.244.1.5")];
+    let (status, body) = call(&app, post(serde_json::to_vec(&r).unwrap())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("a pod name 1 to 253"),
+        "{body}"
+    );
+    r.pods = (0..5_001)
+        .map(|i| node_pod(&format!("p{i}"), "10.244.1.5"))
+        .collect();
+    let (status, body) = call(&app, post(serde_json::to_vec(&r).unwrap())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().contains("at most 5000"),
+        "{body}"
+    );
+    let (_, rows) = call(&app, get("/api/v1/connections")).await;
+    assert_eq!(
+        rows.as_array().unwrap().len(),
+        0,
+        "refused reports leave nothing"
+    );
+}
+
+#[tokio::test]
+async fn readyz_answers_by_its_check_and_says_why_not() {
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ready.clone();
+    let app = app(state().with_ready_check(Arc::new(move || {
+        if flag.load(std::sync::atomic::Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("the datapath is not attached yet".into())
+        }
+    })));
+    let (status, body) = text(&app, get("/readyz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, "not ready: the datapath is not attached yet\n");
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        text(&app, get("/readyz")).await,
+        (StatusCode::OK, "ready\n".to_string())
+    );
+    assert_eq!(text(&app, get("/healthz")).await.0, StatusCode::OK);
 }
 
 async fn call(app: &Router, req: Request<Body>) -> (StatusCode, serde_json::Value) {
@@ -381,7 +507,7 @@ async fn capture_requests_are_checked_before_anything_starts() {
         body["error"]
             .as_str()
             .unwrap()
-            .contains("no records on any node"),
+            .contains("is on no node's pod list and has no records"),
         "{body}"
     );
     let (status, _) = call(

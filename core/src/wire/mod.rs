@@ -83,6 +83,36 @@ pub struct NodeReport {
     pub capture: CaptureStats,
     /// How the datapath is doing.
     pub datapath: DatapathStats,
+    /// Every pod on the node at the window's end, idle ones included: the controller routes
+    /// captures and checks by these, and shows pods that make no traffic as idle, not absent.
+    #[serde(default)]
+    pub pods: Vec<NodePod>,
+}
+
+/// A pod on the node, whether or not it made traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePod {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub pod: String,
+    /// Its addresses.
+    #[serde(default)]
+    pub addresses: Vec<std::net::IpAddr>,
+    /// The node-side interfaces leading to it.
+    #[serde(default)]
+    pub interfaces: Vec<PodLink>,
+}
+
+/// A node-side interface of a pod and since when the datapath watches it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodLink {
+    /// The node-side device.
+    pub name: String,
+    /// When the datapath attached to it (ns since the Unix epoch): its traffic is in the records
+    /// from then on. Absent while it is not attached (attaching failed, or not yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached_ns: Option<u64>,
 }
 
 /// What the API answers with a 4xx or 5xx: `{"error": "…"}`, a sentence for a person.

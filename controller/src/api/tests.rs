@@ -403,6 +403,7 @@ async fn with_a_token_set_the_api_and_metrics_refuse_callers_without_it() {
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("/api/v1/"), "the page reads the API");
     assert_eq!(text(&app, get("/healthz")).await.0, StatusCode::OK);
+    assert_eq!(text(&app, get("/readyz")).await.0, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -325,3 +325,5 @@ pub fn analyze_fixtures(names: &[&str]) -> (Report, Vec<usize>) {
     let files: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
     analyze_files(&files, &lab_profile())
 }
+
+pub mod kube_api;

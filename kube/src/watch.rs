@@ -1,0 +1,183 @@
+//! The watch of this node's pods, on a thread of its own so the agent's loop stays synchronous.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+use tracing::{info, warn};
+
+use outflow_core::error_chain;
+
+use crate::index::{PodIndex, Snapshot};
+
+/// Where the API server and credentials come from, as kubectl finds them.
+#[derive(Debug, Clone)]
+pub enum ClusterAccess {
+    /// In a pod, its service account; else `KUBECONFIG` or `~/.kube/config`.
+    Infer,
+    /// This kubeconfig file, its current context.
+    Kubeconfig(PathBuf),
+}
+
+/// Why the API cannot be reached at all.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// No in-cluster account and no usable kubeconfig.
+    #[error("no Kubernetes API to talk to (not in a pod, and KUBECONFIG or ~/.kube/config gives none); give --kubeconfig FILE")]
+    Infer(#[source] kube::config::InferConfigError),
+    /// The kubeconfig file is unreadable or wrong.
+    #[error("kubeconfig {path}: cannot be used")]
+    Kubeconfig {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// The client cannot be built (TLS settings, proxy).
+    #[error("cannot build a Kubernetes client from that configuration")]
+    Client(#[source] kube::Error),
+}
+
+/// Connects as kubectl would.
+pub async fn client(access: &ClusterAccess) -> Result<Client, AccessError> {
+    let config = match access {
+        ClusterAccess::Infer => kube::Config::infer().await.map_err(AccessError::Infer)?,
+        ClusterAccess::Kubeconfig(path) => {
+            let wrap = |source| AccessError::Kubeconfig {
+                path: path.clone(),
+                source,
+            };
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(wrap)?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(wrap)?
+        }
+    };
+    Client::try_from(config).map_err(AccessError::Client)
+}
+
+/// What readers see of the watch.
+#[derive(Debug, Default)]
+struct Shared {
+    snapshot: Arc<Snapshot>,
+    /// Bumped with every new snapshot.
+    generation: u64,
+    synced: bool,
+    /// The last error of the watch, until the next complete list or event.
+    error: Option<String>,
+}
+
+/// A running watch of one node's pods; it stops when dropped.
+pub struct PodWatch {
+    shared: Arc<Mutex<Shared>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PodWatch {
+    /// Starts watching the pods whose `spec.nodeName` is `node`. Fails only when there is no
+    /// API to talk to; an API that is down or answers errors is retried with backoff, and
+    /// [`PodWatch::status`] says why it is not synced.
+    pub fn start(access: ClusterAccess, node: &str) -> Result<PodWatch, AccessError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime builds");
+        let client = runtime.block_on(client(&access))?;
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let fields = format!("spec.nodeName={node}");
+        let writer = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("kube-pods".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::select! {
+                        () = watch_pods(client, fields, writer) => {}
+                        _ = stopped => {}
+                    }
+                })
+            })
+            .expect("a thread starts");
+        Ok(PodWatch {
+            shared,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The latest complete view and its generation (bumped at every change).
+    pub fn snapshot(&self) -> (u64, Arc<Snapshot>) {
+        let s = lock(&self.shared);
+        (s.generation, s.snapshot.clone())
+    }
+
+    /// Ok once the first complete pod list has arrived; else why not yet.
+    pub fn status(&self) -> Result<(), String> {
+        let s = lock(&self.shared);
+        match (&s.error, s.synced) {
+            (_, true) => Ok(()),
+            (Some(e), false) => Err(format!(
+                "the pod list from the Kubernetes API has not arrived: {e}"
+            )),
+            (None, false) => Err("waiting for the pod list from the Kubernetes API".into()),
+        }
+    }
+
+    /// The watch's last error since it last made progress, if any.
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.shared).error.clone()
+    }
+}
+
+impl Drop for PodWatch {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    // A reader that panicked holding the lock left the data whole: every write is one swap.
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The watch loop. It never ends on an error: a 410 Gone relists, a dropped connection
+/// watches again from the last version, and anything else is retried with backoff.
+async fn watch_pods(client: Client, fields: String, shared: Arc<Mutex<Shared>>) {
+    let api: Api<Pod> = Api::all(client);
+    let config = watcher::Config::default().fields(&fields);
+    let mut events = watcher(api, config).default_backoff().boxed();
+    let mut index = PodIndex::default();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(event) => {
+                let snapshot = index.apply(event);
+                let mut s = lock(&shared);
+                if let Some(snapshot) = snapshot {
+                    if !s.synced {
+                        info!(pods = snapshot.pods.len(), %fields, "pod list from the Kubernetes API");
+                    }
+                    s.snapshot = snapshot;
+                    s.generation += 1;
+                    s.synced = index.synced();
+                }
+                s.error = None;
+            }
+            Err(e) => {
+                let why = error_chain(&e);
+                warn!(error = %why, "watching pods failed; retrying");
+                lock(&shared).error = Some(why);
+            }
+        }
+    }
+}

@@ -21,7 +21,7 @@ use outflow_core::capfile::{
 use outflow_core::{Config, Engine, Profile};
 use pcap::{Active, Capture, Precision};
 
-use crate::inventory::{FileInventory, Inventory, NetnsInventory, PodRef};
+use crate::inventory::{PodRef, PodSource};
 use crate::{clock, netlink};
 
 /// What the agent allows, whatever a request asks.
@@ -181,15 +181,14 @@ pub enum CaptureError {
 
 /// The interfaces to capture, looked up in the node's namespace (the calling thread's): a pod's
 /// node-side interfaces, optionally only `interface` of them, or the node's `interface` alone.
-/// Pods are the inventory file's when one is given (found by how the node routes their
-/// addresses), else named network namespaces. A pod's come with the pod's Ethernet address,
+/// Pods come from `pods` (the Kubernetes API, an inventory file, or named network namespaces);
+/// a pod's interfaces are found by how the node routes its addresses, and come with the pod's Ethernet address,
 /// which tells directions apart.
 pub fn targets(
     pod: Option<&str>,
     interface: Option<&str>,
     node: &str,
-    node_netns: Option<String>,
-    inventory_file: Option<&std::path::Path>,
+    pods: &PodSource,
 ) -> Result<Vec<Target>, String> {
     let links = netlink::links().map_err(|e| format!("listing interfaces: {e}"))?;
     let Some(pod) = pod else {
@@ -207,10 +206,7 @@ pub fn targets(
     let (namespace, name) = pod
         .split_once('/')
         .ok_or_else(|| format!("pod {pod:?}: expected NAMESPACE/NAME"))?;
-    let mut inventory: Box<dyn Inventory> = match inventory_file {
-        Some(f) => Box::new(FileInventory::load(f).map_err(|e| format!("{e:#}"))?),
-        None => Box::new(NetnsInventory::new(node_netns)),
-    };
+    let mut inventory = pods.inventory().map_err(|e| format!("{e:#}"))?;
     inventory.refresh(&links);
     let mut ifaces = inventory
         .interfaces_of(&PodRef {

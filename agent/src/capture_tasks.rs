@@ -29,9 +29,8 @@ pub struct TaskConfig {
     pub node: String,
     /// The namespace playing the node, if any.
     pub node_netns: Option<String>,
-    /// The inventory file that names pods, if the agent was given one (else pods are named
-    /// network namespaces).
-    pub inventory: Option<std::path::PathBuf>,
+    /// Where pods are known from.
+    pub pods: crate::inventory::PodSource,
     /// The cluster's name, for the files' section headers.
     pub cluster: Option<String>,
     /// The agent's capture limits.
@@ -172,8 +171,7 @@ fn run_task(cfg: &TaskConfig, t: &Task) {
                     t.spec.pod.as_deref(),
                     t.spec.interface.as_deref(),
                     &cfg.node,
-                    cfg.node_netns.clone(),
-                    cfg.inventory.as_deref(),
+                    &cfg.pods,
                 )?,
                 filter: t.spec.filter.clone(),
                 snaplen: t.spec.snaplen,

@@ -43,6 +43,64 @@ pub trait Inventory: Send {
     /// address where it is known; or why there is none, in words for the person who asked.
     /// Asked in the node's namespace (the calling thread's).
     fn interfaces_of(&self, pod: &PodRef) -> Result<Vec<PodInterface>, String>;
+    /// What else is known of a pod: its uid and workload, where the source tells.
+    fn details(&self, _pod: &PodRef) -> PodDetails {
+        PodDetails::default()
+    }
+    /// Whether `ip` is the node's own (a host-network pod's): traffic from the node itself.
+    fn is_host(&self, _ip: IpAddr) -> bool {
+        false
+    }
+    /// Whether looking again would take an address from the pod that holds it now: the agent
+    /// then ends the window first, so each pod keeps its own flows.
+    fn reassigns(&self) -> bool {
+        false
+    }
+    /// Ok when the pods are known; else why not yet (the agent is not ready until they are).
+    fn status(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A pod's identity beyond its name, where the source knows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodDetails {
+    /// `metadata.uid`.
+    pub uid: Option<String>,
+    /// `kind/name` of what runs it (`deployment/web`).
+    pub workload: Option<String>,
+}
+
+/// Where the agent learns which pods are on its node.
+#[derive(Clone)]
+pub enum PodSource {
+    /// Named network namespaces whose veth leads to the node (standalone); not this one.
+    Netns(Option<String>),
+    /// An inventory file.
+    File(std::path::PathBuf),
+    /// The Kubernetes API's watch of this node's pods.
+    Kube(std::sync::Arc<outflow_kube::PodWatch>),
+}
+
+impl PodSource {
+    /// A fresh inventory over this source.
+    pub fn inventory(&self) -> anyhow::Result<Box<dyn Inventory>> {
+        Ok(match self {
+            PodSource::Netns(node_netns) => Box::new(NetnsInventory::new(node_netns.clone())),
+            PodSource::File(f) => Box::new(FileInventory::load(f)?),
+            PodSource::Kube(w) => Box::new(crate::kube_inventory::KubeInventory::new(w.clone())),
+        })
+    }
+}
+
+impl std::fmt::Debug for PodSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PodSource::Netns(ns) => write!(f, "Netns({ns:?})"),
+            PodSource::File(p) => write!(f, "File({})", p.display()),
+            PodSource::Kube(_) => write!(f, "Kube"),
+        }
+    }
 }
 
 /// Pods from named network namespaces whose veth peer is on this node.
@@ -231,42 +289,48 @@ impl Inventory for FileInventory {
     /// Found the way the node reaches the pod's addresses: the route's interface, and behind a
     /// bridge the port the pod's Ethernet address was learnt on.
     fn interfaces_of(&self, pod: &PodRef) -> Result<Vec<PodInterface>, String> {
-        let mut ips: Vec<IpAddr> = self
-            .pods
-            .iter()
-            .filter(|(_, p)| *p == pod)
-            .map(|(ip, _)| *ip)
-            .collect();
-        if ips.is_empty() {
-            return Err(format!(
-                "pod {}/{} is not in the inventory file",
-                pod.namespace, pod.name
-            ));
-        }
-        ips.sort();
-        let io = |e: std::io::Error| format!("looking up the pod's interface: {e}");
-        let links = netlink::links().map_err(io)?;
-        let neighbours = netlink::neighbours().map_err(io)?;
-        let mut found: Vec<PodInterface> = Vec::new();
-        let mut why = Vec::new();
-        for ip in ips {
-            let oif = netlink::route_oif(ip).map_err(io)?;
-            match interface_for(ip, oif, &links, &neighbours) {
-                Ok(i) if !found.contains(&i) => found.push(i),
-                Ok(_) => {}
-                Err(e) => why.push(e),
-            }
-        }
-        if found.is_empty() {
-            return Err(format!(
-                "pod {}/{}: {}",
-                pod.namespace,
-                pod.name,
-                why.join("; ")
-            ));
-        }
-        Ok(found)
+        interfaces_by_route(pod, &self.pods, "is not in the inventory file")
     }
+}
+
+/// A pod's node-side interfaces, found by how the node routes each of the addresses `owners`
+/// gives it; `unknown` says why there are none when it has none.
+pub(crate) fn interfaces_by_route(
+    pod: &PodRef,
+    owners: &HashMap<IpAddr, PodRef>,
+    unknown: &str,
+) -> Result<Vec<PodInterface>, String> {
+    let mut ips: Vec<IpAddr> = owners
+        .iter()
+        .filter(|(_, p)| *p == pod)
+        .map(|(ip, _)| *ip)
+        .collect();
+    if ips.is_empty() {
+        return Err(format!("pod {}/{} {unknown}", pod.namespace, pod.name));
+    }
+    ips.sort();
+    let io = |e: std::io::Error| format!("looking up the pod's interface: {e}");
+    let links = netlink::links().map_err(io)?;
+    let neighbours = netlink::neighbours().map_err(io)?;
+    let mut found: Vec<PodInterface> = Vec::new();
+    let mut why = Vec::new();
+    for ip in ips {
+        let oif = netlink::route_oif(ip).map_err(io)?;
+        match interface_for(ip, oif, &links, &neighbours) {
+            Ok(i) if !found.contains(&i) => found.push(i),
+            Ok(_) => {}
+            Err(e) => why.push(e),
+        }
+    }
+    if found.is_empty() {
+        return Err(format!(
+            "pod {}/{}: {}",
+            pod.namespace,
+            pod.name,
+            why.join("; ")
+        ));
+    }
+    Ok(found)
 }
 
 /// The node-side interface of the pod at `ip`, given the interface the node routes `ip` out of

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod datapath;
 pub mod http;
 pub mod inventory;
+pub mod kube_inventory;
 pub mod netlink;
 pub mod netns;
 pub mod readiness;

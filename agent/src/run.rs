@@ -143,6 +143,11 @@ pub fn run(
         }
         let now = realtime_ns();
         agent.engine.advance(now);
+        // An address changes hands: what came before belongs to the pod that held it.
+        if agent.inventory.reassigns() {
+            sink(agent.report(&cfg, (window_start, now)));
+            window_start = now;
+        }
         if now < next_report && !stopping {
             continue;
         }
@@ -181,10 +186,18 @@ impl Agent {
     /// Attaches to the pod interfaces there are now and says whether all of them are watched.
     fn sync(&mut self, cfg: &AgentConfig) {
         let failed = sync_links(self, cfg);
-        self.inventory.refresh(&self.links);
-        self.retry_at = (!failed.is_empty()).then(|| realtime_ns() + 1_000_000_000);
+        if !self.inventory.reassigns() {
+            self.inventory.refresh(&self.links);
+        }
+        let pods_known = self.inventory.status();
+        let retry = !failed.is_empty() || pods_known.is_err();
+        self.retry_at = retry.then(|| realtime_ns() + 1_000_000_000);
         self.failing = failed.clone();
-        if failed.is_empty() {
+        if let Err(why) = pods_known {
+            if self.ready.set_not_ready(why.clone()) {
+                warn!(reason = %why, "not ready");
+            }
+        } else if failed.is_empty() {
             if self.ready.set_ready(realtime_ns()) {
                 info!(
                     interfaces = self.attached_at.len(),
@@ -214,7 +227,12 @@ impl Agent {
             engine.add_traffic(&t);
         }
         let report = self.engine.drain();
-        self.inventory.refresh(&self.links);
+        // Pods that came are named at once; an address that changed hands is still the old
+        // pod's for what is drained now.
+        let reassigns = self.inventory.reassigns();
+        if !reassigns {
+            self.inventory.refresh(&self.links);
+        }
         let mut stats = self.dp.take_stats();
         stats.attach_errors = std::mem::take(&mut self.attach_errors);
         if stats.event_drops > 0 {
@@ -229,14 +247,18 @@ impl Agent {
             .map(|(name, (_, at))| (name.clone(), *at))
             .collect();
         let pods = node_pods(self.inventory.as_ref(), &attached);
-        node_report(
+        let report = node_report(
             &cfg.node,
             (start, end),
             report,
             self.inventory.as_ref(),
             stats,
             pods,
-        )
+        );
+        if reassigns {
+            self.inventory.refresh(&self.links);
+        }
+        report
     }
 }
 

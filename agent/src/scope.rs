@@ -20,9 +20,13 @@ pub fn node_report(
     let (window_start, window_end) = (rfc3339(start_ns), rfc3339(end_ns));
     let scope = |ip: Option<std::net::IpAddr>| {
         let pod = ip.and_then(|ip| inventory.pod_of(ip));
+        let details = pod.map(|p| inventory.details(p)).unwrap_or_default();
         Scope {
             pod: pod.map(|p| p.name.clone()),
             namespace: pod.map(|p| p.namespace.clone()),
+            pod_uid: details.uid,
+            workload: details.workload,
+            host: pod.is_none() && ip.is_some_and(|ip| inventory.is_host(ip)),
             node: node.to_string(),
             window_start: window_start.clone(),
             window_end: window_end.clone(),
@@ -79,7 +83,10 @@ pub fn node_pods(inventory: &dyn Inventory, attached: &HashMap<String, u64>) -> 
                     name: i.node_side,
                 })
                 .collect();
+            let details = inventory.details(&pod);
             NodePod {
+                uid: details.uid,
+                workload: details.workload,
                 namespace: pod.namespace,
                 pod: pod.name,
                 addresses,

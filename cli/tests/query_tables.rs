@@ -27,6 +27,7 @@ fn post_lab_window(c: &Controller) {
         node: "node-1".into(),
         window_start: outflow_core::report::rfc3339(now - 10_000_000_000),
         window_end: outflow_core::report::rfc3339(now),
+        ..Default::default()
     };
     fn scoped<T>(scope: &Scope, records: Vec<T>) -> Vec<Scoped<T>> {
         records

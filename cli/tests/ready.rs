@@ -4,77 +4,16 @@
 //! mid-run is listed, captured and recorded from its attach on. Needs root; in CI it must run.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use outflow_tests::{analyze, lab_profile, pod_run, privileged, root, Lab};
-use serde_json::Value;
+use outflow_tests::{analyze, lab_profile, pod_run, privileged, Lab};
 
-/// `outflow up` on the lab's node, killed when the test ends however it ends.
-struct Up {
-    child: Child,
-    url: String,
-}
+mod lab_up;
 
+use lab_up::Up;
+
+/// What these tests ask of the node's API.
 impl Up {
-    fn start(prefix: &str, port: u16) -> Up {
-        let db = std::env::temp_dir().join(format!("{prefix}-{port}.db"));
-        let _ = std::fs::remove_file(&db);
-        let child = Command::new(env!("CARGO_BIN_EXE_outflow"))
-            .args(["up", "--node-netns", &format!("{prefix}-node")])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--iface-prefix", &format!("{prefix}-veth")])
-            .args(["--interval", "1s"])
-            .arg("--db")
-            .arg(&db)
-            .arg("--profile")
-            .arg(root().join("examples/lab-profile.yaml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("outflow up starts");
-        Up {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    /// Polls `/readyz` until it answers 200; returns whether a 503 with a reason came first.
-    fn wait_ready(&self) -> bool {
-        let start = Instant::now();
-        let mut saw_not_ready = false;
-        loop {
-            match ureq::get(format!("{}/readyz", self.url)).call() {
-                Ok(_) => return saw_not_ready,
-                Err(ureq::Error::StatusCode(503)) => saw_not_ready = true,
-                Err(_) => {}
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "outflow up never became ready"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn get(&self, path: &str) -> Value {
-        let mut resp = ureq::get(format!("{}/api/v1/{path}", self.url))
-            .call()
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        serde_json::from_str(&resp.body_mut().read_to_string().expect("body")).expect("JSON")
-    }
-
-    /// Waits until `f` holds of the API, or fails saying `what`.
-    fn wait_for(&self, what: &str, f: impl Fn(&Up) -> bool) {
-        let start = Instant::now();
-        while !f(self) {
-            assert!(
-                start.elapsed() < Duration::from_secs(15),
-                "timed out waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
     /// Connection attempts of a pod to a destination that ended as `outcome`, over all windows.
     fn attempts(&self, pod: &str, dst: &str, outcome: &str) -> u64 {
         let rows = self.get(&format!("connections?pod=default/{pod}&limit=1000"));
@@ -84,15 +23,6 @@ impl Up {
             .filter(|r| r["dst"] == dst)
             .map(|r| r["outcomes"][outcome].as_u64().unwrap_or(0))
             .sum()
-    }
-
-    /// The pods the node's last report listed.
-    fn pods(&self) -> Vec<Value> {
-        let h = self.get("health");
-        h["nodes"][0]["pods"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
     }
 
     /// `outflow capture --pod default/POD -c COUNT -w FILE` through this controller, returned
@@ -111,13 +41,6 @@ impl Up {
         // libpcap's handle opens as the agent marks it running.
         std::thread::sleep(Duration::from_millis(300));
         child
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -145,8 +68,8 @@ fn traffic_made_the_instant_readyz_answers_is_in_the_records() {
     }
     let prefix = format!("ofr{}", std::process::id() % 10_000);
     let _lab = Lab::up(&prefix);
-    let up = Up::start(&prefix, 17891);
-    let saw_not_ready = up.wait_ready();
+    let up = Up::start(&prefix, 17891, &["--interval".as_ref(), "1s".as_ref()]);
+    let saw_not_ready = up.wait_ready().contains(&503);
     for _ in 0..5 {
         pod_run(
             &prefix,
@@ -254,7 +177,7 @@ fn a_silent_pod_is_captured_and_a_late_pod_is_covered_from_its_attach() {
     }
     let prefix = format!("ofs{}", std::process::id() % 10_000);
     let _lab = Lab::up(&prefix);
-    let up = Up::start(&prefix, 17892);
+    let up = Up::start(&prefix, 17892, &["--interval".as_ref(), "1s".as_ref()]);
     up.wait_ready();
     let dir = std::env::temp_dir();
 

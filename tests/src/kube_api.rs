@@ -296,3 +296,23 @@ async fn pods_handler(
     )
         .into_response()
 }
+
+/// A pod of a recorded list, renamed and readdressed: a new pod of the same workload, as a
+/// rollout or a rescheduled pod brings.
+pub fn pod_like(pods: &Path, template: &str, name: &str, uid: &str, addr: &str) -> Value {
+    let list: Value =
+        serde_json::from_slice(&std::fs::read(pods).expect("fixture")).expect("fixture is JSON");
+    let mut pod = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|p| p["metadata"]["name"] == template)
+        .unwrap_or_else(|| panic!("no pod {template} in {}", pods.display()))
+        .clone();
+    pod["metadata"]["name"] = name.into();
+    pod["metadata"]["uid"] = uid.into();
+    pod["metadata"]["creationTimestamp"] = "2026-12-06T08:00:00Z".into();
+    pod["status"]["podIP"] = addr.into();
+    pod["status"]["podIPs"] = json!([{ "ip": addr }]);
+    pod
+}

@@ -58,20 +58,7 @@ fn owner(s: &Snapshot, addr: &str) -> Option<String> {
 
 /// A pod from the fixture, renamed and readdressed, as a new pod of the same workload.
 fn new_pod(template: &str, name: &str, uid: &str, addr: &str) -> Value {
-    let list: Value = serde_json::from_slice(&std::fs::read(fixture()).unwrap()).unwrap();
-    let mut pod = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["metadata"]["name"] == template)
-        .expect("template pod")
-        .clone();
-    pod["metadata"]["name"] = name.into();
-    pod["metadata"]["uid"] = uid.into();
-    pod["metadata"]["creationTimestamp"] = "2026-12-06T08:00:00Z".into();
-    pod["status"]["podIP"] = addr.into();
-    pod["status"]["podIPs"] = serde_json::json!([{"ip": addr}]);
-    pod
+    outflow_tests::kube_api::pod_like(&fixture(), template, name, uid, addr)
 }
 
 #[test]

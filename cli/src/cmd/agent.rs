@@ -12,7 +12,7 @@ use std::time::Duration;
 use outflow_agent::capture::Limits;
 use outflow_agent::capture_tasks::{self, TaskConfig};
 use outflow_agent::datapath::{DatapathChoice, TcMode};
-use outflow_agent::inventory::{FileInventory, Inventory, NetnsInventory};
+use outflow_agent::inventory::PodSource;
 use outflow_agent::ship::{ShipConfig, Shipper};
 use outflow_agent::{AgentConfig, Readiness};
 use tracing::info;
@@ -30,12 +30,20 @@ pub struct AgentArgs {
     /// Run the datapath inside this named network namespace, which plays the node.
     #[arg(long)]
     pub node_netns: Option<String>,
-    /// This node's name (default: the --node-netns name, else the host name).
-    #[arg(long)]
+    /// This node's name, as Kubernetes knows it (default: the --node-netns name, else the host
+    /// name). A DaemonSet sets NODE_NAME from the downward API (spec.nodeName).
+    #[arg(long, env = "NODE_NAME")]
     pub node: Option<String>,
     /// Map pod IPs to namespace/name from this file instead of named network namespaces.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kube")]
     pub inventory: Option<PathBuf>,
+    /// Take this node's pods from the Kubernetes API (the default inside a pod, with its service
+    /// account); outside one, from KUBECONFIG or ~/.kube/config, as kubectl does.
+    #[arg(long)]
+    pub kube: bool,
+    /// The kubeconfig to reach the API with (implies --kube).
+    #[arg(long, value_name = "FILE", conflicts_with = "inventory")]
+    pub kubeconfig: Option<PathBuf>,
     /// How often the agent reports a window [default: 10s].
     #[arg(long, value_parser = parse_duration)]
     pub interval: Option<Duration>,
@@ -143,6 +151,7 @@ impl AgentArgs {
     pub fn captures(
         &self,
         cfg: &AgentConfig,
+        pods: PodSource,
         controller: String,
         token: Option<String>,
     ) -> TaskConfig {
@@ -151,7 +160,7 @@ impl AgentArgs {
             token,
             node: cfg.node.clone(),
             node_netns: cfg.node_netns.clone(),
-            inventory: self.inventory.clone(),
+            pods,
             cluster: self.cluster.clone(),
             limits: {
                 let d = Limits::default();
@@ -169,11 +178,22 @@ impl AgentArgs {
         }
     }
 
-    /// The inventory: the file when given, else named network namespaces.
-    pub fn inventory(&self) -> anyhow::Result<Box<dyn Inventory>> {
+    /// Where pods are known from: the Kubernetes API with --kube or inside a pod, the file when
+    /// given, else named network namespaces. The API's watch starts here, for the node `cfg`
+    /// names.
+    pub fn pod_source(&self, cfg: &AgentConfig) -> anyhow::Result<PodSource> {
+        let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        if self.kube || self.kubeconfig.is_some() || (in_pod && self.inventory.is_none()) {
+            let access = match &self.kubeconfig {
+                Some(f) => outflow_kube::ClusterAccess::Kubeconfig(f.clone()),
+                None => outflow_kube::ClusterAccess::Infer,
+            };
+            let watch = outflow_kube::PodWatch::start(access, &cfg.node)?;
+            return Ok(PodSource::Kube(std::sync::Arc::new(watch)));
+        }
         Ok(match &self.inventory {
-            Some(f) => Box::new(FileInventory::load(f)?),
-            None => Box::new(NetnsInventory::new(self.node_netns.clone())),
+            Some(f) => PodSource::File(f.clone()),
+            None => PodSource::Netns(self.node_netns.clone()),
         })
     }
 }
@@ -203,7 +223,8 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let profile = load_profile(args.agent.profile.as_ref())?;
     let cfg = args.agent.config()?;
-    let inventory = args.agent.inventory()?;
+    let pods = args.agent.pod_source(&cfg)?;
+    let inventory = pods.inventory()?;
     let token = super::read_token(args.token_file.as_deref())?;
     let controller = super::controller_url(&args.controller);
     let shipper = Shipper::start(ShipConfig {
@@ -219,7 +240,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         serve_probes(addr, ready.clone())?;
     }
     capture_tasks::spawn(
-        args.agent.captures(&cfg, controller.clone(), token),
+        args.agent.captures(&cfg, pods, controller.clone(), token),
         stop.clone(),
     )?;
     info!(controller = %controller, "agent starting");

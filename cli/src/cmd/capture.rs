@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use outflow_agent::capture::{self, Limits, Request};
+use outflow_agent::inventory::PodSource;
 use outflow_agent::netns;
 use outflow_core::query::PodRef;
 use outflow_core::wire::captures::{CaptureInfo, CaptureSpec, CaptureState};
@@ -92,8 +93,10 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         args.pod_name.as_deref(),
         args.interface.as_deref(),
         &node,
-        args.node_netns.clone(),
-        args.inventory.as_deref(),
+        &match &args.inventory {
+            Some(f) => PodSource::File(f.clone()),
+            None => PodSource::Netns(args.node_netns.clone()),
+        },
     )
     .map_err(anyhow::Error::msg)?;
     let (out, shown, _) = output(&args)?;

@@ -27,10 +27,12 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let profile = load_profile(args.agent.profile.as_ref())?;
     let cfg = args.agent.config()?;
-    let inventory = args.agent.inventory()?;
+    let pods = args.agent.pod_source(&cfg)?;
+    let inventory = pods.inventory()?;
     let state = args.controller.state()?;
     let tasks = args.agent.captures(
         &cfg,
+        pods,
         args.controller.own_url(),
         super::read_token(args.controller.token_file.as_deref())?,
     );

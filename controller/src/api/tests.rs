@@ -35,6 +35,7 @@ fn connection(
             node: "node-1".to_string(),
             window_start: outflow_core::report::rfc3339(now - 1),
             window_end: outflow_core::report::rfc3339(now),
+            ..Default::default()
         },
         record: ConnectionRecord {
             src: "10.244.1.10".parse().unwrap(),
@@ -89,6 +90,7 @@ fn node_pod(name: &str, ip: &str) -> NodePod {
             name: format!("veth-{name}"),
             attached_ns: Some(now_ns() - 5_000),
         }],
+        ..Default::default()
     }
 }
 

@@ -11,7 +11,7 @@ pub mod captures;
 use crate::report::{CaptureStats, ConnectionRecord, DnsRecord, Finding};
 
 /// Who and when a record is about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scope {
     /// The pod's name, when the source address belongs to a known pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -19,6 +19,16 @@ pub struct Scope {
     /// The pod's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// The pod's `metadata.uid`, when the Kubernetes API names the pod: it tells a pod from an
+    /// earlier one of the same name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    /// What runs the pod, as `kind/name` (`deployment/web`, `statefulset/db`, `cronjob/backup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    /// The source is the node itself (its own address, as host-network pods have), not a pod.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host: bool,
     /// The node whose agent saw it.
     pub node: String,
     /// Start of the report window (RFC 3339).
@@ -90,12 +100,18 @@ pub struct NodeReport {
 }
 
 /// A pod on the node, whether or not it made traffic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodePod {
     /// The pod's namespace.
     pub namespace: String,
     /// The pod's name.
     pub pod: String,
+    /// Its `metadata.uid`, when the Kubernetes API names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// What runs it (`deployment/web`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
     /// Its addresses.
     #[serde(default)]
     pub addresses: Vec<std::net::IpAddr>,

@@ -24,7 +24,7 @@ pub struct TaskConfig {
     /// The controller's base URL.
     pub controller: String,
     /// Its token.
-    pub token: Option<String>,
+    pub token: crate::http::Token,
     /// This node's name.
     pub node: String,
     /// The namespace playing the node, if any.
@@ -59,7 +59,7 @@ fn poll_tasks(cfg: &TaskConfig, stop: &AtomicBool) {
     let running = Arc::new(AtomicUsize::new(0));
     let mut failing = false;
     while !stop.load(Ordering::Relaxed) {
-        let req = authorized(http.get(&url), cfg.token.as_deref())
+        let req = authorized(http.get(&url), cfg.token.current().as_deref())
             .query("node", &cfg.node)
             .query("wait", "5");
         let tasks: Result<Vec<Task>, String> =
@@ -127,7 +127,7 @@ fn report(cfg: &TaskConfig, id: u64, packets: u64, drops: u64, ended: &str, erro
     };
     if let Err(e) = authorized(
         client(Some(Duration::from_secs(10))).post(&url),
-        cfg.token.as_deref(),
+        cfg.token.current().as_deref(),
     )
     .send_json(&body)
     {
@@ -149,7 +149,7 @@ fn run_task(cfg: &TaskConfig, t: &Task) {
     let upload = {
         let (url, token) = (
             format!("{base}{}", routes::capture_pcapng(t.id)),
-            cfg.token.clone(),
+            cfg.token.current(),
         );
         std::thread::spawn(move || {
             let body = ureq::SendBody::from_owned_reader(reader);
@@ -200,7 +200,7 @@ fn run_task(cfg: &TaskConfig, t: &Task) {
     let url = format!("{base}{}", routes::capture(t.id));
     while !capture.is_finished() {
         std::thread::sleep(Duration::from_millis(250));
-        let state = authorized(http.get(&url), cfg.token.as_deref())
+        let state = authorized(http.get(&url), cfg.token.current().as_deref())
             .call()
             .ok()
             .and_then(|mut r| r.body_mut().read_json::<Task>().ok());

@@ -20,3 +20,30 @@ pub fn authorized<B>(req: ureq::RequestBuilder<B>, token: Option<&str>) -> ureq:
         None => req,
     }
 }
+
+/// The controller's token as the agent sends it.
+#[derive(Debug, Clone, Default)]
+pub enum Token {
+    /// None: the controller listens on loopback or runs open.
+    #[default]
+    None,
+    /// Given once (`OUTFLOW_TOKEN`).
+    Fixed(String),
+    /// A file read at every request, so a Secret mounted after the agent started (the
+    /// controller makes it on its first start) or rotated since is picked up.
+    File(std::path::PathBuf),
+}
+
+impl Token {
+    /// The token now; a file that is missing or empty gives none.
+    pub fn current(&self) -> Option<String> {
+        match self {
+            Token::None => None,
+            Token::Fixed(t) => Some(t.clone()),
+            Token::File(f) => std::fs::read_to_string(f)
+                .ok()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty()),
+        }
+    }
+}

@@ -21,7 +21,7 @@ pub struct ShipConfig {
     /// The controller's base URL (`http://host:7878`).
     pub controller: String,
     /// Bearer token, when the controller asks for one.
-    pub token: Option<String>,
+    pub token: http::Token,
     /// Reports kept while the controller is unreachable.
     pub capacity: usize,
     /// One request's time limit.
@@ -178,7 +178,7 @@ fn deliver(cfg: &ShipConfig, shared: &Shared) {
             report.datapath.reports_dropped += std::mem::take(&mut q.untold_drops);
             report
         };
-        match post(&agent, &url, cfg.token.as_deref(), &report) {
+        match post(&agent, &url, cfg.token.current().as_deref(), &report) {
             Delivery::Accepted => {
                 if failing {
                     info!("controller reachable again: delivering queued reports");

@@ -5,6 +5,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use outflow_agent::http::Token;
 use outflow_agent::ship::{ShipConfig, Shipper};
 use outflow_controller::{app, AppState, Store};
 use outflow_core::report::CaptureStats;
@@ -83,7 +84,7 @@ fn reports_wait_for_a_controller_that_is_down_and_those_past_the_queue_are_count
     let port = free_port();
     let shipper = Shipper::start(ShipConfig {
         controller: format!("http://127.0.0.1:{port}"),
-        token: Some("t0ken".into()),
+        token: Token::Fixed("t0ken".into()),
         capacity: 3,
         timeout: Duration::from_secs(2),
     })
@@ -123,7 +124,7 @@ fn a_report_the_controller_refuses_is_dropped_and_counted_not_retried_forever() 
     controller(port, "k");
     let shipper = Shipper::start(ShipConfig {
         controller: format!("http://127.0.0.1:{port}"),
-        token: Some("k".into()),
+        token: Token::Fixed("k".into()),
         capacity: 10,
         timeout: Duration::from_secs(2),
     })

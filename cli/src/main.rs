@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod cmd;
 mod table;
@@ -45,10 +45,22 @@ enum Command {
     Dns(cmd::query::Args),
     /// Findings per pod, from the controller.
     Findings(cmd::query::Args),
+    /// Every node's agent: last report, datapath and its losses, pods (`-o wide`: each pod).
+    Health(cmd::health::Args),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // As a kubectl plugin, help and errors say `kubectl outflow`.
+    let name = if cmd::as_kubectl() {
+        "kubectl outflow"
+    } else {
+        "outflow"
+    };
+    let matches = Cli::command().bin_name(name).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     cmd::init_logging(cli.log_format);
     let result = match cli.command {
         Command::Analyze(args) => cmd::analyze::run(args),
@@ -60,6 +72,7 @@ fn main() -> ExitCode {
         Command::Connections(args) => cmd::query::run(cmd::query::What::Connections, args),
         Command::Dns(args) => cmd::query::run(cmd::query::What::Dns, args),
         Command::Findings(args) => cmd::query::run(cmd::query::What::Findings, args),
+        Command::Health(args) => cmd::health::run(args),
     };
     match result {
         Ok(code) => code,
@@ -68,5 +81,15 @@ fn main() -> ExitCode {
             eprintln!("outflow: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every command's flags fit together (no two with one name, no conflict with a flag
+    /// that is not there): clap checks it here rather than at a user's first call.
+    #[test]
+    fn the_grammar_holds_together() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

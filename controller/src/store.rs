@@ -8,7 +8,6 @@ use std::path::Path;
 
 use outflow_core::wire::NodeReport;
 use rusqlite::{params, Connection};
-use serde::Serialize;
 
 /// What kind of record a row holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,59 +58,10 @@ pub struct Filter {
     pub limit: u32,
 }
 
-/// The last report of a node.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeHealth {
-    /// The node.
-    pub node: String,
-    /// When its last window ended (ns since the epoch).
-    pub last_window_end_ns: u64,
-    /// Reports received.
-    pub reports: u64,
-    /// Its last datapath stats.
-    pub datapath: serde_json::Value,
-    /// Datapath counters summed over the reports kept: losses show here even when the last
-    /// window had none.
-    pub totals: DatapathTotals,
-    /// The pods its last report listed, idle ones included.
-    pub pods: Vec<PodHealth>,
-}
-
-/// A pod on a node and when it last made traffic.
-#[derive(Debug, Clone, Serialize)]
-pub struct PodHealth {
-    /// The pod as its node listed it.
-    #[serde(flatten)]
-    pub pod: outflow_core::wire::NodePod,
-    /// The end of the last window with records of it (ns since the epoch).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_traffic_ns: Option<u64>,
-    /// No records of it in the last [`IDLE_AFTER_NS`] of its node's reports: silent, maybe
-    /// because it is broken, but there.
-    pub idle: bool,
-}
-
 /// How long without records makes a pod idle.
 pub const IDLE_AFTER_NS: u64 = 5 * 60 * 1_000_000_000;
 
-/// Datapath counters summed over reports.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct DatapathTotals {
-    /// Events lost in the ring buffer (or libpcap's buffer).
-    pub event_drops: u64,
-    /// Flow entries the kernel map pushed out.
-    pub flows_evicted: u64,
-    /// Flow entries that could not be created.
-    pub flow_map_full: u64,
-    /// Failed attachments.
-    pub attach_errors: u64,
-    /// Reports the agent dropped because the controller was unreachable too long.
-    pub reports_dropped: u64,
-    /// DNS messages the engine could not parse (malformed, or cut).
-    pub dns_malformed: u64,
-    /// Frames whose headers were malformed.
-    pub undecodable: u64,
-}
+pub use outflow_core::wire::health::{DatapathTotals, NodeHealth, PodHealth};
 
 /// The store.
 pub struct Store {

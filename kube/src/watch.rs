@@ -21,6 +21,14 @@ pub enum ClusterAccess {
     Infer,
     /// This kubeconfig file, its current context.
     Kubeconfig(PathBuf),
+    /// As kubectl: this kubeconfig or else `KUBECONFIG`/`~/.kube/config`, this context or else
+    /// the current one; never the in-cluster account.
+    Kubectl {
+        /// `--kubeconfig`.
+        kubeconfig: Option<PathBuf>,
+        /// `--context`.
+        context: Option<String>,
+    },
 }
 
 /// Why the API cannot be reached at all.
@@ -41,11 +49,19 @@ pub enum AccessError {
     /// The client cannot be built (TLS settings, proxy).
     #[error("cannot build a Kubernetes client from that configuration")]
     Client(#[source] kube::Error),
+    /// No thread, runtime or loopback socket to run the client on.
+    #[error("cannot start the Kubernetes client's runtime")]
+    Runtime(#[source] std::io::Error),
 }
 
 /// Connects as kubectl would.
 pub async fn client(access: &ClusterAccess) -> Result<Client, AccessError> {
-    let config = match access {
+    Client::try_from(config(access).await?).map_err(AccessError::Client)
+}
+
+/// The client configuration `access` names, as kubectl would read it.
+pub async fn config(access: &ClusterAccess) -> Result<kube::Config, AccessError> {
+    Ok(match access {
         ClusterAccess::Infer => kube::Config::infer().await.map_err(AccessError::Infer)?,
         ClusterAccess::Kubeconfig(path) => {
             let wrap = |source| AccessError::Kubeconfig {
@@ -57,8 +73,32 @@ pub async fn client(access: &ClusterAccess) -> Result<Client, AccessError> {
                 .await
                 .map_err(wrap)?
         }
-    };
-    Client::try_from(config).map_err(AccessError::Client)
+        ClusterAccess::Kubectl {
+            kubeconfig,
+            context,
+        } => {
+            let options = kube::config::KubeConfigOptions {
+                context: context.clone(),
+                ..Default::default()
+            };
+            let path = kubeconfig.clone().unwrap_or_else(|| "KUBECONFIG".into());
+            let wrap = |source| AccessError::Kubeconfig {
+                path: path.clone(),
+                source,
+            };
+            match kubeconfig {
+                Some(f) => {
+                    let kc = kube::config::Kubeconfig::read_from(f).map_err(wrap)?;
+                    kube::Config::from_custom_kubeconfig(kc, &options)
+                        .await
+                        .map_err(wrap)?
+                }
+                None => kube::Config::from_kubeconfig(&options)
+                    .await
+                    .map_err(wrap)?,
+            }
+        }
+    })
 }
 
 /// What readers see of the watch.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use outflow_agent::capture::Limits;
 use outflow_agent::capture_tasks::{self, TaskConfig};
 use outflow_agent::datapath::{DatapathChoice, TcMode};
+use outflow_agent::http::Token;
 use outflow_agent::inventory::PodSource;
 use outflow_agent::ship::{ShipConfig, Shipper};
 use outflow_agent::{AgentConfig, Readiness};
@@ -153,7 +154,7 @@ impl AgentArgs {
         cfg: &AgentConfig,
         pods: PodSource,
         controller: String,
-        token: Option<String>,
+        token: Token,
     ) -> TaskConfig {
         TaskConfig {
             controller,
@@ -225,7 +226,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cfg = args.agent.config()?;
     let pods = args.agent.pod_source(&cfg)?;
     let inventory = pods.inventory()?;
-    let token = super::read_token(args.token_file.as_deref())?;
+    let token = agent_token(args.token_file.as_deref())?;
     let controller = super::controller_url(&args.controller);
     let shipper = Shipper::start(ShipConfig {
         controller: controller.clone(),
@@ -255,6 +256,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "agent stopped"
     );
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// The token the agent sends: a `--token-file` is read again at every request, so one that is
+/// not there yet (the Secret the controller makes on its first start, mounted as optional) is
+/// picked up once it is; one there now must be usable.
+fn agent_token(file: Option<&std::path::Path>) -> anyhow::Result<Token> {
+    match file {
+        Some(f) if !f.exists() => {
+            tracing::warn!(
+                file = %f.display(),
+                "the token file is not there yet: reports go without a token until it appears"
+            );
+            Ok(Token::File(f.to_path_buf()))
+        }
+        Some(f) => super::read_token(Some(f)).map(|_| Token::File(f.to_path_buf())),
+        None => Ok(super::read_token(None)?.map_or(Token::None, Token::Fixed)),
+    }
 }
 
 /// Serves `/healthz` and `/readyz` on `addr` from a thread of their own, bound before the agent

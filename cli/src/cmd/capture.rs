@@ -75,6 +75,16 @@ pub struct Args {
 
 /// Runs a capture until a limit or Ctrl-C.
 pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
+    // kubectl's habit: `kubectl outflow capture POD -n NS [FILTER]`.
+    if super::as_kubectl()
+        && args.pod.is_none()
+        && args.interface.is_none()
+        && args.node.is_none()
+        && !args.filter.is_empty()
+    {
+        let pod = args.filter.remove(0);
+        args.pod = Some(super::parse_pod(&pod).map_err(anyhow::Error::msg)?);
+    }
     args.pod_name = args
         .pod
         .as_ref()

@@ -12,6 +12,10 @@ use serde::Serialize;
 pub struct Client {
     /// Base URL, without a trailing slash.
     pub base: String,
+    /// How messages name the controller.
+    name: String,
+    /// What to check when it cannot be reached.
+    hint: String,
     token: Option<String>,
     http: ureq::Agent,
 }
@@ -21,10 +25,20 @@ impl Client {
     /// up after 30 s.
     pub fn new(base: String, token: Option<String>) -> Client {
         Client {
+            name: format!("the controller at {base}"),
+            hint: "is `outflow up` running?".into(),
             base,
             token,
             http: client(Some(Duration::from_secs(30))),
         }
+    }
+
+    /// The same client, naming the controller `name` in messages and giving `hint` when it
+    /// cannot be reached.
+    pub fn named(mut self, name: String, hint: &str) -> Client {
+        self.name = name;
+        self.hint = hint.into();
+        self
     }
 
     fn url(&self, path: &str) -> String {
@@ -32,10 +46,7 @@ impl Client {
     }
 
     fn unreachable(&self) -> String {
-        format!(
-            "cannot reach the controller at {} (is `outflow up` running?)",
-            self.base
-        )
+        format!("cannot reach {} ({})", self.name, self.hint)
     }
 
     /// `GET path?query` as JSON.
@@ -116,8 +127,15 @@ fn refusal(status: ureq::http::StatusCode, body: &str) -> anyhow::Result<()> {
     if status.is_success() {
         return Ok(());
     }
+    // The controller's own words, else a Kubernetes API Status's (through the service proxy).
     let message = serde_json::from_str::<outflow_core::wire::ErrorBody>(body)
         .map(|e| e.error)
+        .or_else(|_| {
+            serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(String::from))
+                .ok_or(())
+        })
         .unwrap_or_else(|_| body.trim().to_string());
     anyhow::bail!("the controller said {status}: {message}")
 }

@@ -26,6 +26,15 @@ pub struct ControllerArgs {
     /// A file holding the token callers must send (else OUTFLOW_TOKEN, else none).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// Keep the token in this Kubernetes Secret (key `token`) in the controller's namespace
+    /// (POD_NAMESPACE, else the service account's or the kubeconfig context's), creating it
+    /// with a random token when it is missing: agents mount it, `kubectl outflow` reads it.
+    #[arg(long, value_name = "NAME", conflicts_with = "token_file")]
+    pub token_secret: Option<String>,
+    /// The kubeconfig for --token-secret: the command's own `--kubeconfig` (`outflow up`
+    /// shares the agent's).
+    #[arg(skip)]
+    pub kubeconfig: Option<PathBuf>,
     /// Where captures are kept (default: `captures/` beside the store).
     #[arg(long)]
     pub capture_dir: Option<PathBuf>,
@@ -37,7 +46,11 @@ pub struct ControllerArgs {
 impl ControllerArgs {
     /// Opens the store and checks that a listener off loopback has a token.
     pub fn state(&self) -> anyhow::Result<AppState> {
-        let token = super::read_token(self.token_file.as_deref())?;
+        self.state_with(self.token()?)
+    }
+
+    /// [`ControllerArgs::state`] with the token already resolved.
+    pub fn state_with(&self, token: Option<String>) -> anyhow::Result<AppState> {
         if token.is_none() && !self.listen.ip().is_loopback() {
             anyhow::bail!(
                 "--listen {} is reachable from other hosts: give a token with --token-file FILE \
@@ -63,6 +76,22 @@ impl ControllerArgs {
         Ok(AppState::new(store)
             .with_token(token)
             .with_captures(captures))
+    }
+
+    /// The token callers must send: from the Secret, the file or OUTFLOW_TOKEN.
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        let Some(name) = &self.token_secret else {
+            return super::read_token(self.token_file.as_deref());
+        };
+        let access = match &self.kubeconfig {
+            Some(f) => outflow_kube::ClusterAccess::Kubeconfig(f.clone()),
+            None => outflow_kube::ClusterAccess::Infer,
+        };
+        let namespace = std::env::var("POD_NAMESPACE").ok();
+        let (ns, token) = outflow_kube::ensure_token_blocking(&access, namespace.as_deref(), name)
+            .with_context(|| format!("--token-secret {name}"))?;
+        info!(secret = %format!("{ns}/{name}"), "token from the Kubernetes Secret");
+        Ok(Some(token))
     }
 
     /// The URL this process's own agent reaches the API at.
@@ -98,10 +127,15 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 pub struct Args {
     #[command(flatten)]
     controller: ControllerArgs,
+    /// The kubeconfig to reach the Kubernetes API with outside a pod (for --token-secret)
+    /// [default: as kubectl finds it].
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
 }
 
 /// Serves until SIGINT or SIGTERM.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
+    args.controller.kubeconfig = args.kubeconfig.clone();
     let state = args.controller.state()?;
     super::controller::runtime()?.block_on(async move {
         let listener = args.controller.bind().await?;

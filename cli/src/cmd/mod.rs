@@ -6,6 +6,7 @@ pub mod capture;
 pub mod captures;
 pub mod client;
 pub mod controller;
+pub mod health;
 pub mod query;
 pub mod up;
 
@@ -207,23 +208,49 @@ pub fn controller_url(address: &str) -> String {
 /// How a command reaches the controller.
 #[derive(clap::Args)]
 pub struct ControllerClient {
-    /// The controller.
-    #[arg(
-        long,
-        default_value = "http://127.0.0.1:7878",
-        env = "OUTFLOW_CONTROLLER"
-    )]
-    pub controller: String,
-    /// A file holding the controller's token (else OUTFLOW_TOKEN, else none).
+    /// The controller [default: http://127.0.0.1:7878; as `kubectl outflow` or with --kube,
+    /// the cluster's, through the Kubernetes API].
+    #[arg(long, env = "OUTFLOW_CONTROLLER")]
+    pub controller: Option<String>,
+    /// A file holding the controller's token (else OUTFLOW_TOKEN, else none; through the
+    /// Kubernetes API, the Secret outflow-token).
     #[arg(long)]
     pub token_file: Option<std::path::PathBuf>,
+    /// Reach the controller through the Kubernetes API server's service proxy, with the
+    /// kubeconfig's credentials (what `kubectl outflow` does).
+    #[arg(long, conflicts_with = "controller")]
+    pub kube: bool,
+    /// The kubeconfig [default: KUBECONFIG, else ~/.kube/config].
+    #[arg(long, value_name = "FILE", conflicts_with = "controller")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig context [default: its current one].
+    #[arg(long, value_name = "NAME", conflicts_with = "controller")]
+    pub context: Option<String>,
+    /// The namespace outflow is installed in.
+    #[arg(long, value_name = "NS", default_value = "outflow")]
+    pub outflow_namespace: String,
 }
 
+/// The controller's Service and the port it serves on (deploy/).
+const CONTROLLER_SERVICE: (&str, &str) = ("outflow-controller", "http");
+/// The Secret holding the controller's token (deploy/).
+const TOKEN_SECRET: &str = "outflow-token";
+
 impl ControllerClient {
+    /// Whether the controller is reached through the Kubernetes API.
+    fn through_kube(&self) -> bool {
+        self.controller.is_none()
+            && (self.kube || self.kubeconfig.is_some() || self.context.is_some() || as_kubectl())
+    }
+
     /// The base URL, without a trailing slash; `http://` when the address has no scheme, so
     /// `--controller 127.0.0.1:7878` means what it says.
     pub fn base(&self) -> String {
-        controller_url(&self.controller)
+        controller_url(
+            self.controller
+                .as_deref()
+                .unwrap_or("http://127.0.0.1:7878"),
+        )
     }
 
     /// The token, if any.
@@ -233,6 +260,44 @@ impl ControllerClient {
 
     /// A client for the controller, with the token.
     pub fn connect(&self) -> anyhow::Result<client::Client> {
-        Ok(client::Client::new(self.base(), self.token()?))
+        if !self.through_kube() {
+            return Ok(client::Client::new(self.base(), self.token()?));
+        }
+        let access = outflow_kube::ClusterAccess::Kubectl {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        };
+        let ns = &self.outflow_namespace;
+        let (name, port) = CONTROLLER_SERVICE;
+        let proxy = outflow_kube::ServiceProxy::start(
+            &access,
+            outflow_kube::ServiceRef {
+                namespace: ns.clone(),
+                name: name.into(),
+                port: port.into(),
+            },
+        )?;
+        let token = match self.token()? {
+            Some(t) => Some(t),
+            // Without the right to read it, the controller says what it misses.
+            None => proxy.read_token(ns, TOKEN_SECRET).unwrap_or_else(|e| {
+                tracing::debug!(error = %outflow_core::error_chain(&e), "no token from the Secret");
+                None
+            }),
+        };
+        Ok(client::Client::new(proxy.url(), token).named(
+            format!("service {ns}/{name} through the Kubernetes API"),
+            "is outflow installed in that namespace (--outflow-namespace), and does the \
+                 kubeconfig reach the cluster?",
+        ))
     }
+}
+
+/// Whether this process runs as `kubectl outflow` (kubectl runs plugins as `kubectl-NAME`).
+pub fn as_kubectl() -> bool {
+    std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .is_some_and(|n| n.starts_with("kubectl-outflow"))
 }

@@ -8,6 +8,7 @@ use anyhow::Context;
 use outflow_controller::app;
 use tracing::{error, info};
 
+use outflow_agent::http::Token;
 use outflow_agent::{capture_tasks, Readiness};
 
 use super::agent::AgentArgs;
@@ -24,17 +25,19 @@ pub struct Args {
 }
 
 /// Runs until SIGINT or SIGTERM.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     let profile = load_profile(args.agent.profile.as_ref())?;
     let cfg = args.agent.config()?;
     let pods = args.agent.pod_source(&cfg)?;
     let inventory = pods.inventory()?;
-    let state = args.controller.state()?;
+    args.controller.kubeconfig = args.agent.kubeconfig.clone();
+    let token = args.controller.token()?;
+    let state = args.controller.state_with(token.clone())?;
     let tasks = args.agent.captures(
         &cfg,
         pods,
         args.controller.own_url(),
-        super::read_token(args.controller.token_file.as_deref())?,
+        token.map_or(Token::None, Token::Fixed),
     );
     let ready = Arc::new(Readiness::default());
     // Ready for a person only once the agent is and the controller holds its first report, so a

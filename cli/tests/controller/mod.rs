@@ -28,6 +28,11 @@ pub struct Controller {
 
 impl Controller {
     pub fn start(name: &str) -> Controller {
+        Controller::start_with(name, &[], &[])
+    }
+
+    /// With more flags and environment.
+    pub fn start_with(name: &str, extra: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Controller {
         let addr = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -38,7 +43,9 @@ impl Controller {
         let child = Command::new(env!("CARGO_BIN_EXE_outflow"))
             .args(["controller", "--listen", &addr.to_string(), "--db"])
             .arg(dir.join("outflow.db"))
+            .args(extra)
             .env_remove("OUTFLOW_TOKEN")
+            .envs(envs.iter().copied())
             .spawn()
             .expect("starting the controller");
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -65,18 +65,27 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
     let Some(token) = &state.token else {
         return next.run(req).await;
     };
-    let given = req
-        .headers()
+    // Through the API server's service proxy the token comes in its own header: the API
+    // server keeps `Authorization` for itself.
+    let headers = req.headers();
+    let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| {
+            headers
+                .get(outflow_core::wire::TOKEN_HEADER)
+                .and_then(|v| v.to_str().ok())
+        });
     if given.is_some_and(|g| same_secret(g.trim().as_bytes(), token.as_bytes())) {
         return next.run(req).await;
     }
     let mut resp = ApiError::Rejected(
         StatusCode::UNAUTHORIZED,
-        "missing or wrong token: send `Authorization: Bearer TOKEN` with the controller's token \
-         (outflow commands read it from --token-file or OUTFLOW_TOKEN)"
+        "missing or wrong token: send `Authorization: Bearer TOKEN` (or `X-Outflow-Token: \
+         TOKEN` through the Kubernetes API's service proxy) with the controller's token \
+         (outflow commands read it from --token-file or OUTFLOW_TOKEN; kubectl outflow from \
+         the Secret outflow-token)"
             .into(),
     )
     .into_response();
@@ -197,13 +206,9 @@ async fn findings(
     records(s, Kind::Finding, q).await
 }
 
-/// `GET /api/v1/health`.
-#[derive(serde::Serialize)]
-struct Health {
-    nodes: Vec<crate::store::NodeHealth>,
-    captures: Vec<outflow_core::wire::captures::CaptureInfo>,
-}
+use outflow_core::wire::health::Health;
 
+/// `GET /api/v1/health`.
 async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     let store = state.store.clone();
     let nodes = blocking("reading node health", move || {

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod captures;
+pub mod health;
 
 use crate::report::{CaptureStats, ConnectionRecord, DnsRecord, Finding};
 
@@ -137,6 +138,10 @@ pub struct ErrorBody {
     /// What was wrong and what to do.
     pub error: String,
 }
+
+/// The header that carries the controller's token where `Authorization` cannot: through the
+/// Kubernetes API server's service proxy, which keeps `Authorization` for itself.
+pub const TOKEN_HEADER: &str = "x-outflow-token";
 
 /// The API's paths, as every client spells them.
 pub mod routes {

@@ -67,8 +67,9 @@ fn controller_with_secret(name: &str, kubeconfig: &Path) -> Controller {
     )
 }
 
-/// What the node's agent would post first: its pods, before any traffic.
-fn post_pods(c: &Controller, token: &str) {
+/// What the node's agent would post: its pods, and the web pod's connections to the cluster DNS
+/// Service, to another node's kubelet and to the internet.
+fn post_report(c: &Controller, token: &str) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -77,7 +78,27 @@ fn post_pods(c: &Controller, token: &str) {
         node: NODE.into(),
         window_start_ns: now - 1_000_000_000,
         window_end_ns: now,
-        connections: vec![],
+        connections: [
+            ("10.0.0.10", 53, "udp"),
+            ("10.224.0.5", 10250, "tcp"),
+            ("198.51.100.20", 443, "tcp"),
+        ]
+        .iter()
+        .map(|(dst, port, proto)| {
+            serde_json::from_value(serde_json::json!({
+                "namespace": "shop", "pod": POD, "node": NODE,
+                "window_start": "2026-12-07T06:00:00Z", "window_end": "2026-12-07T06:00:10Z",
+                "src": "10.244.1.11", "dst": dst, "dst_port": port, "proto": proto,
+                "category": "internal", "outcomes": {"established": 1},
+                "syn_retransmissions": 0, "packets_out": 2, "packets_in": 2,
+                "bytes_out": 120, "bytes_in": 240,
+                "first_seen": "2026-12-07T06:00:01Z", "last_seen": "2026-12-07T06:00:02Z",
+                // An agent cannot name destinations: the controller does.
+                "destination": "service kube-system/trust-me"
+            }))
+            .expect("a connection record")
+        })
+        .collect(),
         dns: vec![],
         findings: vec![],
         capture: Default::default(),
@@ -106,8 +127,18 @@ fn post_pods(c: &Controller, token: &str) {
 fn kubectl_outflow_reaches_the_controller_through_the_api_servers_service_proxy() {
     let dir = scratch("kubectl");
     let api = ApiReplay::start(&outflow_tests::root().join("tests/fixtures/kube/pods.json"));
+    api.load(&outflow_tests::root().join("tests/fixtures/kube/cluster.json"));
     let kubeconfig = api.kubeconfig(&dir);
     let c = controller_with_secret("kubectl", &kubeconfig);
+    // Ready once the cluster's Services, EndpointSlices, Nodes and pods are listed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ureq::get(format!("http://{}/readyz", c.addr))
+        .call()
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(Instant::now() < deadline, "the controller never got ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The controller made its token and wants it.
     let token = token_of(&api);
     assert_eq!(token.len(), 64, "{token}");
@@ -116,7 +147,7 @@ fn kubectl_outflow_reaches_the_controller_through_the_api_servers_service_proxy(
         matches!(bare, Err(ureq::Error::StatusCode(401))),
         "{bare:?}"
     );
-    post_pods(&c, &token);
+    post_report(&c, &token);
     api.proxy(
         "outflow",
         "outflow-controller",
@@ -132,7 +163,7 @@ fn kubectl_outflow_reaches_the_controller_through_the_api_servers_service_proxy(
         .find(|l| l.starts_with(NODE))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(
-        node.contains("ebpf") && node.contains("1 (1 idle)"),
+        node.contains("ebpf") && node.contains("1 (0 idle)"),
         "{node}"
     );
     let pod = text
@@ -143,6 +174,37 @@ fn kubectl_outflow_reaches_the_controller_through_the_api_servers_service_proxy(
         pod.contains("deployment/web") && pod.contains("10.244.1.11"),
         "{pod}"
     );
+    // Destinations named from the cluster at ingest; the agent's own name was not taken.
+    let out = kubectl_outflow(
+        &plugin,
+        &kubeconfig,
+        &["connections", "-n", "shop", "-o", "json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let records: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    let named = |dst: &str| {
+        records
+            .iter()
+            .find(|r| r["dst"] == dst)
+            .unwrap_or_else(|| panic!("{dst}: {records:?}"))
+            .get("destination")
+            .cloned()
+    };
+    assert_eq!(
+        named("10.0.0.10"),
+        Some("service kube-system/kube-dns".into())
+    );
+    assert_eq!(named("10.224.0.5"), Some("node aks-nodepool1-1".into()));
+    assert_eq!(named("198.51.100.20"), None);
+    let out = kubectl_outflow(&plugin, &kubeconfig, &["connections", "-n", "shop"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("10.0.0.10:53/udp") && l.contains("service kube-system/kube-dns")),
+        "{table}"
+    );
+
     let requests = api.requests();
     assert!(
         requests.iter().any(|r| {

@@ -42,6 +42,11 @@ pub struct ConnectionRecord {
     /// A well-known platform address (`azure-dns`, `azure-imds`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// Who the destination is in the cluster, named by the controller from the Kubernetes API
+    /// when the record arrived: `service shop/web`, `pod shop/db-0 (statefulset/db)`,
+    /// `node aks-nodepool1-1`, or a platform address's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
     /// How public traffic leaves (`loadBalancer`, `natGateway`, `firewall`, `proxy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<String>,

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use outflow_core::error_chain;
 
+use crate::background::{lock, Background};
 use crate::index::{PodIndex, Snapshot};
 
 /// Where the API server and credentials come from, as kubectl finds them.
@@ -115,8 +116,7 @@ struct Shared {
 /// A running watch of one node's pods; it stops when dropped.
 pub struct PodWatch {
     shared: Arc<Mutex<Shared>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _thread: Background,
 }
 
 impl PodWatch {
@@ -124,30 +124,15 @@ impl PodWatch {
     /// API to talk to; an API that is down or answers errors is retried with backoff, and
     /// [`PodWatch::status`] says why it is not synced.
     pub fn start(access: ClusterAccess, node: &str) -> Result<PodWatch, AccessError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a current-thread runtime builds");
-        let client = runtime.block_on(client(&access))?;
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let (stop, stopped) = tokio::sync::oneshot::channel();
         let fields = format!("spec.nodeName={node}");
         let writer = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("kube-pods".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    tokio::select! {
-                        () = watch_pods(client, fields, writer) => {}
-                        _ = stopped => {}
-                    }
-                })
-            })
-            .expect("a thread starts");
+        let thread = Background::start("kube-pods", &access, move |client| {
+            watch_pods(client, fields, writer)
+        })?;
         Ok(PodWatch {
             shared,
-            stop: Some(stop),
-            thread: Some(thread),
+            _thread: thread,
         })
     }
 
@@ -173,22 +158,6 @@ impl PodWatch {
     pub fn last_error(&self) -> Option<String> {
         lock(&self.shared).error.clone()
     }
-}
-
-impl Drop for PodWatch {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
-    // A reader that panicked holding the lock left the data whole: every write is one swap.
-    shared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The watch loop. It never ends on an error: a 410 Gone relists, a dropped connection

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -35,6 +36,10 @@ pub struct ControllerArgs {
     /// shares the agent's).
     #[arg(skip)]
     pub kubeconfig: Option<PathBuf>,
+    /// Name destinations from the Kubernetes API (Services, EndpointSlices, Nodes, pods): set
+    /// by `outflow controller --kube`, in a pod, or when `outflow up` takes pods from the API.
+    #[arg(skip)]
+    pub kube: bool,
     /// Where captures are kept (default: `captures/` beside the store).
     #[arg(long)]
     pub capture_dir: Option<PathBuf>,
@@ -73,9 +78,30 @@ impl ControllerArgs {
         });
         let captures = Captures::open(&dir, self.capture_budget)
             .with_context(|| format!("opening the capture directory {}", dir.display()))?;
-        Ok(AppState::new(store)
+        let state = AppState::new(store)
             .with_token(token)
-            .with_captures(captures))
+            .with_captures(captures);
+        if !self.kube {
+            return Ok(state);
+        }
+        // One cluster-wide watch names destinations for every node's records.
+        let names = Arc::new(
+            outflow_kube::ClusterNames::start(self.access())
+                .context("naming destinations from the Kubernetes API")?,
+        );
+        // Not ready until the lists are in: agents keep their reports queued meanwhile, so no
+        // record is stored unnamed after a restart.
+        let synced = names.clone();
+        Ok(state
+            .with_destination_names(Arc::new(move |ip| names.name_of(ip)))
+            .with_ready_check(Arc::new(move || synced.status())))
+    }
+
+    fn access(&self) -> outflow_kube::ClusterAccess {
+        match &self.kubeconfig {
+            Some(f) => outflow_kube::ClusterAccess::Kubeconfig(f.clone()),
+            None => outflow_kube::ClusterAccess::Infer,
+        }
     }
 
     /// The token callers must send: from the Secret, the file or OUTFLOW_TOKEN.
@@ -83,10 +109,7 @@ impl ControllerArgs {
         let Some(name) = &self.token_secret else {
             return super::read_token(self.token_file.as_deref());
         };
-        let access = match &self.kubeconfig {
-            Some(f) => outflow_kube::ClusterAccess::Kubeconfig(f.clone()),
-            None => outflow_kube::ClusterAccess::Infer,
-        };
+        let access = self.access();
         let namespace = std::env::var("POD_NAMESPACE").ok();
         let (ns, token) = outflow_kube::ensure_token_blocking(&access, namespace.as_deref(), name)
             .with_context(|| format!("--token-secret {name}"))?;
@@ -127,8 +150,12 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 pub struct Args {
     #[command(flatten)]
     controller: ControllerArgs,
-    /// The kubeconfig to reach the Kubernetes API with outside a pod (for --token-secret)
-    /// [default: as kubectl finds it].
+    /// Name destinations from the Kubernetes API (`service shop/web`, `pod shop/db-0
+    /// (statefulset/db)`, `node NAME`); on by itself in a pod and with --kubeconfig.
+    #[arg(long)]
+    kube: bool,
+    /// The kubeconfig to reach the Kubernetes API with outside a pod (for --kube and
+    /// --token-secret) [default: as kubectl finds it].
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
 }
@@ -136,6 +163,8 @@ pub struct Args {
 /// Serves until SIGINT or SIGTERM.
 pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     args.controller.kubeconfig = args.kubeconfig.clone();
+    let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    args.controller.kube = args.kube || args.kubeconfig.is_some() || in_pod;
     let state = args.controller.state()?;
     super::controller::runtime()?.block_on(async move {
         let listener = args.controller.bind().await?;

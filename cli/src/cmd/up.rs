@@ -9,6 +9,7 @@ use outflow_controller::app;
 use tracing::{error, info};
 
 use outflow_agent::http::Token;
+use outflow_agent::inventory::PodSource;
 use outflow_agent::{capture_tasks, Readiness};
 
 use super::agent::AgentArgs;
@@ -31,6 +32,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     let pods = args.agent.pod_source(&cfg)?;
     let inventory = pods.inventory()?;
     args.controller.kubeconfig = args.agent.kubeconfig.clone();
+    args.controller.kube = matches!(pods, PodSource::Kube(_));
     let token = args.controller.token()?;
     let state = args.controller.state_with(token.clone())?;
     let tasks = args.agent.captures(

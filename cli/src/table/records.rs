@@ -57,7 +57,8 @@ pub fn connection_columns() -> Vec<Column<ConnectionRecord>> {
         Column::new("FIRST SEEN", |c: &ConnectionRecord, _| c.first_seen.clone()),
         Column::new("LAST SEEN", |c: &ConnectionRecord, _| c.last_seen.clone()),
         Column::new("NAMES / APP", |c: &ConnectionRecord, wide| {
-            let mut app = Vec::new();
+            // Who the destination is in the cluster first, then what DNS called it.
+            let mut app: Vec<String> = c.destination.iter().cloned().collect();
             if !c.names.is_empty() {
                 app.push(listed(&c.names, DIGEST, wide));
             }

@@ -25,7 +25,7 @@ use outflow_core::wire::NodeReport;
 use serde::Deserialize;
 
 pub use error::ApiError;
-pub use state::{blocking, AppState};
+pub use state::{blocking, AppState, DestinationNames};
 
 use crate::clock::now_ns;
 use crate::store::{Filter, Kind};

@@ -23,7 +23,12 @@ pub struct AppState {
     captures: Option<Arc<Captures>>,
     /// What `/readyz` asks; none: ready as soon as it serves.
     pub(super) ready: Option<crate::probes::ReadyCheck>,
+    /// Who a destination address is in the cluster; none outside Kubernetes.
+    names: Option<DestinationNames>,
 }
+
+/// Names a destination address (`service shop/web`), from what the cluster says now.
+pub type DestinationNames = Arc<dyn Fn(std::net::IpAddr) -> Option<String> + Send + Sync>;
 
 impl AppState {
     /// State over a store, open to every caller (a loopback listener).
@@ -34,12 +39,28 @@ impl AppState {
             metrics: Arc::default(),
             captures: None,
             ready: None,
+            names: None,
         }
     }
 
-    /// Makes `/readyz` answer by `check` (`outflow up`: the embedded agent's readiness).
+    /// Makes `/readyz` answer by `check` too (`outflow up`: the embedded agent's readiness; a
+    /// controller naming destinations: the cluster's lists have arrived), after any check
+    /// already set.
     pub fn with_ready_check(mut self, check: crate::probes::ReadyCheck) -> AppState {
-        self.ready = Some(check);
+        self.ready = Some(match self.ready.take() {
+            None => check,
+            Some(first) => Arc::new(move || {
+                first()?;
+                check()
+            }),
+        });
+        self
+    }
+
+    /// Names each connection's destination at ingest by `names`, so a record keeps the name its
+    /// address had when the traffic happened (a pod's address is soon another pod's).
+    pub fn with_destination_names(mut self, names: DestinationNames) -> AppState {
+        self.names = Some(names);
         self
     }
 
@@ -78,8 +99,12 @@ impl AppState {
     }
 
     /// Stores a report (the embedded agent's path, no HTTP).
-    pub async fn ingest(&self, report: NodeReport) -> Result<(), ApiError> {
+    pub async fn ingest(&self, mut report: NodeReport) -> Result<(), ApiError> {
         check_report(&report)?;
+        // The controller names destinations; a name an agent sent is not taken on trust.
+        for c in &mut report.connections {
+            c.record.destination = self.names.as_ref().and_then(|names| names(c.record.dst));
+        }
         let store = self.store.clone();
         let metrics = self.metrics.clone();
         blocking("storing a report", move || {

@@ -44,6 +44,7 @@ fn connection(
             proto: "tcp".into(),
             category,
             label: None,
+            destination: None,
             egress: None,
             outcomes: BTreeMap::from([(outcome, 2)]),
             unreachable_codes: BTreeMap::new(),

@@ -29,6 +29,7 @@ pub(super) fn record(g: &GroupStats, classifier: &Classifier, names: &NameMap) -
         .to_string(),
         category,
         label: classifier.platform_label(dst).map(str::to_string),
+        destination: None,
         egress: (category == Category::Public).then(|| classifier.egress_label().to_string()),
         outcomes: Outcome::ALL
             .iter()

@@ -178,23 +178,33 @@ impl ApiReplay {
 
     /// Deletes a pod: watches get DELETED.
     pub fn delete(&self, namespace: &str, name: &str) {
+        self.delete_object("Pod", namespace, name);
+    }
+
+    /// Deletes an object of `kind` (namespace "" for Nodes): watches get DELETED.
+    pub fn delete_object(&self, kind: &str, namespace: &str, name: &str) {
         let mut c = self.cluster();
-        let mut pod = c
+        let mut object = c
             .objects
-            .remove(&("Pod".into(), namespace.into(), name.into()))
-            .expect("pod to delete");
+            .remove(&(kind.into(), namespace.into(), name.into()))
+            .unwrap_or_else(|| panic!("no {kind} {namespace}/{name} to delete"));
         c.rv += 1;
-        pod["metadata"]["resourceVersion"] = json!(c.rv.to_string());
-        c.publish("DELETED", pod);
+        object["metadata"]["resourceVersion"] = json!(c.rv.to_string());
+        c.publish("DELETED", object);
     }
 
     /// Deletes a pod while no watch can see it: the change is compacted away with every
     /// version before it, so watches are told `410 Gone` and only a relist finds it gone.
     pub fn delete_unseen(&self, namespace: &str, name: &str) {
+        self.delete_unseen_object("Pod", namespace, name);
+    }
+
+    /// [`ApiReplay::delete_unseen`] for an object of any kind.
+    pub fn delete_unseen_object(&self, kind: &str, namespace: &str, name: &str) {
         let mut c = self.cluster();
         c.objects
-            .remove(&("Pod".into(), namespace.into(), name.into()))
-            .expect("pod to delete");
+            .remove(&(kind.into(), namespace.into(), name.into()))
+            .unwrap_or_else(|| panic!("no {kind} {namespace}/{name} to delete"));
         c.rv += 1;
         c.expired_before = c.rv;
         c.history.clear();

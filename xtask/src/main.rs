@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask setup | demo | test | lab | bench-analyze`.
+//! Project automation: `cargo xtask setup | demo | test | manifests | lab | bench-analyze`.
 //!
 //! Everything a fresh machine needs is installed from here (Debian packages with apt-get), so the
 //! README's two commands work on a machine that has only the Rust toolchain.
@@ -12,6 +12,7 @@ mod bench_concurrent;
 mod bench_live;
 mod demo;
 mod gen;
+mod manifests;
 mod syn_gen;
 
 /// Debian packages the build, the labs and the benchmarks use.
@@ -33,6 +34,7 @@ const PACKAGES: &[&str] = &[
     "curl",
     "procps",
     "time",
+    "python3-venv",
 ];
 
 fn main() -> ExitCode {
@@ -41,12 +43,13 @@ fn main() -> ExitCode {
         Some("setup") => setup(),
         Some("demo") => demo::run_demo(&args[1..]),
         Some("test") => test(),
+        Some("manifests") => setup().and_then(|()| manifests::run()),
         Some("bench-analyze") => bench::run(&args[1..]),
         Some("bench-live") => bench_live::run(&args[1..]),
         Some("syn-gen") => syn_gen::run(&args[1..]),
         Some("fuzz") => flag(&args[1..], "--seconds", 300).and_then(fuzz),
         _ => {
-            eprintln!("usage: cargo xtask <setup | demo [--once] | test | fuzz [--seconds N] | bench-analyze [--packets N] | bench-live [--seconds N] [--rounds N] [--only PART]>");
+            eprintln!("usage: cargo xtask <setup | demo [--once] | test | manifests | fuzz [--seconds N] | bench-analyze [--packets N] | bench-live [--seconds N] [--rounds N] [--only PART]>");
             return ExitCode::from(2);
         }
     };
@@ -91,6 +94,11 @@ fn setup() -> Result<()> {
         return Ok(());
     }
     eprintln!("installing {}", missing.join(" "));
+    install_packages(&missing)
+}
+
+/// Installs Debian packages with apt-get (through sudo when not root).
+fn install_packages(packages: &[&str]) -> Result<()> {
     let sudo = if is_root() { vec![] } else { vec!["sudo"] };
     let apt = |args: &[&str]| {
         let mut c = Command::new(sudo.first().copied().unwrap_or("apt-get"));
@@ -102,7 +110,7 @@ fn setup() -> Result<()> {
     };
     apt(&["update", "-qq"])?;
     let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
-    install.extend(&missing);
+    install.extend(packages);
     apt(&install)
 }
 
@@ -130,6 +138,7 @@ fn test() -> Result<()> {
             "warnings",
         ])
         .current_dir(&root))?;
+    manifests::run()?;
     // A short coverage-guided run of every fuzz target; `cargo xtask fuzz` runs longer.
     fuzz(20)?;
     cargo_test_with_summary(&root)

@@ -12,6 +12,7 @@ mod bench_concurrent;
 mod bench_live;
 mod demo;
 mod gen;
+mod image;
 mod syn_gen;
 
 /// Debian packages the build, the labs and the benchmarks use.
@@ -33,6 +34,10 @@ const PACKAGES: &[&str] = &[
     "curl",
     "procps",
     "time",
+    "mmdebstrap",
+    "umoci",
+    "skopeo",
+    "binutils",
 ];
 
 fn main() -> ExitCode {
@@ -44,9 +49,10 @@ fn main() -> ExitCode {
         Some("bench-analyze") => bench::run(&args[1..]),
         Some("bench-live") => bench_live::run(&args[1..]),
         Some("syn-gen") => syn_gen::run(&args[1..]),
+        Some("image") => image::run_image(&args[1..]),
         Some("fuzz") => flag(&args[1..], "--seconds", 300).and_then(fuzz),
         _ => {
-            eprintln!("usage: cargo xtask <setup | demo [--once] | test | fuzz [--seconds N] | bench-analyze [--packets N] | bench-live [--seconds N] [--rounds N] [--only PART]>");
+            eprintln!("usage: cargo xtask <setup | demo [--once] | test | image [--debug] | fuzz [--seconds N] | bench-analyze [--packets N] | bench-live [--seconds N] [--rounds N] [--only PART]>");
             return ExitCode::from(2);
         }
     };
@@ -106,7 +112,7 @@ fn setup() -> Result<()> {
     apt(&install)
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

@@ -12,6 +12,7 @@ mod bench_concurrent;
 mod bench_live;
 mod demo;
 mod gen;
+mod image;
 mod manifests;
 mod syn_gen;
 
@@ -35,6 +36,10 @@ const PACKAGES: &[&str] = &[
     "procps",
     "time",
     "python3-venv",
+    "mmdebstrap",
+    "umoci",
+    "skopeo",
+    "binutils",
 ];
 
 fn main() -> ExitCode {
@@ -47,9 +52,10 @@ fn main() -> ExitCode {
         Some("bench-analyze") => bench::run(&args[1..]),
         Some("bench-live") => bench_live::run(&args[1..]),
         Some("syn-gen") => syn_gen::run(&args[1..]),
+        Some("image") => image::run_image(&args[1..]),
         Some("fuzz") => flag(&args[1..], "--seconds", 300).and_then(fuzz),
         _ => {
-            eprintln!("usage: cargo xtask <setup | demo [--once] | test | manifests | fuzz [--seconds N] | bench-analyze [--packets N] | bench-live [--seconds N] [--rounds N] [--only PART]>");
+            eprintln!("usage: cargo xtask <setup | demo [--once] | test | manifests | image [--debug] | fuzz [--seconds N] | bench-analyze [--packets N] | bench-live [--seconds N] [--rounds N] [--only PART]>");
             return ExitCode::from(2);
         }
     };
@@ -114,7 +120,7 @@ fn install_packages(packages: &[&str]) -> Result<()> {
     apt(&install)
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

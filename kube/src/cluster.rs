@@ -14,8 +14,8 @@ use tracing::{info, warn};
 
 use outflow_core::error_chain;
 
-use crate::names::NameIndex;
 use crate::background::{lock, Background};
+use crate::names::NameIndex;
 use crate::watch::{AccessError, ClusterAccess};
 
 /// One event of any of the four watches. Pods are large and the most frequent: boxed, each

@@ -327,3 +327,4 @@ pub fn analyze_fixtures(names: &[&str]) -> (Report, Vec<usize>) {
 }
 
 pub mod kube_api;
+pub mod netns;

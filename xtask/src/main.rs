@@ -147,6 +147,11 @@ fn test() -> Result<()> {
     manifests::run()?;
     // A short coverage-guided run of every fuzz target; `cargo xtask fuzz` runs longer.
     fuzz(20)?;
+    // The image-agent test runs the binary the tests build, from the image (debug: faster).
+    run(Command::new("cargo")
+        .args(["test", "--workspace", "--no-run"])
+        .current_dir(&root))?;
+    image::assemble(&root.join("target/debug/outflow"), true)?;
     cargo_test_with_summary(&root)
 }
 

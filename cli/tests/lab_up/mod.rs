@@ -1,18 +1,22 @@
 //! `outflow up` on a lab's node, for the tests that drive it: started with the lab's interface
 //! prefix and profile, a database of its own and a loopback port, and killed when the test ends
-//! however it ends.
+//! however it ends. Or any outflow process whose API listens inside a lab's node
+//! (`Up::in_netns`), queried from there.
 
 #![allow(dead_code)] // each test uses the part it needs
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use outflow_tests::netns::in_netns;
 use outflow_tests::root;
 use serde_json::Value;
 
 pub struct Up {
     child: Child,
     pub url: String,
+    /// The network namespace the API listens in, when not the test's own.
+    netns: Option<String>,
 }
 
 impl Up {
@@ -37,16 +41,40 @@ impl Up {
         Up {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            netns: None,
+        }
+    }
+
+    /// A process started by the test whose API (or probes) listen on `127.0.0.1:PORT` inside
+    /// the network namespace `netns`.
+    pub fn in_netns(child: Child, port: u16, netns: &str) -> Up {
+        Up {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            netns: Some(netns.to_string()),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Runs a request where the API listens.
+    fn http<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        match &self.netns {
+            Some(ns) => in_netns(ns, f),
+            None => f(),
         }
     }
 
     /// `/readyz`'s status, or None while nothing listens.
     pub fn readyz(&self) -> Option<u16> {
-        match ureq::get(format!("{}/readyz", self.url)).call() {
+        self.http(|| match ureq::get(format!("{}/readyz", self.url)).call() {
             Ok(_) => Some(200),
             Err(ureq::Error::StatusCode(code)) => Some(code),
             Err(_) => None,
-        }
+        })
     }
 
     /// Polls `/readyz` until it answers 200; returns the answers before it (503s, if any).
@@ -69,10 +97,12 @@ impl Up {
 
     /// `GET /api/v1/PATH` as JSON.
     pub fn get(&self, path: &str) -> Value {
-        let mut resp = ureq::get(format!("{}/api/v1/{path}", self.url))
-            .call()
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        serde_json::from_str(&resp.body_mut().read_to_string().expect("body")).expect("JSON")
+        self.http(|| {
+            let mut resp = ureq::get(format!("{}/api/v1/{path}", self.url))
+                .call()
+                .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+            serde_json::from_str(&resp.body_mut().read_to_string().expect("body")).expect("JSON")
+        })
     }
 
     /// Waits until `f` holds of the API, or fails saying `what`.

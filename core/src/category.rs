@@ -48,9 +48,9 @@ impl Category {
 }
 
 /// Azure's virtual public IP for DNS, DHCP and health probes.
-const AZURE_WIRESERVER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(168, 63, 129, 16));
+pub const AZURE_WIRESERVER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(168, 63, 129, 16));
 /// The instance metadata service.
-const AZURE_IMDS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(169, 254, 169, 254));
+pub const AZURE_IMDS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(169, 254, 169, 254));
 
 /// Classifies addresses with a profile.
 #[derive(Debug, Clone)]

@@ -55,15 +55,26 @@ pub struct NameIndex {
     listed: Vec<NamedKind>,
 }
 
-/// The name of `ip` when it is one of the platform's well-known addresses.
+/// The name of `ip` when it is one of the platform's well-known addresses (the engine labels
+/// the same Azure addresses in its records: `outflow_core::category`).
 pub fn platform_name(ip: IpAddr, azure: bool) -> Option<&'static str> {
-    let IpAddr::V4(v4) = ip else { return None };
-    match v4.octets() {
-        [169, 254, 169, 254] if azure => Some("azure instance metadata (IMDS)"),
-        [169, 254, 169, 254] => Some("instance metadata service"),
-        [168, 63, 129, 16] if azure => Some("azure DNS and wireserver (168.63.129.16)"),
-        [169, 254, 10, 10] if azure => Some("AKS LocalDNS (VNet DNS)"),
-        [169, 254, 10, 11] if azure => Some("AKS LocalDNS (cluster DNS)"),
+    use outflow_core::category::{AZURE_IMDS, AZURE_WIRESERVER};
+    if ip == AZURE_IMDS {
+        return Some(if azure {
+            "azure instance metadata (IMDS)"
+        } else {
+            "instance metadata service"
+        });
+    }
+    if !azure {
+        return None;
+    }
+    if ip == AZURE_WIRESERVER {
+        return Some("azure DNS and wireserver (168.63.129.16)");
+    }
+    match ip {
+        IpAddr::V4(v4) if v4.octets() == [169, 254, 10, 10] => Some("AKS LocalDNS (VNet DNS)"),
+        IpAddr::V4(v4) if v4.octets() == [169, 254, 10, 11] => Some("AKS LocalDNS (cluster DNS)"),
         _ => None,
     }
 }

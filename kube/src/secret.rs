@@ -38,6 +38,24 @@ pub enum TokenError {
     Random(#[source] std::io::Error),
 }
 
+impl TokenError {
+    fn api(namespace: &str, name: &str) -> impl FnOnce(kube::Error) -> TokenError {
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        move |source| TokenError::Api {
+            namespace,
+            name,
+            source,
+        }
+    }
+
+    fn unusable(namespace: &str, name: &str) -> TokenError {
+        TokenError::Unusable {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
 /// The token in `namespace/name`, or None when there is no such Secret.
 pub async fn read_token(
     client: &Client,
@@ -45,11 +63,10 @@ pub async fn read_token(
     name: &str,
 ) -> Result<Option<String>, TokenError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = api.get_opt(name).await.map_err(|source| TokenError::Api {
-        namespace: namespace.into(),
-        name: name.into(),
-        source,
-    })?;
+    let secret = api
+        .get_opt(name)
+        .await
+        .map_err(TokenError::api(namespace, name))?;
     let Some(secret) = secret else {
         return Ok(None);
     };
@@ -60,13 +77,9 @@ pub async fn read_token(
         .and_then(|b| String::from_utf8(b.0.clone()).ok())
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty() && !t.chars().any(|c| c.is_whitespace() || c.is_control()));
-    match token {
-        Some(t) => Ok(Some(t)),
-        None => Err(TokenError::Unusable {
-            namespace: namespace.into(),
-            name: name.into(),
-        }),
-    }
+    token
+        .map(Some)
+        .ok_or_else(|| TokenError::unusable(namespace, name))
 }
 
 /// The token in `namespace/name`, creating the Secret with a new random token when it is
@@ -102,15 +115,8 @@ pub async fn ensure_token(
         Ok(_) => Ok(token),
         Err(kube::Error::Api(s)) if s.code == 409 => read_token(client, namespace, name)
             .await?
-            .ok_or(TokenError::Unusable {
-                namespace: namespace.into(),
-                name: name.into(),
-            }),
-        Err(source) => Err(TokenError::Api {
-            namespace: namespace.into(),
-            name: name.into(),
-            source,
-        }),
+            .ok_or_else(|| TokenError::unusable(namespace, name)),
+        Err(e) => Err(TokenError::api(namespace, name)(e)),
     }
 }
 

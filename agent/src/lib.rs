@@ -9,6 +9,7 @@
 pub mod capture;
 pub mod capture_tasks;
 pub mod clock;
+pub mod cluster_profile;
 pub mod datapath;
 pub mod http;
 pub mod inventory;

@@ -16,6 +16,7 @@ use outflow_core::{Config, Engine, Profile};
 use tracing::{info, info_span, warn};
 
 use crate::clock::{monotonic_ns, realtime_ns};
+use crate::cluster_profile::{log_applied, ClusterProfileSlot};
 use crate::datapath::ebpf::EbpfDatapath;
 use crate::datapath::pcap::PcapDatapath;
 use crate::datapath::{Datapath, DatapathChoice, TcMode};
@@ -44,6 +45,9 @@ pub struct AgentConfig {
     pub tc_mode: TcMode,
     /// eBPF, libpcap, or eBPF with libpcap as the fallback.
     pub datapath: DatapathChoice,
+    /// Where what the cluster tells of its network arrives (pods from the Kubernetes API):
+    /// added to the profile from the next window on.
+    pub cluster_profile: Option<Arc<ClusterProfileSlot>>,
 }
 
 impl AgentConfig {
@@ -58,6 +62,7 @@ impl AgentConfig {
             ring_bytes: 4 << 20,
             tc_mode: TcMode::for_this_kernel(),
             datapath: DatapathChoice::Auto,
+            cluster_profile: None,
         }
     }
 }
@@ -115,6 +120,9 @@ pub fn run(
         failing: Vec::new(),
         retry_at: None,
         ready,
+        profile: profile.clone(),
+        cluster_generation: 0,
+        cluster_applied_ns: None,
     };
     let mut window_start = realtime_ns();
     agent.sync(&cfg);
@@ -141,6 +149,9 @@ pub fn run(
         if link_events.drain() || agent.retry_at.is_some_and(|t| realtime_ns() >= t) {
             agent.sync(&cfg);
         }
+        // Categories are decided when records are drained: what the cluster told applies to
+        // everything drained from now on.
+        agent.apply_cluster_profile(&cfg);
         let now = realtime_ns();
         agent.engine.advance(now);
         // An address changes hands: what came before belongs to the pod that held it.
@@ -180,6 +191,11 @@ struct Agent {
     /// When to try again after a failed attach.
     retry_at: Option<u64>,
     ready: Arc<Readiness>,
+    /// The profile as given, before the cluster's additions.
+    profile: Profile,
+    /// The generation of the cluster profile in use, and when it was taken in.
+    cluster_generation: u64,
+    cluster_applied_ns: Option<u64>,
 }
 
 impl Agent {
@@ -216,6 +232,19 @@ impl Agent {
         }
     }
 
+    /// Takes in what the cluster told since it last looked, for the records drained next.
+    fn apply_cluster_profile(&mut self, cfg: &AgentConfig) {
+        let Some(slot) = &cfg.cluster_profile else {
+            return;
+        };
+        if let Some((generation, cluster)) = slot.newer_than(self.cluster_generation) {
+            self.engine.set_profile(&cluster.fill(&self.profile));
+            self.cluster_generation = generation;
+            self.cluster_applied_ns = Some(realtime_ns());
+            log_applied(&cluster);
+        }
+    }
+
     /// Drains the engine into the report of the window `(start, end)`.
     fn report(&mut self, cfg: &AgentConfig, (start, end): (u64, u64)) -> NodeReport {
         let idle_before = monotonic_ns().saturating_sub(2 * cfg.interval.as_nanos() as u64);
@@ -235,6 +264,7 @@ impl Agent {
         }
         let mut stats = self.dp.take_stats();
         stats.attach_errors = std::mem::take(&mut self.attach_errors);
+        stats.cluster_profile_ns = self.cluster_applied_ns;
         if stats.event_drops > 0 {
             warn!(
                 drops = stats.event_drops,

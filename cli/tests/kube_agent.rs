@@ -1,7 +1,10 @@
 //! Pods known by their Kubernetes names, on the lab: `outflow up --kubeconfig` watches the
 //! node's pods through the API replay server, is not ready until the pod list arrives, names
 //! the lab pod's flows by namespace, pod, uid and workload, and when the pod is deleted and a new
-//! one takes its address, each keeps its own flows. Needs root; in CI it must run.
+//! one takes its address, each keeps its own flows. Destinations are named from the cluster's
+//! Services, pods and Nodes, and the profile, which names only what the cluster cannot tell,
+//! gets the pod ranges and the node and DNS addresses from the API. Needs root; in CI it must
+//! run.
 
 use std::time::Duration;
 
@@ -39,6 +42,17 @@ impl Up {
             .sum()
     }
 
+    /// The lab pod's connection rows to `dst:port`.
+    fn rows_to(&self, dst: &str, port: u16) -> Vec<Value> {
+        let rows = self.get("connections?limit=1000");
+        rows.as_array()
+            .expect("array")
+            .iter()
+            .filter(|r| r["dst"] == dst && r["dst_port"] == port && r["src"] == POD_IP)
+            .cloned()
+            .collect()
+    }
+
     fn listed(&self, pod: &str) -> Option<Value> {
         self.pods().into_iter().find(|p| p["pod"] == pod)
     }
@@ -69,9 +83,26 @@ fn pods_are_named_by_the_api_and_keep_their_flows_when_an_address_changes_hands(
     let dir = std::env::temp_dir().join(format!("{prefix}-kube"));
     std::fs::create_dir_all(&dir).expect("scratch");
     let kubeconfig = api.kubeconfig(&dir);
-    let up = Up::start(
+    // The cluster's Services, Nodes and EndpointSlices, and a node whose address is the lab's
+    // node-subnet gateway, so traffic to it goes to a node by name.
+    api.load(&root().join("tests/fixtures/kube/cluster.json"));
+    api.put(serde_json::json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "aks-nodepool1-2"},
+        "spec": {"podCIDRs": ["10.244.3.0/24"]},
+        "status": {"addresses": [{"type": "InternalIP", "address": "10.224.0.1"}]},
+    }));
+    // The profile as a ConfigMap holds it on AKS: only what the cluster cannot tell.
+    let profile = dir.join("profile.yaml");
+    std::fs::write(
+        &profile,
+        "peeredCIDRs: [10.10.0.0/16]\nonPremCIDRs: [192.168.0.0/16]\negress: { type: loadBalancer }\n",
+    )
+    .expect("profile");
+    let up = Up::start_with_profile(
         &prefix,
         17893,
+        &profile,
         &[
             "--node".as_ref(),
             NODE.as_ref(),
@@ -156,4 +187,50 @@ fn pods_are_named_by_the_api_and_keep_their_flows_when_an_address_changes_hands(
     up.wait_for("the deleted pod to leave the node's list", |u| {
         u.listed(first).is_none() && u.listed(second).is_some()
     });
+
+    // The agent took in what the cluster tells before the traffic below.
+    up.wait_for("the agent's profile filled from the cluster", |u| {
+        u.get("health")["nodes"][0]["datapath"]["cluster_profile_ns"].is_u64()
+    });
+    let profile = up.get("cluster/profile");
+    assert!(
+        profile["pod_cidrs"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|n| n == "10.244.2.0/24")),
+        "{profile}"
+    );
+    // A pod on another node by its Service name (resolved by the cluster DNS), and a node.
+    for url in [
+        "http://api.default.svc.cluster.local/",
+        "http://10.224.0.1:81/",
+    ] {
+        pod_run(&prefix, &["curl", "-s", "-o", "/dev/null", "-m", "2", url]);
+    }
+    up.wait_for("the pod's connections to the cluster", |u| {
+        !u.rows_to("10.244.2.20", 80).is_empty()
+            && !u.rows_to("10.0.0.10", 53).is_empty()
+            && !u.rows_to("10.224.0.1", 81).is_empty()
+    });
+    // Each is internal only because the cluster said so: the profile names no such range.
+    for (dst, port, destination) in [
+        (
+            "10.244.2.20",
+            80,
+            "pod shop/web-7d9f8c6b5-9kd2s (deployment/web)",
+        ),
+        ("10.0.0.10", 53, "service kube-system/kube-dns"),
+        ("10.224.0.1", 81, "node aks-nodepool1-2"),
+    ] {
+        for row in up.rows_to(dst, port) {
+            assert_eq!(row["destination"], destination, "{row}");
+            assert_eq!(row["category"], "internal", "{row}");
+            assert_eq!(row["pod"], second, "{row}");
+        }
+    }
+    let refused = &up.rows_to("10.224.0.1", 81)[0];
+    assert_eq!(refused["outcomes"]["refused"], 1, "{refused}");
+    // Public stays public.
+    for row in up.web_rows() {
+        assert_eq!(row["category"], "public", "{row}");
+    }
 }

@@ -7,6 +7,7 @@
 
 mod background;
 mod cluster;
+mod facts;
 mod index;
 mod names;
 mod pod;
@@ -15,6 +16,7 @@ mod secret;
 mod watch;
 
 pub use cluster::ClusterNames;
+pub use facts::NetworkFacts;
 pub use index::{PodIndex, Snapshot};
 pub use names::{platform_name, NameIndex, NamedKind};
 pub use pod::PodInfo;

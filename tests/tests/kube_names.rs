@@ -5,14 +5,21 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use outflow_core::wire::cluster::ClusterProfile;
 use outflow_kube::{ClusterAccess, ClusterNames};
 use outflow_tests::kube_api::ApiReplay;
 use serde_json::json;
 
 fn start(test: &str) -> (ApiReplay, ClusterNames) {
+    start_with(test, |_| {})
+}
+
+/// Starts the watch against a replay that `prepare` set up first.
+fn start_with(test: &str, prepare: impl FnOnce(&ApiReplay)) -> (ApiReplay, ClusterNames) {
     let fixtures = outflow_tests::root().join("tests/fixtures/kube");
     let api = ApiReplay::start(&fixtures.join("pods.json"));
     api.load(&fixtures.join("cluster.json"));
+    prepare(&api);
     let dir = std::env::temp_dir().join(format!("outflow-names-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     let names =
@@ -143,4 +150,75 @@ fn a_relist_after_410_gone_forgets_what_was_deleted_while_unseen() {
         Some("node aks-nodepool1-0")
     );
     assert!(names.status().is_ok(), "{:?}", names.status());
+}
+
+/// Waits until the cluster profile satisfies `done`, or fails showing it.
+fn wait_profile(names: &ClusterNames, done: impl Fn(&ClusterProfile) -> bool) -> ClusterProfile {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let p = names.profile();
+        if done(&p) {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "{p:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn strings<T: ToString>(all: &[T]) -> Vec<String> {
+    all.iter().map(T::to_string).collect()
+}
+
+#[test]
+fn the_cluster_tells_its_pod_ranges_node_addresses_and_dns_service() {
+    // The recorded cluster runs Kubernetes 1.31: no ServiceCIDRs.
+    let (api, names) = start("profile");
+    let p = names.profile();
+    assert_eq!(strings(&p.pod_cidrs), ["10.244.1.0/24", "10.244.2.0/24"]);
+    assert_eq!(strings(&p.node_addresses), ["10.224.0.4", "10.224.0.5"]);
+    assert_eq!(strings(&p.cluster_dns), ["10.0.0.10"]);
+    assert_eq!(strings(&p.service_addresses), ["10.0.0.1", "10.0.0.10"]);
+    assert!(p.service_cidrs.is_empty());
+    assert!(
+        p.notes.iter().any(|n| n.contains("no ServiceCIDRs")),
+        "{:?}",
+        p.notes
+    );
+    assert!(
+        api.requests()
+            .iter()
+            .all(|r| !r.contains("servicecidrs") || !r.contains("watch=true")),
+        "a ServiceCIDR watch against an API that has none would fail forever"
+    );
+    // A node leaves: its range and address go with it.
+    api.delete_object("Node", "", "aks-nodepool1-1");
+    let p = wait_profile(&names, |p| p.pod_cidrs.len() == 1);
+    assert_eq!(strings(&p.node_addresses), ["10.224.0.4"]);
+}
+
+#[test]
+fn a_cluster_of_1_33_or_later_tells_its_service_range() {
+    let (api, names) = start_with("service-cidr", |api| {
+        api.serve_service_cidrs();
+        api.put(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
+            "metadata": {"name": "kubernetes", "resourceVersion": "5"},
+            "spec": {"cidrs": ["10.0.0.0/16", "fd00:10::/108"]},
+        }));
+    });
+    // ServiceCIDRs are listed beside the four kinds that make the watch ready.
+    let p = wait_profile(&names, |p| !p.service_cidrs.is_empty());
+    assert_eq!(strings(&p.service_cidrs), ["10.0.0.0/16", "fd00:10::/108"]);
+    assert!(
+        !p.notes.iter().any(|n| n.contains("ServiceCIDR")),
+        "{:?}",
+        p.notes
+    );
+    // A second range added to a running cluster is watched in.
+    api.put(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
+        "metadata": {"name": "extra"},
+        "spec": {"cidrs": ["10.1.0.0/16"]},
+    }));
+    wait_profile(&names, |p| p.service_cidrs.len() == 3);
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use outflow_agent::capture::Limits;
 use outflow_agent::capture_tasks::{self, TaskConfig};
+use outflow_agent::cluster_profile::ClusterProfileSlot;
 use outflow_agent::datapath::{DatapathChoice, TcMode};
 use outflow_agent::http::Token;
 use outflow_agent::inventory::PodSource;
@@ -219,22 +220,37 @@ pub struct Args {
     probe_listen: Option<std::net::SocketAddr>,
 }
 
+/// Asks the controller what the cluster tells of its network, for the agent's profile.
+pub fn cluster_profile(
+    controller: String,
+    token: Token,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Arc<ClusterProfileSlot>> {
+    let slot = Arc::new(ClusterProfileSlot::default());
+    outflow_agent::cluster_profile::spawn_fetcher(controller, token, slot.clone(), stop.clone())
+        .context("starting the cluster profile thread")?;
+    Ok(slot)
+}
+
 /// Runs until SIGINT or SIGTERM, then flushes a last window and gives the controller a few
 /// seconds to take what is queued.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let profile = load_profile(args.agent.profile.as_ref())?;
-    let cfg = args.agent.config()?;
+    let mut cfg = args.agent.config()?;
     let pods = args.agent.pod_source(&cfg)?;
     let inventory = pods.inventory()?;
     let token = agent_token(args.token_file.as_deref())?;
     let controller = super::controller_url(&args.controller);
+    let stop = Arc::new(AtomicBool::new(false));
+    if matches!(pods, PodSource::Kube(_)) {
+        cfg.cluster_profile = Some(cluster_profile(controller.clone(), token.clone(), &stop)?);
+    }
     let shipper = Shipper::start(ShipConfig {
         controller: controller.clone(),
         token: token.clone(),
         capacity: args.queue,
         timeout: Duration::from_secs(10),
     })?;
-    let stop = Arc::new(AtomicBool::new(false));
     super::stop_on_signal(stop.clone())?;
     let ready = Arc::new(Readiness::default());
     if let Some(addr) = args.probe_listen {

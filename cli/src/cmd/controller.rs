@@ -91,8 +91,9 @@ impl ControllerArgs {
         );
         // Not ready until the lists are in: agents keep their reports queued meanwhile, so no
         // record is stored unnamed after a restart.
-        let synced = names.clone();
+        let (synced, facts) = (names.clone(), names.clone());
         Ok(state
+            .with_cluster_profile(Arc::new(move || facts.profile()))
             .with_destination_names(Arc::new(move |ip| names.name_of(ip)))
             .with_ready_check(Arc::new(move || synced.status())))
     }

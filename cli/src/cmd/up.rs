@@ -28,12 +28,22 @@ pub struct Args {
 /// Runs until SIGINT or SIGTERM.
 pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     let profile = load_profile(args.agent.profile.as_ref())?;
-    let cfg = args.agent.config()?;
+    let mut cfg = args.agent.config()?;
     let pods = args.agent.pod_source(&cfg)?;
     let inventory = pods.inventory()?;
     args.controller.kubeconfig = args.agent.kubeconfig.clone();
     args.controller.kube = matches!(pods, PodSource::Kube(_));
     let token = args.controller.token()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    if args.controller.kube {
+        // Asked of its own API, the way a DaemonSet's agent asks the controller.
+        let token = token.clone().map_or(Token::None, Token::Fixed);
+        cfg.cluster_profile = Some(super::agent::cluster_profile(
+            args.controller.own_url(),
+            token,
+            &stop,
+        )?);
+    }
     let state = args.controller.state_with(token.clone())?;
     let tasks = args.agent.captures(
         &cfg,
@@ -58,7 +68,6 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     super::controller::runtime()?.block_on(async move {
         // Bound before the agent enters the node namespace: the API stays on this host.
         let listener = args.controller.bind().await?;
-        let stop = Arc::new(AtomicBool::new(false));
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let agent_stop = stop.clone();

@@ -23,6 +23,21 @@ impl Up {
     /// Starts `outflow up` in `PREFIX-node` on `127.0.0.1:PORT`, with `extra` flags after the
     /// lab's own.
     pub fn start(prefix: &str, port: u16, extra: &[&std::ffi::OsStr]) -> Up {
+        Up::start_with_profile(
+            prefix,
+            port,
+            &root().join("examples/lab-profile.yaml"),
+            extra,
+        )
+    }
+
+    /// As [`Up::start`], with the network profile `profile` instead of the lab's.
+    pub fn start_with_profile(
+        prefix: &str,
+        port: u16,
+        profile: &std::path::Path,
+        extra: &[&std::ffi::OsStr],
+    ) -> Up {
         let db = std::env::temp_dir().join(format!("{prefix}-{port}.db"));
         let _ = std::fs::remove_file(&db);
         let child = Command::new(env!("CARGO_BIN_EXE_outflow"))
@@ -32,7 +47,7 @@ impl Up {
             .arg("--db")
             .arg(&db)
             .arg("--profile")
-            .arg(root().join("examples/lab-profile.yaml"))
+            .arg(profile)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -21,11 +21,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use outflow_core::wire::NodeReport;
+use outflow_core::wire::cluster::ClusterProfile;
+use outflow_core::wire::{routes, NodeReport};
 use serde::Deserialize;
 
 pub use error::ApiError;
-pub use state::{blocking, AppState, DestinationNames};
+pub use state::{blocking, AppState, ClusterProfileSource, DestinationNames};
 
 use crate::clock::now_ns;
 use crate::store::{Filter, Kind};
@@ -49,6 +50,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/dns", get(dns))
         .route("/api/v1/findings", get(findings))
         .route("/api/v1/health", get(health))
+        .route(routes::CLUSTER_PROFILE, get(cluster_profile))
         .route("/metrics", get(metrics))
         .merge(captures::routes())
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -123,6 +125,18 @@ async fn post_report(
         body.map_err(|e| ApiError::Rejected(e.status(), format!("report: {}", e.body_text())))?;
     state.ingest(report).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/cluster/profile`: what the Kubernetes API tells of the cluster's network.
+async fn cluster_profile(State(state): State<AppState>) -> Result<Json<ClusterProfile>, ApiError> {
+    match &state.cluster_profile {
+        Some(p) => Ok(Json(p())),
+        None => Err(ApiError::Rejected(
+            StatusCode::NOT_FOUND,
+            "this controller does not watch a Kubernetes cluster (start it with --kube or in a              pod): the agents' profile is all there is"
+                .into(),
+        )),
+    }
 }
 
 /// Query parameters of the record endpoints.

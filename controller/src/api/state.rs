@@ -25,7 +25,13 @@ pub struct AppState {
     pub(super) ready: Option<crate::probes::ReadyCheck>,
     /// Who a destination address is in the cluster; none outside Kubernetes.
     names: Option<DestinationNames>,
+    /// What the cluster tells of its network; none outside Kubernetes.
+    pub(super) cluster_profile: Option<ClusterProfileSource>,
 }
+
+/// What the Kubernetes API tells of the cluster's network now.
+pub type ClusterProfileSource =
+    Arc<dyn Fn() -> outflow_core::wire::cluster::ClusterProfile + Send + Sync>;
 
 /// Names a destination address (`service shop/web`), from what the cluster says now.
 pub type DestinationNames = Arc<dyn Fn(std::net::IpAddr) -> Option<String> + Send + Sync>;
@@ -40,6 +46,7 @@ impl AppState {
             captures: None,
             ready: None,
             names: None,
+            cluster_profile: None,
         }
     }
 
@@ -61,6 +68,12 @@ impl AppState {
     /// address had when the traffic happened (a pod's address is soon another pod's).
     pub fn with_destination_names(mut self, names: DestinationNames) -> AppState {
         self.names = Some(names);
+        self
+    }
+
+    /// Serves what the cluster tells of its network to agents, which add it to their profile.
+    pub fn with_cluster_profile(mut self, profile: ClusterProfileSource) -> AppState {
+        self.cluster_profile = Some(profile);
         self
     }
 

@@ -685,3 +685,24 @@ fn a_server_fault_keeps_what_it_was_doing_and_why_for_the_log() {
         "internal error: storing a report: inserting records: disk I/O error"
     );
 }
+
+#[tokio::test]
+async fn the_cluster_profile_is_served_only_where_a_cluster_is_watched() {
+    let (status, body) = call(&app(state()), get(routes::CLUSTER_PROFILE)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("--kube")),
+        "{body}"
+    );
+    let told = ClusterProfile {
+        pod_cidrs: vec!["10.244.0.0/24".parse().unwrap()],
+        cluster_dns: vec!["10.0.0.10".parse().unwrap()],
+        ..ClusterProfile::default()
+    };
+    let served = told.clone();
+    let app = app(state().with_cluster_profile(Arc::new(move || served.clone())));
+    let (status, body) = call(&app, get(routes::CLUSTER_PROFILE)).await;
+    assert_eq!(status, StatusCode::OK);
+    let got: ClusterProfile = serde_json::from_value(body).expect("a cluster profile");
+    assert_eq!(got, told);
+}

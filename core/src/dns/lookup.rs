@@ -108,6 +108,12 @@ impl Folder {
         }
     }
 
+    /// Folds later queries by this search list (the cluster told its domain); runs under way
+    /// keep the candidates they began with.
+    pub fn set_search(&mut self, search: SearchList) {
+        self.search = search;
+    }
+
     /// Whether `qname` ends in one of the search list's suffixes: the resolver may have made it
     /// up from a shorter name the application asked for.
     pub fn may_be_expansion(&self, qname: &str) -> bool {

@@ -141,6 +141,11 @@ pub struct DnsTracker {
 }
 
 impl DnsTracker {
+    /// Folds later lookups by this search list.
+    pub fn set_search(&mut self, search: super::search_list::SearchList) {
+        self.folder.set_search(search);
+    }
+
     /// A tracker with this timeout and pending-query limit.
     pub fn new(folder: Folder, timeout_ns: u64, limit: usize) -> DnsTracker {
         DnsTracker {

@@ -90,6 +90,16 @@ impl Engine {
         }
     }
 
+    /// Classifies and folds by `profile` from now on: records drained later get its categories
+    /// (a live agent learns the cluster's own ranges after it started).
+    pub fn set_profile(&mut self, profile: &Profile) {
+        self.classifier = Classifier::new(profile);
+        self.dns.set_search(SearchList::new(
+            &profile.cluster_domain,
+            &profile.search_domains,
+        ));
+    }
+
     /// Turns on recognition of packets captured on several interfaces.
     pub fn enable_dedup(&mut self) {
         if self.dedup.is_none() {

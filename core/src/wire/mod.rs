@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod captures;
+pub mod cluster;
 pub mod health;
 
 use crate::report::{CaptureStats, ConnectionRecord, DnsRecord, Finding};
@@ -73,6 +74,10 @@ pub struct DatapathStats {
     pub attach_errors: u64,
     /// Window reports the agent could not deliver and dropped (controller down too long).
     pub reports_dropped: u64,
+    /// When the agent's profile last took in what the cluster tells of its network (ns since
+    /// the Unix epoch; `GET /api/v1/cluster/profile`). Absent: the profile file is all it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_profile_ns: Option<u64>,
 }
 
 /// One agent's report for one window: `POST /api/v1/reports`.
@@ -157,6 +162,8 @@ pub mod routes {
     pub const HEALTH: &str = "/api/v1/health";
     /// `GET` lists, `POST` creates captures.
     pub const CAPTURES: &str = "/api/v1/captures";
+    /// `GET`: what the Kubernetes API tells of the cluster's network, for agents' profiles.
+    pub const CLUSTER_PROFILE: &str = "/api/v1/cluster/profile";
     /// `GET`: an agent's long poll for its node's new captures.
     pub const AGENT_CAPTURES: &str = "/api/v1/agent/captures";
 

@@ -37,6 +37,11 @@ const RESOURCES: &[(&str, &str, &str)] = &[
         "/apis/discovery.k8s.io/v1/endpointslices",
         "EndpointSliceList",
     ),
+    (
+        "ServiceCIDR",
+        "/apis/networking.k8s.io/v1/servicecidrs",
+        "ServiceCIDRList",
+    ),
 ];
 
 /// One open watch: its kind, node filter and where its events go (`None` ends it).
@@ -64,6 +69,9 @@ pub(crate) struct Cluster {
     requests: Vec<String>,
     /// Requests still to refuse with 403.
     refuse: u32,
+    /// Serve ServiceCIDRs, as an API server of Kubernetes 1.33 or later does; else `404`, as
+    /// the recorded cluster's 1.31 does.
+    serves_service_cidrs: bool,
     /// Services whose proxy subresource forwards to a backend: (namespace, name) → base URL.
     pub(crate) backends: BTreeMap<(String, String), String>,
 }
@@ -147,6 +155,12 @@ impl ApiReplay {
             c.rv = c.rv.max(v);
             c.objects.insert(key(object), object.clone());
         }
+    }
+
+    /// Answers as an API server of Kubernetes 1.33 or later: ServiceCIDRs are served (before,
+    /// they are `404`, as on the recorded cluster's 1.31).
+    pub fn serve_service_cidrs(&self) {
+        self.cluster().serves_service_cidrs = true;
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -318,6 +332,8 @@ fn key(object: &Value) -> Key {
 fn api_version(kind: &str) -> &'static str {
     if kind == "EndpointSlice" {
         "discovery.k8s.io/v1"
+    } else if kind == "ServiceCIDR" {
+        "networking.k8s.io/v1"
     } else {
         "v1"
     }
@@ -352,6 +368,13 @@ async fn collection(
     let mut c = cluster.lock().expect("replay state");
     if let Some(refused) = c.admit("GET", &uri, list_kind) {
         return refused;
+    }
+    if kind == "ServiceCIDR" && !c.serves_service_cidrs {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
     }
     let node = match q
         .get("fieldSelector")

@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask setup | demo | test | manifests | lab | bench-analyze`.
+//! Project automation: `cargo xtask setup | demo | test | manifests | image | install | bench-analyze`.
 //!
 //! Everything a fresh machine needs is installed from here (Debian packages with apt-get), so the
 //! README's two commands work on a machine that has only the Rust toolchain.
@@ -13,6 +13,7 @@ mod bench_live;
 mod demo;
 mod gen;
 mod image;
+mod install;
 mod manifests;
 mod syn_gen;
 
@@ -53,9 +54,10 @@ fn main() -> ExitCode {
         Some("bench-live") => bench_live::run(&args[1..]),
         Some("syn-gen") => syn_gen::run(&args[1..]),
         Some("image") => image::run_image(&args[1..]),
+        Some("install") => install::run(&args[1..]),
         Some("fuzz") => flag(&args[1..], "--seconds", 300).and_then(fuzz),
         _ => {
-            eprintln!("usage: cargo xtask <setup | demo [--once] | test | manifests | image [--debug] | fuzz [--seconds N] | bench-analyze [--packets N] | bench-live [--seconds N] [--rounds N] [--only PART]>");
+            eprintln!("usage: cargo xtask <setup | demo [--once] | test | manifests | image [--debug] | install [--prefix DIR] | fuzz [--seconds N] | bench-analyze [--packets N] | bench-live [--seconds N] [--rounds N] [--only PART]>");
             return ExitCode::from(2);
         }
     };

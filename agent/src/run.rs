@@ -123,6 +123,8 @@ pub fn run(
         profile: profile.clone(),
         cluster_generation: 0,
         cluster_applied_ns: None,
+        instance: rand_instance(),
+        reports_made: 0,
     };
     let mut window_start = realtime_ns();
     agent.sync(&cfg);
@@ -196,6 +198,25 @@ struct Agent {
     /// The generation of the cluster profile in use, and when it was taken in.
     cluster_generation: u64,
     cluster_applied_ns: Option<u64>,
+    /// This run's identity in report ids, random so a restarted agent's ids are new.
+    instance: u64,
+    /// Reports made so far.
+    reports_made: u64,
+}
+
+/// A random 64-bit number from the kernel.
+fn rand_instance() -> u64 {
+    let mut b = [0u8; 8];
+    if read_urandom(&mut b).is_err() {
+        // The clock is unique enough to tell one agent run from the next.
+        return realtime_ns();
+    }
+    u64::from_ne_bytes(b)
+}
+
+fn read_urandom(buf: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
 }
 
 impl Agent {
@@ -288,7 +309,11 @@ impl Agent {
         if reassigns {
             self.inventory.refresh(&self.links);
         }
-        report
+        self.reports_made += 1;
+        NodeReport {
+            report_id: Some(format!("{:016x}-{}", self.instance, self.reports_made)),
+            ..report
+        }
     }
 }
 

@@ -34,6 +34,7 @@ pub fn node_report(
     };
     NodeReport {
         node: node.to_string(),
+        report_id: None,
         window_start_ns: start_ns,
         window_end_ns: end_ns,
         connections: report

@@ -19,6 +19,7 @@ fn report(node: &str, i: u64) -> NodeReport {
         .as_nanos() as u64;
     NodeReport {
         node: node.to_string(),
+        report_id: None,
         window_start_ns: now - 1_000_000 + i,
         window_end_ns: now + i,
         connections: vec![],

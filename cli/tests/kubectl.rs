@@ -76,6 +76,7 @@ fn post_report(c: &Controller, token: &str) {
         .as_nanos() as u64;
     let report = NodeReport {
         node: NODE.into(),
+        report_id: None,
         window_start_ns: now - 1_000_000_000,
         window_end_ns: now,
         connections: [

@@ -40,6 +40,7 @@ fn post_lab_window(c: &Controller) {
     }
     let report = NodeReport {
         node: "node-1".into(),
+        report_id: None,
         window_start_ns: now - 10_000_000_000,
         window_end_ns: now,
         connections: scoped(&scope, r.connections),

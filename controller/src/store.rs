@@ -2,7 +2,8 @@
 //!
 //! One row per record (connection group, DNS lookup, finding) with the columns the API filters
 //! on, and the record's JSON as the agent sent it; one row per report for the health view.
-//! Rows older than the retention are deleted as new reports arrive, so the file stays bounded.
+//! Rows older than the retention are deleted by [`Store::expire`], which the controller runs on
+//! a timer by its own clock: never on the ingest path, and never moved by a report's dates.
 
 use std::path::Path;
 
@@ -58,6 +59,15 @@ pub struct Filter {
     pub limit: u32,
 }
 
+/// Whether a report was stored or had been already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored now.
+    New,
+    /// Its id was stored before: nothing changed.
+    Again,
+}
+
 /// How long without records makes a pod idle.
 pub const IDLE_AFTER_NS: u64 = 5 * 60 * 1_000_000_000;
 
@@ -97,6 +107,7 @@ impl Store {
                  datapath TEXT NOT NULL,
                  capture TEXT NOT NULL);
              CREATE INDEX IF NOT EXISTS reports_by_node ON reports(node, window_end_ns);
+             CREATE INDEX IF NOT EXISTS reports_by_time ON reports(window_end_ns);
              CREATE TABLE IF NOT EXISTS node_pods (
                  node TEXT NOT NULL,
                  namespace TEXT NOT NULL,
@@ -106,12 +117,38 @@ impl Store {
                  PRIMARY KEY (node, namespace, pod));
              CREATE INDEX IF NOT EXISTS node_pods_by_pod ON node_pods(namespace, pod);",
         )?;
+        // Stores made before reports had ids gain the column.
+        let has_id: bool = db
+            .prepare("SELECT 1 FROM pragma_table_info('reports') WHERE name = 'report_id'")?
+            .exists([])?;
+        if !has_id {
+            db.execute_batch("ALTER TABLE reports ADD COLUMN report_id TEXT")?;
+        }
+        db.execute_batch(
+            "CREATE UNIQUE INDEX IF NOT EXISTS reports_by_id ON reports(node, report_id)
+                 WHERE report_id IS NOT NULL",
+        )?;
         Ok(Store { db, retention_ns })
     }
 
-    /// Stores a report in one transaction: all of it or none.
-    pub fn insert(&mut self, r: &NodeReport) -> anyhow::Result<()> {
+    /// How long records are kept.
+    pub fn retention_ns(&self) -> u64 {
+        self.retention_ns
+    }
+
+    /// Stores a report in one transaction: all of it or none. A report whose id this node's
+    /// reports already hold is not stored again (`Stored::Again`): the agent sent it again
+    /// because the answer to the first send was lost.
+    pub fn insert(&mut self, r: &NodeReport) -> anyhow::Result<Stored> {
         let tx = self.db.transaction()?;
+        if let Some(id) = &r.report_id {
+            let seen = tx
+                .prepare_cached("SELECT 1 FROM reports WHERE node = ?1 AND report_id = ?2")?
+                .exists(params![r.node, id])?;
+            if seen {
+                return Ok(Stored::Again);
+            }
+        }
         {
             let mut rec = tx.prepare_cached(
                 "INSERT INTO records (kind, node, namespace, pod, category, outcomes, window_end_ns, json)
@@ -162,9 +199,11 @@ impl Store {
             }
         }
         tx.execute(
-            "INSERT INTO reports (node, window_start_ns, window_end_ns, datapath, capture) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO reports (node, report_id, window_start_ns, window_end_ns, datapath, capture)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 r.node,
+                r.report_id,
                 r.window_start_ns as i64,
                 r.window_end_ns as i64,
                 serde_json::to_string(&r.datapath)?,
@@ -188,9 +227,21 @@ impl Store {
                 ])?;
             }
         }
-        let cutoff = r.window_end_ns.saturating_sub(self.retention_ns) as i64;
-        tx.execute(
-            "DELETE FROM records WHERE window_end_ns < ?1",
+        tx.commit()?;
+        Ok(Stored::New)
+    }
+
+    /// Deletes what is older than the retention as of `now_ns` (the controller's clock).
+    /// Returns the records deleted.
+    pub fn expire(&mut self, now_ns: u64) -> anyhow::Result<usize> {
+        let cutoff = now_ns
+            .saturating_sub(self.retention_ns)
+            .min(i64::MAX as u64) as i64;
+        let tx = self.db.transaction()?;
+        // By kind, so the (kind, window_end_ns) index finds the old rows without a scan.
+        let records = tx.execute(
+            "DELETE FROM records WHERE kind IN ('connection', 'dns', 'finding')
+               AND window_end_ns < ?1",
             params![cutoff],
         )?;
         tx.execute(
@@ -198,7 +249,7 @@ impl Store {
             params![cutoff],
         )?;
         tx.commit()?;
-        Ok(())
+        Ok(records)
     }
 
     /// Records of one kind matching the filter, newest first, as stored JSON objects.

@@ -161,6 +161,9 @@ pub struct Args {
     kubeconfig: Option<PathBuf>,
 }
 
+/// How often records past the retention are deleted.
+pub const RETENTION_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Serves until SIGINT or SIGTERM.
 pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     args.controller.kubeconfig = args.kubeconfig.clone();
@@ -169,6 +172,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     let state = args.controller.state()?;
     super::controller::runtime()?.block_on(async move {
         let listener = args.controller.bind().await?;
+        state.spawn_retention(RETENTION_PERIOD);
         axum::serve(listener, outflow_controller::app(state))
             .with_graceful_shutdown(super::shutdown_signal())
             .await

@@ -94,6 +94,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         });
         let mut agent_done = done_rx;
         let shutdown_stop = stop.clone();
+        state.spawn_retention(super::controller::RETENTION_PERIOD);
         let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
             super::shutdown_signal().await;
             shutdown_stop.store(true, Ordering::Relaxed);

@@ -10,8 +10,9 @@ use outflow_core::wire::NodeReport;
 
 use super::error::ApiError;
 use crate::captures::Captures;
+use crate::clock::now_ns;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Store, Stored};
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -21,6 +22,8 @@ pub struct AppState {
     pub(super) token: Option<Arc<str>>,
     pub(super) metrics: Arc<Mutex<Metrics>>,
     captures: Option<Arc<Captures>>,
+    /// How long records are kept (reports older than that are refused).
+    retention_ns: u64,
     /// What `/readyz` asks; none: ready as soon as it serves.
     pub(super) ready: Option<crate::probes::ReadyCheck>,
     /// Who a destination address is in the cluster; none outside Kubernetes.
@@ -40,6 +43,7 @@ impl AppState {
     /// State over a store, open to every caller (a loopback listener).
     pub fn new(store: Store) -> AppState {
         AppState {
+            retention_ns: store.retention_ns(),
             store: Arc::new(Mutex::new(store)),
             token: None,
             metrics: Arc::default(),
@@ -111,9 +115,22 @@ impl AppState {
         self
     }
 
-    /// Stores a report (the embedded agent's path, no HTTP).
+    /// Stores a report (the embedded agent's path, no HTTP). A report sent again (its id
+    /// stored already) is acknowledged and changes nothing.
     pub async fn ingest(&self, mut report: NodeReport) -> Result<(), ApiError> {
         check_report(&report)?;
+        check_window(&report, now_ns(), self.retention_ns)?;
+        // Every record is the sending node's, whatever node a record names.
+        let node = report.node.clone();
+        let scopes = report
+            .connections
+            .iter_mut()
+            .map(|c| &mut c.scope)
+            .chain(report.dns.iter_mut().map(|d| &mut d.scope))
+            .chain(report.findings.iter_mut().map(|f| &mut f.scope));
+        for scope in scopes {
+            scope.node.clone_from(&node);
+        }
         // The controller names destinations; a name an agent sent is not taken on trust.
         for c in &mut report.connections {
             c.record.destination = self.names.as_ref().and_then(|names| names(c.record.dst));
@@ -121,17 +138,45 @@ impl AppState {
         let store = self.store.clone();
         let metrics = self.metrics.clone();
         blocking("storing a report", move || {
-            store
+            let stored = store
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(&report)?;
-            metrics
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .count(&report);
+            if stored == Stored::New {
+                metrics
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .count(&report);
+            }
             anyhow::Ok(())
         })
         .await
+    }
+
+    /// Deletes what is older than the retention every `period`, by the controller's clock.
+    pub fn spawn_retention(&self, period: std::time::Duration) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let store = store.clone();
+                let expired = blocking("expiring old records", move || {
+                    store
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .expire(now_ns())
+                })
+                .await;
+                match expired {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(records = n, "expired records past the retention"),
+                    Err(e) => {
+                        tracing::warn!(error = %outflow_core::error_chain(&e), "expiring old records failed")
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -148,7 +193,41 @@ pub async fn blocking<T: Send + 'static>(
     }
 }
 
+/// How far ahead of the controller's clock a window may end: clocks of nodes and controller
+/// differ by seconds under NTP, not minutes.
+pub const MAX_CLOCK_SKEW_NS: u64 = 5 * 60 * 1_000_000_000;
+
+/// Refuses a window the controller's clock cannot place: ending in the future (a node's clock
+/// is wrong), or older than the retention (it would be deleted at once).
+fn check_window(r: &NodeReport, now: u64, retention_ns: u64) -> Result<(), ApiError> {
+    if r.window_end_ns > now.saturating_add(MAX_CLOCK_SKEW_NS) {
+        return Err(ApiError::BadRequest(format!(
+            "report: the window ends {}s after the controller's clock: the node's clock is \
+             wrong (check chrony/NTP on node {:.253})",
+            (r.window_end_ns - now) / 1_000_000_000,
+            r.node
+        )));
+    }
+    if r.window_end_ns < now.saturating_sub(retention_ns) {
+        return Err(ApiError::BadRequest(format!(
+            "report: the window ended {}s ago, longer than the retention ({}s): nothing of it \
+             would be kept",
+            (now - r.window_end_ns) / 1_000_000_000,
+            retention_ns / 1_000_000_000
+        )));
+    }
+    Ok(())
+}
+
 fn check_report(r: &NodeReport) -> Result<(), ApiError> {
+    if r.report_id
+        .as_ref()
+        .is_some_and(|id| id.is_empty() || id.len() > 64)
+    {
+        return Err(ApiError::BadRequest(
+            "report: report_id must be 1 to 64 characters".into(),
+        ));
+    }
     if r.node.is_empty() || r.node.len() > 253 {
         return Err(ApiError::BadRequest(
             "report: node must be 1 to 253 characters".into(),

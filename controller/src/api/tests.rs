@@ -68,6 +68,7 @@ fn report(connections: Vec<Scoped<ConnectionRecord>>) -> NodeReport {
     let now = now_ns();
     NodeReport {
         node: "node-1".into(),
+        report_id: None,
         window_start_ns: now - 1_000,
         window_end_ns: now,
         connections,
@@ -705,4 +706,154 @@ async fn the_cluster_profile_is_served_only_where_a_cluster_is_watched() {
     assert_eq!(status, StatusCode::OK);
     let got: ClusterProfile = serde_json::from_value(body).expect("a cluster profile");
     assert_eq!(got, told);
+}
+
+fn state_keeping(retention_ns: u64) -> AppState {
+    AppState::new(Store::open(Path::new(":memory:"), retention_ns).expect("in-memory store"))
+}
+
+async fn connection_rows(app: &Router) -> Vec<serde_json::Value> {
+    let (status, rows) = call(app, get("/api/v1/connections?since=864000")).await;
+    assert_eq!(status, StatusCode::OK);
+    rows.as_array().expect("array").clone()
+}
+
+#[tokio::test]
+async fn a_future_dated_report_is_refused_and_deletes_nothing() {
+    const HOUR: u64 = 3_600_000_000_000;
+    let state = state_keeping(24 * HOUR);
+    let app = app(state.clone());
+    let ok = report(vec![connection(
+        "web",
+        "203.0.113.7",
+        Outcome::Established,
+        Category::Public,
+    )]);
+    assert_eq!(
+        call(&app, post(serde_json::to_vec(&ok).unwrap())).await.0,
+        StatusCode::NO_CONTENT
+    );
+    // 48 h ahead: under the old rule its window moved the retention and emptied the store.
+    let mut ahead = ok.clone();
+    ahead.window_start_ns += 48 * HOUR;
+    ahead.window_end_ns += 48 * HOUR;
+    let (status, body) = call(&app, post(serde_json::to_vec(&ahead).unwrap())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("clock")),
+        "{body}"
+    );
+    let mut forever = ok.clone();
+    forever.window_end_ns = i64::MAX as u64;
+    assert_eq!(
+        call(&app, post(serde_json::to_vec(&forever).unwrap()))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    // Expiry runs by the controller's clock: the fresh record stays.
+    state
+        .store
+        .lock()
+        .unwrap()
+        .expire(now_ns())
+        .expect("expire");
+    assert_eq!(connection_rows(&app).await.len(), 1);
+    // A window older than the retention would be deleted at once: refused, saying why.
+    let mut old = ok.clone();
+    old.window_start_ns -= 25 * HOUR;
+    old.window_end_ns -= 25 * HOUR;
+    let (status, body) = call(&app, post(serde_json::to_vec(&old).unwrap())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("retention")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn expiry_deletes_only_what_the_retention_has_passed() {
+    const MINUTE: u64 = 60_000_000_000;
+    let state = state_keeping(10 * MINUTE);
+    let app = app(state.clone());
+    let mut older = report(vec![connection(
+        "old",
+        "203.0.113.7",
+        Outcome::Established,
+        Category::Public,
+    )]);
+    older.window_start_ns -= 8 * MINUTE;
+    older.window_end_ns -= 8 * MINUTE;
+    let newer = report(vec![connection(
+        "new",
+        "203.0.113.7",
+        Outcome::Established,
+        Category::Public,
+    )]);
+    for r in [&older, &newer] {
+        assert_eq!(
+            call(&app, post(serde_json::to_vec(r).unwrap())).await.0,
+            StatusCode::NO_CONTENT
+        );
+    }
+    // Five minutes on, the older window is 13 minutes old: past the retention.
+    let deleted = state
+        .store
+        .lock()
+        .unwrap()
+        .expire(now_ns() + 5 * MINUTE)
+        .expect("expire");
+    assert_eq!(deleted, 1);
+    let rows = connection_rows(&app).await;
+    let pods: Vec<&str> = rows.iter().filter_map(|r| r["pod"].as_str()).collect();
+    assert_eq!(pods, ["new"]);
+}
+
+#[tokio::test]
+async fn a_report_sent_again_is_stored_once() {
+    let app = app(state());
+    let mut r = report(vec![connection(
+        "web",
+        "203.0.113.7",
+        Outcome::Unanswered,
+        Category::Public,
+    )]);
+    r.report_id = Some("7f3a9c01d2e4b5a6-42".into());
+    for _ in 0..3 {
+        // The agent's retry after an answer it never got.
+        assert_eq!(
+            call(&app, post(serde_json::to_vec(&r).unwrap())).await.0,
+            StatusCode::NO_CONTENT
+        );
+    }
+    let rows = connection_rows(&app).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let (_, health) = call(&app, get("/api/v1/health")).await;
+    assert_eq!(health["nodes"][0]["reports"], 1, "{health}");
+    let (_, metrics) = text(&app, get("/metrics")).await;
+    assert!(
+        metrics.contains("outflow_reports_total{node=\"node-1\"} 1\n"),
+        "{metrics}"
+    );
+    // The next report of the same agent is new; another node's with the same id is its own.
+    r.report_id = Some("7f3a9c01d2e4b5a6-43".into());
+    call(&app, post(serde_json::to_vec(&r).unwrap())).await;
+    r.node = "node-2".into();
+    call(&app, post(serde_json::to_vec(&r).unwrap())).await;
+    assert_eq!(connection_rows(&app).await.len(), 3);
+}
+
+#[tokio::test]
+async fn records_are_filed_under_the_node_that_sent_them() {
+    let app = app(state());
+    let mut c = connection("web", "203.0.113.7", Outcome::Refused, Category::Public);
+    c.scope.node = "someone-elses-node".into();
+    let r = report(vec![c]);
+    call(&app, post(serde_json::to_vec(&r).unwrap())).await;
+    let rows = connection_rows(&app).await;
+    assert_eq!(rows[0]["node"], "node-1", "{rows:?}");
+    let (_, none) = call(&app, get("/api/v1/connections?node=someone-elses-node")).await;
+    assert_eq!(none.as_array().map(Vec::len), Some(0), "{none}");
 }

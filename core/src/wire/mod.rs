@@ -85,6 +85,10 @@ pub struct DatapathStats {
 pub struct NodeReport {
     /// The node.
     pub node: String,
+    /// The report's identity, `INSTANCE-SEQUENCE` (the agent process and its count of reports):
+    /// a report sent again after a lost answer is stored once. Absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_id: Option<String>,
     /// Window start, ns since the Unix epoch.
     pub window_start_ns: u64,
     /// Window end, ns since the Unix epoch.

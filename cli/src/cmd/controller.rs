@@ -46,6 +46,10 @@ pub struct ControllerArgs {
     /// Finished captures kept, in bytes or with a unit (e.g. 10GiB); the oldest go first.
     #[arg(long, default_value = "1GiB", value_parser = outflow_core::units::parse_size)]
     pub capture_budget: u64,
+    /// Label connection and DNS metrics by node and pod too. Off, they are per namespace: at
+    /// 5,000 nodes a series per pod and outcome is millions of series.
+    #[arg(long)]
+    pub metrics_pods: bool,
 }
 
 impl ControllerArgs {
@@ -78,9 +82,12 @@ impl ControllerArgs {
         });
         let captures = Captures::open(&dir, self.capture_budget)
             .with_context(|| format!("opening the capture directory {}", dir.display()))?;
-        let state = AppState::new(store)
+        let mut state = AppState::new(store)
             .with_token(token)
             .with_captures(captures);
+        if self.metrics_pods {
+            state = state.with_pod_metrics();
+        }
         if !self.kube {
             return Ok(state);
         }

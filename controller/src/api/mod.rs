@@ -10,6 +10,7 @@
 //! this one.
 
 mod captures;
+mod checks;
 mod error;
 mod state;
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use outflow_core::wire::NodeReport;
 
+use super::checks::{check_report, check_window};
 use super::error::ApiError;
 use crate::captures::Captures;
 use crate::clock::now_ns;
@@ -109,6 +110,12 @@ impl AppState {
         .await
     }
 
+    /// Labels connection and DNS metrics by node and pod too (a series per pod and outcome).
+    pub fn with_pod_metrics(mut self) -> AppState {
+        self.metrics = Arc::new(Mutex::new(Metrics::with_pod_labels()));
+        self
+    }
+
     /// Requires `Authorization: Bearer TOKEN` on the API and `/metrics`.
     pub fn with_token(mut self, token: Option<String>) -> AppState {
         self.token = token.map(Arc::from);
@@ -146,7 +153,7 @@ impl AppState {
                 metrics
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .count(&report);
+                    .count(&report, now_ns());
             }
             anyhow::Ok(())
         })
@@ -192,82 +199,3 @@ pub async fn blocking<T: Send + 'static>(
         Err(e) => Err(ApiError::internal(what, e)),
     }
 }
-
-/// How far ahead of the controller's clock a window may end: clocks of nodes and controller
-/// differ by seconds under NTP, not minutes.
-pub const MAX_CLOCK_SKEW_NS: u64 = 5 * 60 * 1_000_000_000;
-
-/// Refuses a window the controller's clock cannot place: ending in the future (a node's clock
-/// is wrong), or older than the retention (it would be deleted at once).
-fn check_window(r: &NodeReport, now: u64, retention_ns: u64) -> Result<(), ApiError> {
-    if r.window_end_ns > now.saturating_add(MAX_CLOCK_SKEW_NS) {
-        return Err(ApiError::BadRequest(format!(
-            "report: the window ends {}s after the controller's clock: the node's clock is \
-             wrong (check chrony/NTP on node {:.253})",
-            (r.window_end_ns - now) / 1_000_000_000,
-            r.node
-        )));
-    }
-    if r.window_end_ns < now.saturating_sub(retention_ns) {
-        return Err(ApiError::BadRequest(format!(
-            "report: the window ended {}s ago, longer than the retention ({}s): nothing of it \
-             would be kept",
-            (now - r.window_end_ns) / 1_000_000_000,
-            retention_ns / 1_000_000_000
-        )));
-    }
-    Ok(())
-}
-
-fn check_report(r: &NodeReport) -> Result<(), ApiError> {
-    if r.report_id
-        .as_ref()
-        .is_some_and(|id| id.is_empty() || id.len() > 64)
-    {
-        return Err(ApiError::BadRequest(
-            "report: report_id must be 1 to 64 characters".into(),
-        ));
-    }
-    if r.node.is_empty() || r.node.len() > 253 {
-        return Err(ApiError::BadRequest(
-            "report: node must be 1 to 253 characters".into(),
-        ));
-    }
-    if r.window_end_ns < r.window_start_ns {
-        return Err(ApiError::BadRequest(
-            "report: window_end_ns is before window_start_ns".into(),
-        ));
-    }
-    if r.window_end_ns > i64::MAX as u64 {
-        return Err(ApiError::BadRequest(
-            "report: window_end_ns is out of range".into(),
-        ));
-    }
-    if r.pods.len() > MAX_NODE_PODS {
-        return Err(ApiError::BadRequest(format!(
-            "report: {} pods on one node; a node holds at most {MAX_NODE_PODS}",
-            r.pods.len()
-        )));
-    }
-    for p in &r.pods {
-        // Kubernetes' own limits: a namespace is a DNS label, a pod name a DNS subdomain.
-        if p.namespace.is_empty() || p.namespace.len() > 63 || p.pod.is_empty() || p.pod.len() > 253
-        {
-            return Err(ApiError::BadRequest(format!(
-                "report: pod {:.80}/{:.80}: a namespace is 1 to 63 characters, a pod name 1 to 253",
-                p.namespace, p.pod
-            )));
-        }
-        if p.addresses.len() > 16 || p.interfaces.len() > 16 {
-            return Err(ApiError::BadRequest(format!(
-                "report: pod {}/{} lists more than 16 addresses or interfaces",
-                p.namespace, p.pod
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Most pods one report may list (Kubernetes allows 110 per node by default, 250 on AKS at most;
-/// the margin is for standalone labs).
-const MAX_NODE_PODS: usize = 5_000;

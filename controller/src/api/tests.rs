@@ -432,10 +432,17 @@ async fn metrics_count_attempts_per_pod_category_and_outcome_and_the_datapath_lo
     };
     assert_eq!(
         value(
-            r#"outflow_connection_attempts_total{node="node-1",namespace="default",pod="web",category="public",outcome="unanswered"}"#
+            r#"outflow_connection_attempts_total{node="",namespace="default",pod="",category="public",outcome="unanswered"}"#
         ),
         Some(8.0),
-        "2 reports × 2 groups × 2 attempts:\n{m}"
+        "2 reports × 2 groups × 2 attempts, per namespace:\n{m}"
+    );
+    let by_pod = super::app(state().with_pod_metrics());
+    call(&by_pod, post(serde_json::to_vec(&r).unwrap())).await;
+    let (_, m) = text(&by_pod, get("/metrics")).await;
+    assert!(
+        m.contains(r#"outflow_connection_attempts_total{node="node-1",namespace="default",pod="web",category="public",outcome="unanswered"} 4"#),
+        "with pod labels asked for:\n{m}"
     );
     assert_eq!(
         value(r#"outflow_reports_total{node="node-1"}"#),
@@ -856,4 +863,26 @@ async fn records_are_filed_under_the_node_that_sent_them() {
     assert_eq!(rows[0]["node"], "node-1", "{rows:?}");
     let (_, none) = call(&app, get("/api/v1/connections?node=someone-elses-node")).await;
     assert_eq!(none.as_array().map(Vec::len), Some(0), "{none}");
+}
+
+#[tokio::test]
+async fn oversized_strings_from_an_agent_are_refused_and_never_become_labels() {
+    let app = app(state());
+    let mut c = connection("web", "203.0.113.7", Outcome::Refused, Category::Public);
+    c.scope.pod = Some("p".repeat(1 << 20));
+    let (status, body) = call(&app, post(serde_json::to_vec(&report(vec![c])).unwrap())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("a record's pod") && e.contains("253")),
+        "{body}"
+    );
+    let mut c = connection("web", "203.0.113.7", Outcome::Refused, Category::Public);
+    c.record.names = (0..1000).map(|i| format!("n{i}.example")).collect();
+    let (status, _) = call(&app, post(serde_json::to_vec(&report(vec![c])).unwrap())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(connection_rows(&app).await.is_empty());
+    let (_, m) = text(&app, get("/metrics")).await;
+    assert!(!m.contains("ppppp"), "{} bytes of metrics", m.len());
 }

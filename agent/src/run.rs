@@ -286,6 +286,7 @@ impl Agent {
         let mut stats = self.dp.take_stats();
         stats.attach_errors = std::mem::take(&mut self.attach_errors);
         stats.cluster_profile_ns = self.cluster_applied_ns;
+        stats.interval_ns = Some(cfg.interval.as_nanos() as u64);
         if stats.event_drops > 0 {
             warn!(
                 drops = stats.event_drops,

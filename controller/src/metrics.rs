@@ -61,12 +61,15 @@ pub struct Metrics {
     undecodable: PerNode,
     interfaces: Family<NodeLabels, Gauge>,
     last_report: Family<NodeLabels, Gauge>,
+    stale: Family<NodeLabels, Gauge>,
     attempts: Family<ConnectionLabels, Counter>,
     lookups: Family<DnsLabels, Counter>,
     findings: Family<FindingLabels, Counter>,
     /// Whether connection and DNS series carry node and pod labels.
     pod_labels: bool,
-    /// When each node, and each series of the labelled families, was last fed.
+    /// Each node's last window end and report interval (for staleness), and when each series
+    /// of the labelled families was last fed.
+    nodes_last: HashMap<String, (u64, Option<u64>)>,
     nodes_seen: HashMap<String, u64>,
     attempts_seen: HashMap<ConnectionLabels, u64>,
     lookups_seen: HashMap<DnsLabels, u64>,
@@ -151,6 +154,12 @@ impl Default for Metrics {
             "End of the node's last report window (Unix seconds)",
             last_report.clone(),
         );
+        let stale = Family::<NodeLabels, Gauge>::default();
+        registry.register(
+            "node_stale",
+            "1 when the node's agent missed several report intervals, else 0",
+            stale.clone(),
+        );
         let attempts = Family::<ConnectionLabels, Counter>::default();
         registry.register(
             "connection_attempts",
@@ -183,10 +192,12 @@ impl Default for Metrics {
             undecodable,
             interfaces,
             last_report,
+            stale,
             attempts,
             lookups,
             findings,
             pod_labels: false,
+            nodes_last: HashMap::new(),
             nodes_seen: HashMap::new(),
             attempts_seen: HashMap::new(),
             lookups_seen: HashMap::new(),
@@ -234,6 +245,8 @@ impl Metrics {
             .get_or_create(&node)
             .set((r.window_end_ns / 1_000_000_000) as i64);
         self.nodes_seen.insert(r.node.clone(), now_ns);
+        self.nodes_last
+            .insert(r.node.clone(), (r.window_end_ns, d.interval_ns));
         // Without pod labels the series are per namespace: bounded by namespaces, not pods.
         let pod_labels = self.pod_labels;
         let who = |s: &outflow_core::wire::Scope| {
@@ -297,6 +310,7 @@ impl Metrics {
             .collect();
         for node in gone {
             self.nodes_seen.remove(&node);
+            self.nodes_last.remove(&node);
             let labels = NodeLabels { node };
             for family in [
                 &self.reports,
@@ -314,10 +328,22 @@ impl Metrics {
             }
             self.interfaces.remove(&labels);
             self.last_report.remove(&labels);
+            self.stale.remove(&labels);
         }
         expire_family(&self.attempts, &mut self.attempts_seen, cutoff);
         expire_family(&self.lookups, &mut self.lookups_seen, cutoff);
         expire_family(&self.findings, &mut self.findings_seen, cutoff);
+    }
+
+    /// The Prometheus text exposition at `now_ns`: staleness is a matter of the time of asking.
+    pub fn render_at(&self, now_ns: u64) -> String {
+        for (node, (last_end, interval)) in &self.nodes_last {
+            let stale = outflow_core::wire::health::is_stale(*last_end, *interval, now_ns);
+            self.stale
+                .get_or_create(&NodeLabels { node: node.clone() })
+                .set(stale as i64);
+        }
+        self.render()
     }
 
     /// The Prometheus text exposition.

@@ -335,6 +335,7 @@ impl Store {
                     undecodable: sum(row, 10)?,
                 },
                 pods: Vec::new(),
+                stale: false,
             })
         })?;
         let mut nodes: Vec<NodeHealth> = rows.collect::<Result<_, _>>()?;

@@ -28,7 +28,10 @@ pub fn write_health(out: &mut impl Write, h: &Health, wide: bool, now_ns: u64) -
             .collect::<Vec<_>>();
             vec![
                 n.node.clone(),
-                age(now_ns, n.last_window_end_ns),
+                match n.stale {
+                    true => format!("{} (stale)", age(now_ns, n.last_window_end_ns)),
+                    false => age(now_ns, n.last_window_end_ns),
+                },
                 if d.reason.is_empty() || !wide {
                     d.kind.clone()
                 } else {

@@ -107,7 +107,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .metrics
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .render();
+        .render_at(now_ns());
     (
         [(
             header::CONTENT_TYPE,
@@ -226,10 +226,15 @@ use outflow_core::wire::health::Health;
 /// `GET /api/v1/health`.
 async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     let store = state.store.clone();
-    let nodes = blocking("reading node health", move || {
+    let mut nodes = blocking("reading node health", move || {
         store.lock().unwrap_or_else(PoisonError::into_inner).nodes()
     })
     .await?;
+    let now = now_ns();
+    for n in &mut nodes {
+        n.stale =
+            outflow_core::wire::health::is_stale(n.last_window_end_ns, n.datapath.interval_ns, now);
+    }
     // The latest captures beside the nodes: the evidence next to the findings it explains.
     let captures: Vec<_> = state
         .captures()

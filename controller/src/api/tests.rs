@@ -886,3 +886,36 @@ async fn oversized_strings_from_an_agent_are_refused_and_never_become_labels() {
     let (_, m) = text(&app, get("/metrics")).await;
     assert!(!m.contains("ppppp"), "{} bytes of metrics", m.len());
 }
+
+#[tokio::test]
+async fn a_node_that_stopped_reporting_is_stale_in_health_and_metrics() {
+    let app = app(state());
+    let mut quiet = report(vec![]);
+    quiet.node = "node-quiet".into();
+    quiet.datapath.interval_ns = Some(10_000_000_000);
+    // Its last window ended two minutes ago: twelve intervals without a report.
+    quiet.window_start_ns -= 120_000_000_000;
+    quiet.window_end_ns -= 120_000_000_000;
+    let mut fresh = report(vec![]);
+    fresh.datapath.interval_ns = Some(10_000_000_000);
+    for r in [&quiet, &fresh] {
+        assert_eq!(
+            call(&app, post(serde_json::to_vec(r).unwrap())).await.0,
+            StatusCode::NO_CONTENT
+        );
+    }
+    let (_, health) = call(&app, get("/api/v1/health")).await;
+    let stale: Vec<(&str, bool)> = health["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["node"].as_str().unwrap(), n["stale"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(stale, [("node-1", false), ("node-quiet", true)]);
+    let (_, m) = text(&app, get("/metrics")).await;
+    assert!(
+        m.contains("outflow_node_stale{node=\"node-quiet\"} 1\n"),
+        "{m}"
+    );
+    assert!(m.contains("outflow_node_stale{node=\"node-1\"} 0\n"), "{m}");
+}

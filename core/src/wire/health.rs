@@ -29,6 +29,28 @@ pub struct NodeHealth {
     pub totals: DatapathTotals,
     /// The pods its last report listed, idle ones included.
     pub pods: Vec<PodHealth>,
+    /// No report for [`STALE_AFTER_INTERVALS`] of its agent's intervals (at least
+    /// [`STALE_AFTER_MIN_NS`]): the agent is down, cut off, or its node is gone. Its pods and
+    /// losses are as of its last report.
+    #[serde(default)]
+    pub stale: bool,
+}
+
+/// Report intervals without a report after which a node is stale.
+pub const STALE_AFTER_INTERVALS: u64 = 3;
+/// A node is never stale sooner than this after its last report.
+pub const STALE_AFTER_MIN_NS: u64 = 30 * 1_000_000_000;
+/// The interval assumed for agents that do not say theirs.
+pub const DEFAULT_INTERVAL_NS: u64 = 10 * 1_000_000_000;
+
+/// Whether a node whose last window ended at `last_end_ns`, reporting every `interval_ns`, is
+/// stale at `now_ns`.
+pub fn is_stale(last_end_ns: u64, interval_ns: Option<u64>, now_ns: u64) -> bool {
+    let interval = interval_ns.unwrap_or(DEFAULT_INTERVAL_NS);
+    let after = interval
+        .saturating_mul(STALE_AFTER_INTERVALS)
+        .max(STALE_AFTER_MIN_NS);
+    now_ns > last_end_ns.saturating_add(after)
 }
 
 /// A pod on a node and when it last made traffic.

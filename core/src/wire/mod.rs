@@ -78,6 +78,10 @@ pub struct DatapathStats {
     /// the Unix epoch; `GET /api/v1/cluster/profile`). Absent: the profile file is all it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_profile_ns: Option<u64>,
+    /// How often the agent reports (ns): the controller calls a node stale when several
+    /// intervals pass without a report. Absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ns: Option<u64>,
 }
 
 /// One agent's report for one window: `POST /api/v1/reports`.

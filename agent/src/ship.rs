@@ -150,8 +150,9 @@ impl Drop for Shipper {
 /// What the controller made of one report.
 enum Delivery {
     Accepted,
-    /// Not now (unreachable, 5xx, 429, a wrong token): keep it and retry.
-    Retry(String),
+    /// Not now (unreachable, 5xx, 429, a wrong token): keep it and retry, no sooner than the
+    /// controller's `Retry-After` when it gave one.
+    Retry(String, Option<Duration>),
     /// Never (the controller says the report itself is wrong): drop it.
     Refused(String),
 }
@@ -193,7 +194,7 @@ fn deliver(cfg: &ShipConfig, shared: &Shared) {
                 q.untold_drops += 1 + report.datapath.reports_dropped;
                 q.dropped += 1;
             }
-            Delivery::Retry(why) => {
+            Delivery::Retry(why, after) => {
                 if !failing {
                     warn!(%why, url = %url, "controller unreachable: reports are queued and retried");
                 }
@@ -207,6 +208,8 @@ fn deliver(cfg: &ShipConfig, shared: &Shared) {
                     return; // one attempt only while stopping
                 }
                 backoff = (backoff * 2).clamp(Duration::from_millis(250), Duration::from_secs(30));
+                // An overloaded controller says when to come back.
+                backoff = backoff.max(after.unwrap_or_default().min(Duration::from_secs(60)));
                 let q = shared.lock();
                 let _ = shared
                     .wake
@@ -224,15 +227,21 @@ fn post(agent: &ureq::Agent, url: &str, token: Option<&str>, report: &NodeReport
     };
     let req = http::authorized(agent.post(url), token).header("content-type", "application/json");
     match req.send(&body[..]) {
-        Err(e) => Delivery::Retry(e.to_string()),
+        Err(e) => Delivery::Retry(e.to_string(), None),
         Ok(mut resp) => {
             let status = resp.status();
+            let after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok())
+                .map(Duration::from_secs);
             let text = resp.body_mut().read_to_string().unwrap_or_default();
             let why = format!("{status}: {}", text.trim());
             if status.is_success() {
                 Delivery::Accepted
             } else if status.is_server_error() || matches!(status.as_u16(), 401 | 403 | 408 | 429) {
-                Delivery::Retry(why)
+                Delivery::Retry(why, after)
             } else {
                 Delivery::Refused(why)
             }

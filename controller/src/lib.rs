@@ -8,8 +8,10 @@ pub mod captures;
 mod clock;
 pub mod metrics;
 pub mod probes;
+pub mod serve;
 pub mod store;
 pub mod view;
 
 pub use api::{app, AppState};
+pub use serve::{serve, ConnectionLimits};
 pub use store::Store;

@@ -62,6 +62,7 @@ pub struct Metrics {
     interfaces: Family<NodeLabels, Gauge>,
     last_report: Family<NodeLabels, Gauge>,
     stale: Family<NodeLabels, Gauge>,
+    overloaded: Counter,
     attempts: Family<ConnectionLabels, Counter>,
     lookups: Family<DnsLabels, Counter>,
     findings: Family<FindingLabels, Counter>,
@@ -160,6 +161,12 @@ impl Default for Metrics {
             "1 when the node's agent missed several report intervals, else 0",
             stale.clone(),
         );
+        let overloaded = Counter::default();
+        registry.register(
+            "reports_refused_overloaded",
+            "Reports refused because the controller was storing as many as it may at once",
+            overloaded.clone(),
+        );
         let attempts = Family::<ConnectionLabels, Counter>::default();
         registry.register(
             "connection_attempts",
@@ -193,6 +200,7 @@ impl Default for Metrics {
             interfaces,
             last_report,
             stale,
+            overloaded,
             attempts,
             lookups,
             findings,
@@ -296,6 +304,11 @@ impl Metrics {
             self.expire(now_ns);
             self.next_sweep_ns = now_ns + SWEEP_EVERY_NS;
         }
+    }
+
+    /// Counts a report refused because ingest was full.
+    pub fn refused_overloaded(&self) {
+        self.overloaded.inc();
     }
 
     /// Drops the series of nodes, pods and namespaces not reported for [`SERIES_TTL_NS`]: a

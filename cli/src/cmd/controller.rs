@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use outflow_controller::captures::Captures;
+use outflow_controller::ConnectionLimits;
 use outflow_controller::{AppState, Store};
 use tracing::info;
 
@@ -180,10 +181,14 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     super::controller::runtime()?.block_on(async move {
         let listener = args.controller.bind().await?;
         state.spawn_retention(RETENTION_PERIOD);
-        axum::serve(listener, outflow_controller::app(state))
-            .with_graceful_shutdown(super::shutdown_signal())
-            .await
-            .context("serving the API")?;
+        outflow_controller::serve(
+            listener,
+            outflow_controller::app(state),
+            ConnectionLimits::default(),
+            super::shutdown_signal(),
+        )
+        .await
+        .context("serving the API")?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -95,10 +95,15 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         let mut agent_done = done_rx;
         let shutdown_stop = stop.clone();
         state.spawn_retention(super::controller::RETENTION_PERIOD);
-        let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
-            super::shutdown_signal().await;
-            shutdown_stop.store(true, Ordering::Relaxed);
-        });
+        let server = outflow_controller::serve(
+            listener,
+            app(state),
+            outflow_controller::ConnectionLimits::default(),
+            async move {
+                super::shutdown_signal().await;
+                shutdown_stop.store(true, Ordering::Relaxed);
+            },
+        );
         let result = tokio::select! {
             r = server => { r.context("serving the API")?; agent_done.await.unwrap_or(Ok(())) }
             r = &mut agent_done => r.unwrap_or(Ok(())),

@@ -17,6 +17,9 @@ pub enum ApiError {
     /// The request was refused before it was read (too large, wrong content type).
     #[error("{1}")]
     Rejected(StatusCode, String),
+    /// Too many reports are being stored: try again after this many seconds.
+    #[error("overloaded: too many reports at once; send it again in {0} s")]
+    Overloaded(u64),
     /// The server failed: what it was doing, and why. The cause goes to the log, never to the
     /// client.
     #[error("internal error: {what}")]
@@ -47,6 +50,15 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Rejected(status, _) => *status,
+            ApiError::Overloaded(after) => {
+                let body = ErrorBody {
+                    error: self.to_string(),
+                };
+                let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+                resp.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, (*after).into());
+                return resp;
+            }
             ApiError::Internal { .. } => {
                 tracing::error!(error = %outflow_core::error_chain(&self), "request failed");
                 // The cause is for the operator's log; a client learns only that it was not its

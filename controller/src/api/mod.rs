@@ -124,9 +124,23 @@ async fn post_report(
 ) -> Result<StatusCode, ApiError> {
     let Json(report) =
         body.map_err(|e| ApiError::Rejected(e.status(), format!("report: {}", e.body_text())))?;
+    // Full: say so now. Holding the request would only make the agent's request time out,
+    // and a report stored after its request failed would be counted once more on the retry.
+    let Ok(_slot) = state.ingest_slots.clone().try_acquire_owned() else {
+        state
+            .metrics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .refused_overloaded();
+        tracing::warn!(node = %report.node, "overloaded: report refused, the agent sends it again");
+        return Err(ApiError::Overloaded(RETRY_AFTER_S));
+    };
     state.ingest(report).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Seconds an overloaded controller asks agents to wait.
+const RETRY_AFTER_S: u64 = 2;
 
 /// `GET /api/v1/cluster/profile`: what the Kubernetes API tells of the cluster's network.
 async fn cluster_profile(State(state): State<AppState>) -> Result<Json<ClusterProfile>, ApiError> {

@@ -25,6 +25,9 @@ pub struct AppState {
     captures: Option<Arc<Captures>>,
     /// How long records are kept (reports older than that are refused).
     retention_ns: u64,
+    /// Reports being stored at once; when none is free a report is refused at once (503 with
+    /// `Retry-After`) rather than held: the agent keeps it queued and sends it again.
+    pub(super) ingest_slots: Arc<tokio::sync::Semaphore>,
     /// What `/readyz` asks; none: ready as soon as it serves.
     pub(super) ready: Option<crate::probes::ReadyCheck>,
     /// Who a destination address is in the cluster; none outside Kubernetes.
@@ -37,6 +40,9 @@ pub struct AppState {
 pub type ClusterProfileSource =
     Arc<dyn Fn() -> outflow_core::wire::cluster::ClusterProfile + Send + Sync>;
 
+/// Reports stored at once by default: more only queue on the store's lock.
+pub const MAX_INGEST_IN_FLIGHT: usize = 32;
+
 /// Names a destination address (`service shop/web`), from what the cluster says now.
 pub type DestinationNames = Arc<dyn Fn(std::net::IpAddr) -> Option<String> + Send + Sync>;
 
@@ -45,6 +51,7 @@ impl AppState {
     pub fn new(store: Store) -> AppState {
         AppState {
             retention_ns: store.retention_ns(),
+            ingest_slots: Arc::new(tokio::sync::Semaphore::new(MAX_INGEST_IN_FLIGHT)),
             store: Arc::new(Mutex::new(store)),
             token: None,
             metrics: Arc::default(),
@@ -108,6 +115,12 @@ impl AppState {
                 .node_of_pod(&namespace, &name)
         })
         .await
+    }
+
+    /// Stores at most `n` reports at once; more are refused with 503 and `Retry-After`.
+    pub fn with_ingest_limit(mut self, n: usize) -> AppState {
+        self.ingest_slots = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        self
     }
 
     /// Labels connection and DNS metrics by node and pod too (a series per pod and outcome).

@@ -919,3 +919,65 @@ async fn a_node_that_stopped_reporting_is_stale_in_health_and_metrics() {
     );
     assert!(m.contains("outflow_node_stale{node=\"node-1\"} 0\n"), "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_ingest_refuses_at_once_with_retry_after_and_stores_nothing_of_it() {
+    let state = state().with_ingest_limit(1);
+    let app = app(state.clone());
+    let first = report(vec![connection(
+        "web",
+        "203.0.113.7",
+        Outcome::Established,
+        Category::Public,
+    )]);
+    let mut second = first.clone();
+    second.node = "node-2".into();
+    // The store is busy (held by another thread): the first report takes the one slot and
+    // waits on it.
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let store = state.store.clone();
+    let holder = std::thread::spawn(move || {
+        let _busy = store.lock().unwrap();
+        locked_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+    });
+    locked_rx.recv().unwrap();
+    let pending = tokio::spawn({
+        let (app, body) = (app.clone(), serde_json::to_vec(&first).unwrap());
+        async move { call(&app, post(body)).await.0 }
+    });
+    while state.ingest_slots.available_permits() > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let started = std::time::Instant::now();
+    let resp = app
+        .clone()
+        .oneshot(post(serde_json::to_vec(&second).unwrap()))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "held, not refused"
+    );
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "2");
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(pending.await.unwrap(), StatusCode::NO_CONTENT);
+    let rows = connection_rows(&app).await;
+    assert_eq!(rows.len(), 1, "the refused report was not stored: {rows:?}");
+    // Sent again, as the agent does, it is stored.
+    assert_eq!(
+        call(&app, post(serde_json::to_vec(&second).unwrap()))
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(connection_rows(&app).await.len(), 2);
+    let (_, m) = text(&app, get("/metrics")).await;
+    assert!(
+        m.contains("outflow_reports_refused_overloaded_total 1\n"),
+        "{m}"
+    );
+}

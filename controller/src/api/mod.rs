@@ -25,6 +25,7 @@ use axum::{Json, Router};
 use outflow_core::wire::cluster::ClusterProfile;
 use outflow_core::wire::{routes, NodeReport};
 use serde::Deserialize;
+use tower_http::decompression::RequestDecompressionLayer;
 
 pub use error::ApiError;
 pub use state::{blocking, AppState, ClusterProfileSource, DestinationNames};
@@ -46,7 +47,12 @@ const MAX_LIMIT: u32 = 10_000;
 /// is ready, so these stay open.
 pub fn app(state: AppState) -> Router {
     let guarded = Router::new()
-        .route("/api/v1/reports", post(post_report))
+        // Agents send reports gzip-compressed (`Content-Encoding: gzip`); plain JSON, from
+        // older agents, stays accepted. The body limit counts the decompressed bytes.
+        .route(
+            "/api/v1/reports",
+            post(post_report).layer(RequestDecompressionLayer::new().gzip(true)),
+        )
         .route("/api/v1/connections", get(connections))
         .route("/api/v1/dns", get(dns))
         .route("/api/v1/findings", get(findings))

@@ -981,3 +981,56 @@ async fn a_full_ingest_refuses_at_once_with_retry_after_and_stores_nothing_of_it
         "{m}"
     );
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+fn post_gzip(body: Vec<u8>) -> Request<Body> {
+    Request::post("/api/v1/reports")
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_gzip_report_is_stored_and_a_gzip_bomb_is_refused_by_its_decompressed_size() {
+    let app = app(state());
+    let r = report(
+        (0..200)
+            .map(|i| {
+                connection(
+                    &format!("web-{}", i % 30),
+                    &format!("203.0.113.{}", i % 250),
+                    Outcome::Established,
+                    Category::Public,
+                )
+            })
+            .collect(),
+    );
+    let json = serde_json::to_vec(&r).unwrap();
+    let packed = gzip(&json);
+    assert!(
+        packed.len() * 8 < json.len(),
+        "{} bytes of JSON gzip to {}",
+        json.len(),
+        packed.len()
+    );
+    assert_eq!(
+        call(&app, post_gzip(packed)).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(connection_rows(&app).await.len(), 200);
+    // 64 MiB of zeros in 64 KiB: the limit is on what it unpacks to.
+    let bomb = gzip(&vec![b' '; 64 << 20]);
+    assert!(bomb.len() < 1 << 20);
+    let (status, _) = call(&app, post_gzip(bomb)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Not gzip at all, though it says so.
+    let (status, _) = call(&app, post_gzip(json)).await;
+    assert!(status.is_client_error(), "{status}");
+}

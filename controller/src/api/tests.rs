@@ -60,6 +60,7 @@ fn connection(
             proxy_connects: vec![],
             first_seen: String::new(),
             last_seen: String::new(),
+            ingress_iface: None,
         },
     }
 }

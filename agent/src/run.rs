@@ -23,7 +23,7 @@ use crate::inventory::Inventory;
 use crate::netlink::{self, Link, LinkEvents};
 use crate::netns;
 use crate::readiness::Readiness;
-use crate::scope::{node_pods, node_report};
+use crate::scope::{node_pods, node_report, Mismatches};
 
 /// What the agent watches and how often it reports.
 #[derive(Debug, Clone)]
@@ -115,6 +115,7 @@ pub fn run(
         failing: Vec::new(),
         retry_at: None,
         ready,
+        mismatches: Mismatches::default(),
     };
     let mut window_start = realtime_ns();
     agent.sync(&cfg);
@@ -180,6 +181,8 @@ struct Agent {
     /// When to try again after a failed attach.
     retry_at: Option<u64>,
     ready: Arc<Readiness>,
+    /// Pods whose interface and address disagreed, already warned about.
+    mismatches: Mismatches,
 }
 
 impl Agent {
@@ -254,6 +257,7 @@ impl Agent {
             self.inventory.as_ref(),
             stats,
             pods,
+            &mut self.mismatches,
         );
         if reassigns {
             self.inventory.refresh(&self.links);

@@ -37,6 +37,12 @@ pub trait Inventory: Send {
     fn refresh(&mut self, node_links: &[Link]);
     /// The pod holding this address.
     fn pod_of(&self, ip: IpAddr) -> Option<&PodRef>;
+    /// The pod behind this node-side interface (its index in the node's namespace), when the
+    /// interface leads to that pod alone. Known from the last `refresh`; the uplink, a bridge
+    /// and interfaces gone since are no pod's.
+    fn pod_on_interface(&self, _ifindex: u32) -> Option<&PodRef> {
+        None
+    }
     /// Every pod on this node with its addresses, idle or not, sorted by pod.
     fn pods(&self) -> Vec<(PodRef, Vec<IpAddr>)>;
     /// The node-side interfaces leading to a pod, each with the pod-side end's Ethernet
@@ -111,6 +117,8 @@ pub struct NetnsInventory {
     pods: HashMap<IpAddr, PodRef>,
     /// Veths per pod.
     interfaces: HashMap<PodRef, Vec<PodInterface>>,
+    /// The pod behind each node-side veth, by index.
+    by_index: HashMap<u32, PodRef>,
 }
 
 impl NetnsInventory {
@@ -120,6 +128,7 @@ impl NetnsInventory {
             node_netns,
             pods: HashMap::new(),
             interfaces: HashMap::new(),
+            by_index: HashMap::new(),
         }
     }
 }
@@ -128,6 +137,7 @@ impl Inventory for NetnsInventory {
     fn refresh(&mut self, node_links: &[Link]) {
         let mut pods = HashMap::new();
         let mut interfaces: HashMap<PodRef, Vec<PodInterface>> = HashMap::new();
+        let mut by_index = HashMap::new();
         for name in netns::names() {
             if Some(&name) == self.node_netns.as_ref() {
                 continue;
@@ -147,7 +157,7 @@ impl Inventory for NetnsInventory {
             };
             // A veth pair names each other's index: both must match, since indexes are only
             // unique within a namespace.
-            let pairs: Vec<(u32, PodInterface)> = links
+            let pairs: Vec<(u32, u32, PodInterface)> = links
                 .iter()
                 .filter(|l| l.peer_index != 0)
                 .filter_map(|l| {
@@ -163,7 +173,7 @@ impl Inventory for NetnsInventory {
                                 node_side: n.name.clone(),
                                 pod_mac: l.mac,
                             };
-                            (l.index, iface)
+                            (l.index, n.index, iface)
                         })
                 })
                 .collect();
@@ -172,16 +182,24 @@ impl Inventory for NetnsInventory {
                 name: name.clone(),
             };
             for (index, ip) in addrs {
-                if pairs.iter().any(|(i, _)| *i == index) {
+                if pairs.iter().any(|(i, _, _)| *i == index) {
                     pods.insert(ip, pod.clone());
                 }
             }
+            for (_, node_index, _) in &pairs {
+                by_index.insert(*node_index, pod.clone());
+            }
             if !pairs.is_empty() {
-                interfaces.insert(pod, pairs.into_iter().map(|(_, i)| i).collect());
+                interfaces.insert(pod, pairs.into_iter().map(|(_, _, i)| i).collect());
             }
         }
         self.pods = pods;
         self.interfaces = interfaces;
+        self.by_index = by_index;
+    }
+
+    fn pod_on_interface(&self, ifindex: u32) -> Option<&PodRef> {
+        self.by_index.get(&ifindex)
     }
 
     fn interfaces_of(&self, pod: &PodRef) -> Result<Vec<PodInterface>, String> {
@@ -225,6 +243,7 @@ fn by_pod(pods: &HashMap<IpAddr, PodRef>) -> std::collections::BTreeMap<PodRef, 
 #[derive(Debug, Default)]
 pub struct FileInventory {
     pods: HashMap<IpAddr, PodRef>,
+    routed: RoutedInterfaces,
 }
 
 #[derive(Deserialize)]
@@ -271,15 +290,25 @@ impl FileInventory {
                 );
             }
         }
-        Ok(FileInventory { pods })
+        Ok(FileInventory {
+            pods,
+            routed: RoutedInterfaces::default(),
+        })
     }
 }
 
 impl Inventory for FileInventory {
-    fn refresh(&mut self, _node_links: &[Link]) {}
+    fn refresh(&mut self, node_links: &[Link]) {
+        // The file never changes: only the node's links and what its neighbours learnt do.
+        self.routed.refresh(&self.pods, 0, node_links);
+    }
 
     fn pod_of(&self, ip: IpAddr) -> Option<&PodRef> {
         self.pods.get(&ip)
+    }
+
+    fn pod_on_interface(&self, ifindex: u32) -> Option<&PodRef> {
+        self.routed.pod_on(ifindex)
     }
 
     fn pods(&self) -> Vec<(PodRef, Vec<IpAddr>)> {
@@ -291,6 +320,93 @@ impl Inventory for FileInventory {
     fn interfaces_of(&self, pod: &PodRef) -> Result<Vec<PodInterface>, String> {
         interfaces_by_route(pod, &self.pods, "is not in the inventory file")
     }
+}
+
+/// Which pod each node-side interface leads to, found by how the node routes the pods'
+/// addresses (as `interfaces_of` does), for an inventory that knows addresses, not interfaces.
+///
+/// Looked up at `refresh`, never per packet, and only again when the owners or the node's links
+/// changed, or while an owned address has no interface yet (a bridge that has not learnt the
+/// pod's Ethernet address).
+#[derive(Debug, Default)]
+pub(crate) struct RoutedInterfaces {
+    /// What the last lookup was made from: the owners' generation and the node's links.
+    made_from: Option<(u64, Vec<Link>)>,
+    /// Every owned address found its interface at the last lookup.
+    complete: bool,
+    by_index: HashMap<u32, PodRef>,
+}
+
+impl RoutedInterfaces {
+    /// Looks again if `owners` (at `generation`) or `node_links` changed since the last time.
+    pub(crate) fn refresh(
+        &mut self,
+        owners: &HashMap<IpAddr, PodRef>,
+        generation: u64,
+        node_links: &[Link],
+    ) {
+        let same = self
+            .made_from
+            .as_ref()
+            .is_some_and(|(g, l)| *g == generation && l.as_slice() == node_links);
+        if same && self.complete {
+            return;
+        }
+        let neighbours = match netlink::neighbours() {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list neighbours: pods by address only");
+                self.by_index.clear();
+                self.made_from = None;
+                return;
+            }
+        };
+        let (by_index, complete) = by_route(owners, node_links, &neighbours, |ip| {
+            netlink::route_oif(ip).ok().flatten()
+        });
+        self.by_index = by_index;
+        self.complete = complete;
+        self.made_from = Some((generation, node_links.to_vec()));
+    }
+
+    /// The pod behind interface `ifindex`.
+    pub(crate) fn pod_on(&self, ifindex: u32) -> Option<&PodRef> {
+        self.by_index.get(&ifindex)
+    }
+}
+
+/// The pod behind each node-side interface that the route to one of its addresses leads to
+/// (`route_oif` looks the route up), and whether every address found one. An interface that
+/// leads to two pods is neither's.
+pub(crate) fn by_route(
+    owners: &HashMap<IpAddr, PodRef>,
+    node_links: &[Link],
+    neighbours: &[netlink::Neighbour],
+    route_oif: impl Fn(IpAddr) -> Option<u32>,
+) -> (HashMap<u32, PodRef>, bool) {
+    let mut by_index: HashMap<u32, PodRef> = HashMap::new();
+    let mut shared = Vec::new();
+    let mut complete = true;
+    for (ip, pod) in owners {
+        let found = interface_for(*ip, route_oif(*ip), node_links, neighbours)
+            .ok()
+            .and_then(|i| node_links.iter().find(|l| l.name == i.node_side));
+        let Some(link) = found else {
+            complete = false;
+            continue;
+        };
+        match by_index.get(&link.index) {
+            Some(other) if other != pod => shared.push(link.index),
+            Some(_) => {}
+            None => {
+                by_index.insert(link.index, pod.clone());
+            }
+        }
+    }
+    for index in shared {
+        by_index.remove(&index);
+    }
+    (by_index, complete)
 }
 
 /// A pod's node-side interfaces, found by how the node routes each of the addresses `owners`
@@ -494,6 +610,46 @@ mod tests {
         );
         let e = interface_for(ip, None, &links, &[]).unwrap_err();
         assert_eq!(e, "the node has no route to 10.244.1.5");
+    }
+
+    #[test]
+    fn each_pods_own_interface_names_it_by_index_and_shared_ones_name_no_pod() {
+        let web = PodRef {
+            namespace: "shop".into(),
+            name: "web".into(),
+        };
+        let db = PodRef {
+            namespace: "shop".into(),
+            name: "db".into(),
+        };
+        let owners: HashMap<IpAddr, PodRef> = [
+            ("10.244.1.5".parse().unwrap(), web.clone()),
+            ("fd00::5".parse().unwrap(), web.clone()),
+            ("10.244.1.6".parse().unwrap(), db.clone()),
+            ("10.244.1.7".parse().unwrap(), db.clone()),
+        ]
+        .into();
+        let links = [
+            link(1, "eth0", None),
+            link(7, "azv5", Some(3)),
+            link(8, "azv6", Some(4)),
+        ];
+        // web's addresses both route through its veth; db's one through its own, one (a stale
+        // route) through the uplink.
+        let oif = |ip: IpAddr| match ip.to_string().as_str() {
+            "10.244.1.5" | "fd00::5" => Some(7),
+            "10.244.1.6" => Some(8),
+            _ => Some(1),
+        };
+        let (by_index, complete) = by_route(&owners, &links, &[], oif);
+        assert_eq!(by_index.get(&7), Some(&web));
+        assert_eq!(by_index.get(&8), Some(&db));
+        assert_eq!(by_index.get(&1), None, "the uplink is no pod's");
+        assert!(!complete, "10.244.1.7 found no interface of its own");
+
+        // Two pods routed through one veth: it cannot say which, so it names neither.
+        let (by_index, _) = by_route(&owners, &links, &[], |_| Some(7));
+        assert!(by_index.is_empty(), "{by_index:?}");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! An address belongs to the pod the API says holds it now (a live pod on the pod network,
 //! the newest if two claim it). When the API moves an address from one pod to another, the
 //! agent ends its window first ([`Inventory::reassigns`]), so the old pod's flows stay its own
-//! and the new pod's start from the moment it owns the address.
+//! and the new pod's start from the moment it owns the address. Which pod is behind each
+//! node-side interface follows from the routes to the owners' addresses, found again when the
+//! snapshot or the node's links change.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -11,7 +13,9 @@ use std::sync::Arc;
 
 use outflow_kube::{PodWatch, Snapshot};
 
-use crate::inventory::{interfaces_by_route, Inventory, PodDetails, PodInterface, PodRef};
+use crate::inventory::{
+    interfaces_by_route, Inventory, PodDetails, PodInterface, PodRef, RoutedInterfaces,
+};
 use crate::netlink::Link;
 
 /// Pods from a running watch.
@@ -21,6 +25,8 @@ pub struct KubeInventory {
     applied: (u64, Arc<Snapshot>),
     /// Who holds each address in the snapshot in use.
     owners: HashMap<IpAddr, PodRef>,
+    /// The pod behind each node-side interface, by the routes to the owners' addresses.
+    routed: RoutedInterfaces,
 }
 
 impl KubeInventory {
@@ -30,6 +36,7 @@ impl KubeInventory {
             watch,
             applied: (0, Arc::default()),
             owners: HashMap::new(),
+            routed: RoutedInterfaces::default(),
         };
         inv.apply();
         inv
@@ -59,14 +66,20 @@ fn pod_ref(p: &outflow_kube::PodInfo) -> PodRef {
 }
 
 impl Inventory for KubeInventory {
-    fn refresh(&mut self, _node_links: &[Link]) {
+    fn refresh(&mut self, node_links: &[Link]) {
         if self.watch.snapshot().0 != self.applied.0 {
             self.apply();
         }
+        self.routed
+            .refresh(&self.owners, self.applied.0, node_links);
     }
 
     fn pod_of(&self, ip: IpAddr) -> Option<&PodRef> {
         self.owners.get(&ip)
+    }
+
+    fn pod_on_interface(&self, ifindex: u32) -> Option<&PodRef> {
+        self.routed.pod_on(ifindex)
     }
 
     fn pods(&self) -> Vec<(PodRef, Vec<IpAddr>)> {

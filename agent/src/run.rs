@@ -24,7 +24,7 @@ use crate::inventory::Inventory;
 use crate::netlink::{self, Link, LinkEvents};
 use crate::netns;
 use crate::readiness::Readiness;
-use crate::scope::{node_pods, node_report};
+use crate::scope::{node_pods, node_report, Mismatches};
 
 /// What the agent watches and how often it reports.
 #[derive(Debug, Clone)]
@@ -125,6 +125,7 @@ pub fn run(
         cluster_applied_ns: None,
         instance: rand_instance(),
         reports_made: 0,
+        mismatches: Mismatches::default(),
     };
     let mut window_start = realtime_ns();
     agent.sync(&cfg);
@@ -202,6 +203,8 @@ struct Agent {
     instance: u64,
     /// Reports made so far.
     reports_made: u64,
+    /// Pods whose interface and address disagreed, already warned about.
+    mismatches: Mismatches,
 }
 
 /// A random 64-bit number from the kernel.
@@ -306,6 +309,7 @@ impl Agent {
             self.inventory.as_ref(),
             stats,
             pods,
+            &mut self.mismatches,
         );
         if reassigns {
             self.inventory.refresh(&self.links);

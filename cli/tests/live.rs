@@ -165,7 +165,32 @@ fn check_lab(up: &Up, prefix: &str, datapath: &str) {
         prefix,
         &["dig", "+search", "+time=2", "+tries=1", "nx.example.com"],
     );
+    // From an address the pod holds on no interface that leads to the node (its loopback): no
+    // inventory gives it the address, yet its packets came in through the pod's veth.
+    pod_run(
+        prefix,
+        &["ip", "addr", "replace", "10.244.1.77/32", "dev", "lo"],
+    );
+    pod_run(
+        prefix,
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "--connect-timeout",
+            "2",
+            "--interface",
+            "10.244.1.77",
+            "http://198.51.100.80/",
+        ],
+    );
 
+    up.find(
+        &q(""),
+        "the pod's packets from an address it does not hold",
+        |r| r["src"] == "10.244.1.77" && r["dst"] == "198.51.100.80",
+    );
     let r = up.find(&q("&outcome=unanswered"), "the blackholed SYNs", |r| {
         r["dst"] == "198.51.100.20"
     });

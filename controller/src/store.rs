@@ -313,7 +313,8 @@ impl Store {
                     SUM(json_extract(datapath, '$.attach_errors')),
                     SUM(json_extract(datapath, '$.reports_dropped')),
                     SUM(json_extract(capture, '$.dns_malformed')),
-                    SUM(json_extract(capture, '$.undecodable'))
+                    SUM(json_extract(capture, '$.undecodable')),
+                    SUM(json_extract(datapath, '$.attribution_mismatches'))
              FROM reports r GROUP BY node ORDER BY node",
         )?;
         let sum = |row: &rusqlite::Row, i: usize| {
@@ -333,6 +334,7 @@ impl Store {
                     reports_dropped: sum(row, 8)?,
                     dns_malformed: sum(row, 9)?,
                     undecodable: sum(row, 10)?,
+                    attribution_mismatches: sum(row, 11)?,
                 },
                 pods: Vec::new(),
                 stale: false,

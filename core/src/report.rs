@@ -85,6 +85,10 @@ pub struct ConnectionRecord {
     pub first_seen: String,
     /// Last packet of the group (RFC 3339).
     pub last_seen: String,
+    /// The host-side interface index the client's packets came through, as the datapath gave
+    /// it (0, unknown, is `None`). Not part of the contract: the agent decides the pod with it.
+    #[serde(skip)]
+    pub ingress_iface: Option<u32>,
 }
 
 /// CONNECT requests to one target through a proxy.
@@ -142,6 +146,10 @@ pub struct DnsRecord {
     pub first_seen: String,
     /// Last answer or timeout (RFC 3339).
     pub last_seen: String,
+    /// The host-side interface index the client's queries came through, as the datapath gave
+    /// it (0, unknown, is `None`). Not part of the contract: the agent decides the pod with it.
+    #[serde(skip)]
+    pub ingress_iface: Option<u32>,
 }
 
 /// How bad a finding is.
@@ -191,6 +199,10 @@ pub struct Finding {
     pub evidence: Vec<String>,
     /// What to check next, in order.
     pub next_checks: Vec<String>,
+    /// The interface of `src`'s packets, from the record behind the finding. Not part of the
+    /// contract.
+    #[serde(skip)]
+    pub ingress_iface: Option<u32>,
 }
 
 /// What was read.

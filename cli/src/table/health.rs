@@ -21,6 +21,7 @@ pub fn write_health(out: &mut impl Write, h: &Health, wide: bool, now_ns: u64) -
                 ("map-full", t.flow_map_full),
                 ("attach-errors", t.attach_errors),
                 ("reports-dropped", t.reports_dropped),
+                ("pod-mismatches", t.attribution_mismatches),
             ]
             .iter()
             .filter(|(_, v)| *v > 0)

@@ -60,6 +60,7 @@ fn connection(
             proxy_connects: vec![],
             first_seen: String::new(),
             last_seen: String::new(),
+            ingress_iface: None,
         },
     }
 }
@@ -419,6 +420,7 @@ async fn metrics_count_attempts_per_pod_category_and_outcome_and_the_datapath_lo
     ]);
     r.datapath.event_drops = 7;
     r.datapath.reports_dropped = 3;
+    r.datapath.attribution_mismatches = 1;
     for _ in 0..2 {
         let (status, _) = call(&app, post(serde_json::to_vec(&r).unwrap())).await;
         assert_eq!(status, StatusCode::NO_CONTENT);
@@ -463,6 +465,10 @@ async fn metrics_count_attempts_per_pod_category_and_outcome_and_the_datapath_lo
     assert_eq!(health["nodes"][0]["totals"]["event_drops"], 14, "{health}");
     assert_eq!(
         health["nodes"][0]["totals"]["reports_dropped"], 6,
+        "{health}"
+    );
+    assert_eq!(
+        health["nodes"][0]["totals"]["attribution_mismatches"], 2,
         "{health}"
     );
 }

@@ -60,6 +60,10 @@ pub struct GroupStats {
     pub first_ns: u64,
     /// Last packet time.
     pub last_ns: u64,
+    /// The interface the client's packets came through (`Packet::iface` of the first flow's
+    /// first client packet); 0 while unknown. A group is one client address, and an address
+    /// changes hands only between windows, so one interface holds for the group.
+    pub ingress_iface: u32,
 }
 
 impl GroupStats {
@@ -80,6 +84,7 @@ impl GroupStats {
             proxy_connects: BTreeMap::new(),
             first_ns: ts_ns,
             last_ns: ts_ns,
+            ingress_iface: 0,
         }
     }
 
@@ -170,6 +175,15 @@ impl Groups {
         id
     }
 
+    /// Notes the interface a client packet of the group came through, unless one is known.
+    pub fn saw_client_on(&mut self, id: u32, iface: u32) {
+        if let Some(g) = self.get_mut(id) {
+            if g.ingress_iface == 0 {
+                g.ingress_iface = iface;
+            }
+        }
+    }
+
     /// The group with this id, unless it is `NO_GROUP`.
     pub fn get_mut(&mut self, id: u32) -> Option<&mut GroupStats> {
         self.stats.get_mut(id as usize)
@@ -199,7 +213,10 @@ impl Groups {
             if keep.get(i).copied().unwrap_or(false) {
                 let id = self.stats.len() as u32;
                 self.index.insert(g.key, id);
-                self.stats.push(GroupStats::new(g.key, now_ns));
+                // Kept for an open flow: the same client, so the same interface.
+                let mut renewed = GroupStats::new(g.key, now_ns);
+                renewed.ingress_iface = g.ingress_iface;
+                self.stats.push(renewed);
                 remap[i] = id;
             }
         }

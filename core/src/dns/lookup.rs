@@ -44,6 +44,8 @@ struct Run {
     tcp: bool,
     udp: bool,
     answers: Vec<IpAddr>,
+    /// The interface the client's queries came through (0: unknown).
+    iface: u32,
 }
 
 impl Run {
@@ -71,6 +73,7 @@ struct RecordAcc {
     udp: bool,
     first_ns: u64,
     last_ns: u64,
+    iface: u32,
 }
 
 /// Key of a DNS record: client, lookup name, query type.
@@ -120,12 +123,13 @@ impl Folder {
         self.search.candidates(qname).len() > 1
     }
 
-    /// A new query (transaction `tx`) from `client` to `server`.
+    /// A new query (transaction `tx`) from `client`, through interface `iface` (0: unknown), to
+    /// `server`.
     #[allow(clippy::too_many_arguments)]
     pub fn on_query(
         &mut self,
         tx: u64,
-        (client, client_port): (u128, u16),
+        (client, client_port, iface): (u128, u16, u32),
         server: u128,
         qtype: u16,
         qname: String,
@@ -190,6 +194,7 @@ impl Folder {
                         tcp: false,
                         udp: false,
                         answers: Vec::new(),
+                        iface,
                     },
                 );
                 open.push(id);
@@ -210,6 +215,9 @@ impl Folder {
         }
         run.tcp |= tcp;
         run.udp |= !tcp;
+        if run.iface == 0 {
+            run.iface = iface;
+        }
         drop(cands);
         run.members.push(Member {
             tx,
@@ -302,6 +310,7 @@ impl Folder {
                 .to_string(),
                 first_seen: rfc3339(acc.first_ns),
                 last_seen: rfc3339(acc.last_ns),
+                ingress_iface: (acc.iface != 0).then_some(acc.iface),
             })
             .collect();
         // Keys computed once and records moved once: records are large, comparisons many.
@@ -394,6 +403,9 @@ impl Folder {
         }
         acc.tcp |= run.tcp;
         acc.udp |= run.udp;
+        if acc.iface == 0 {
+            acc.iface = run.iface;
+        }
         acc.first_ns = acc.first_ns.min(first_ns);
         acc.last_ns = acc.last_ns.max(last_ns);
     }

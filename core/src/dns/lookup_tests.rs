@@ -20,7 +20,7 @@ fn search_expansions_then_success_are_one_ok_lookup() {
     ];
     for (i, n) in names.iter().enumerate() {
         let t = i as u64 * 10 * MS;
-        f.on_query(i as u64, (1, 5353), 2, 1, n.to_string(), t, false);
+        f.on_query(i as u64, (1, 5353, 0), 2, 1, n.to_string(), t, false);
         let o = if i == 3 {
             DnsOutcome::Ok
         } else {
@@ -46,7 +46,7 @@ fn all_expansions_failing_is_one_nxdomain_lookup() {
     ];
     for (i, n) in names.iter().enumerate() {
         let t = i as u64 * 10 * MS;
-        f.on_query(i as u64, (1, 5353), 2, 1, n.to_string(), t, false);
+        f.on_query(i as u64, (1, 5353, 0), 2, 1, n.to_string(), t, false);
         f.on_answer(i as u64, DnsOutcome::NxDomain, t + MS, &[]);
     }
     let (recs, _) = f.finish();
@@ -63,7 +63,7 @@ fn asking_again_after_a_failed_lookup_is_a_second_lookup() {
         for (i, n) in names.iter().enumerate() {
             let tx = round * 10 + i as u64;
             let t = (round * 10 + i as u64) * MS;
-            f.on_query(tx, (1, 5353), 2, 1, n.to_string(), t, false);
+            f.on_query(tx, (1, 5353, 0), 2, 1, n.to_string(), t, false);
             f.on_answer(tx, DnsOutcome::NxDomain, t + MS / 2, &[]);
         }
     }
@@ -78,11 +78,11 @@ fn asking_again_after_a_failed_lookup_is_a_second_lookup() {
 #[test]
 fn unrelated_names_are_separate_lookups() {
     let mut f = folder();
-    f.on_query(1, (1, 5353), 2, 1, "a.example.com".to_string(), 0, false);
+    f.on_query(1, (1, 5353, 0), 2, 1, "a.example.com".to_string(), 0, false);
     f.on_answer(1, DnsOutcome::NxDomain, MS, &[]);
     f.on_query(
         2,
-        (1, 5353),
+        (1, 5353, 0),
         2,
         1,
         "b.example.com".to_string(),
@@ -99,7 +99,7 @@ fn a_timeout_explains_more_than_nxdomain() {
     let mut f = folder();
     f.on_query(
         1,
-        (1, 5353),
+        (1, 5353, 0),
         2,
         1,
         "x.example.com.default.svc.cluster.local".to_string(),
@@ -109,7 +109,7 @@ fn a_timeout_explains_more_than_nxdomain() {
     f.on_answer(1, DnsOutcome::NxDomain, MS, &[]);
     f.on_query(
         2,
-        (1, 5353),
+        (1, 5353, 0),
         2,
         1,
         "x.example.com".to_string(),
@@ -129,9 +129,9 @@ fn a_timeout_explains_more_than_nxdomain() {
 fn a_retried_name_keeps_its_own_name() {
     let mut f = folder();
     let n = "redis.default.svc.cluster.local";
-    f.on_query(1, (1, 5353), 2, 1, n.to_string(), 0, false);
+    f.on_query(1, (1, 5353, 0), 2, 1, n.to_string(), 0, false);
     f.on_answer(1, DnsOutcome::Timeout, 5_000 * MS, &[]);
-    f.on_query(2, (1, 5353), 2, 1, n.to_string(), 5_000 * MS, false);
+    f.on_query(2, (1, 5353, 0), 2, 1, n.to_string(), 5_000 * MS, false);
     f.on_answer(2, DnsOutcome::Timeout, 10_000 * MS, &[]);
     let (recs, _) = f.finish();
     assert_eq!(recs.len(), 1);
@@ -143,9 +143,9 @@ fn a_retried_name_keeps_its_own_name() {
 fn a_truncated_udp_answer_retried_over_tcp_is_one_lookup() {
     let mut f = folder();
     let n = "big.example.com";
-    f.on_query(1, (1, 40000), 2, 1, n.to_string(), 0, false);
+    f.on_query(1, (1, 40000, 0), 2, 1, n.to_string(), 0, false);
     f.on_answer(1, DnsOutcome::Truncated, MS, &[]);
-    f.on_query(2, (1, 40001), 2, 1, n.to_string(), 2 * MS, true);
+    f.on_query(2, (1, 40001, 0), 2, 1, n.to_string(), 2 * MS, true);
     f.on_answer(2, DnsOutcome::Ok, 3 * MS, &[]);
     let (recs, _) = f.finish();
     assert_eq!(recs.len(), 1);
@@ -159,7 +159,15 @@ fn a_truncated_udp_answer_retried_over_tcp_is_one_lookup() {
 #[test]
 fn a_truncated_answer_without_a_tcp_retry_is_reported_as_truncated() {
     let mut f = folder();
-    f.on_query(1, (1, 40000), 2, 1, "big.example.com".to_string(), 0, false);
+    f.on_query(
+        1,
+        (1, 40000, 0),
+        2,
+        1,
+        "big.example.com".to_string(),
+        0,
+        false,
+    );
     f.on_answer(1, DnsOutcome::Truncated, MS, &[]);
     let (recs, _) = f.finish();
     assert_eq!(recs[0].outcomes.get(&DnsOutcome::Truncated), Some(&1));

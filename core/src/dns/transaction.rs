@@ -166,11 +166,13 @@ impl DnsTracker {
         }
     }
 
-    /// A DNS message from (src, sport) to (dst, dport).
+    /// A DNS message from (src, sport) to (dst, dport) that came through interface `iface` (0:
+    /// unknown).
     #[allow(clippy::too_many_arguments)]
     pub fn on_message(
         &mut self,
         ts_ns: u64,
+        iface: u32,
         src: u128,
         sport: u16,
         dst: u128,
@@ -221,11 +223,11 @@ impl DnsTracker {
                 id: msg.id,
                 tcp,
             };
-            self.on_query(ts_ns, key, msg);
+            self.on_query(ts_ns, iface, key, msg);
         }
     }
 
-    fn on_query(&mut self, ts_ns: u64, key: TxKey, msg: DnsMessage) {
+    fn on_query(&mut self, ts_ns: u64, iface: u32, key: TxKey, msg: DnsMessage) {
         // Time out what is due first, so a query sent right at another's timeout sees it failed.
         self.expire(ts_ns);
         let qname_hash = name_hash(&msg.qname);
@@ -243,7 +245,7 @@ impl DnsTracker {
         self.server_stats(key.server).queries += 1;
         self.folder.on_query(
             tx,
-            (key.client, key.client_port),
+            (key.client, key.client_port, iface),
             key.server,
             msg.qtype,
             msg.qname,

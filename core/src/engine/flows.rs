@@ -9,7 +9,8 @@ use crate::conn::FlowKey;
 use crate::decode::proto;
 
 /// The flow for `key`, created (with its group) if new. `src_is_client` says which side opened
-/// it; it is asked only for a new flow.
+/// it; it is asked only for a new flow. `iface` is the interface the packet came through (0:
+/// unknown); a new flow opened by this packet's sender gives it to its group.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn flow_entry<'t>(
     flows: &'t mut FlowTable,
@@ -20,10 +21,12 @@ pub(super) fn flow_entry<'t>(
     src_is_lo: bool,
     src_is_client: impl FnOnce() -> bool,
     (sport, dport): (u16, u16),
+    iface: u32,
 ) -> &'t mut Flow {
     let mut ctx = (groups, events);
     let make = |(groups, _): &mut (&mut Groups, &mut Vec<AppEvent>)| {
-        let (client_lo, server_port) = if src_is_client() {
+        let sent_by_client = src_is_client();
+        let (client_lo, server_port) = if sent_by_client {
             (src_is_lo, dport)
         } else {
             (!src_is_lo, sport)
@@ -39,6 +42,9 @@ pub(super) fn flow_entry<'t>(
             },
             ts,
         );
+        if sent_by_client && iface != 0 {
+            groups.saw_client_on(gid, iface);
+        }
         let app = if key.proto() == proto::TCP {
             App::for_port(server_port)
         } else {

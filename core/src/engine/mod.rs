@@ -9,6 +9,8 @@ use std::collections::VecDeque;
 
 mod config;
 mod flows;
+#[cfg(test)]
+mod ingress_tests;
 mod live;
 mod notes;
 mod packets;
@@ -189,12 +191,12 @@ impl Engine {
         }
         self.stats.ip_packets += 1;
         match &d.l4 {
-            L4::Tcp(seg) => self.on_tcp(ts, &d, seg),
+            L4::Tcp(seg) => self.on_tcp(ts, packet.iface, &d, seg),
             L4::Udp {
                 sport,
                 dport,
                 payload,
-            } => self.on_udp(ts, &d, *sport, *dport, payload),
+            } => self.on_udp(ts, packet.iface, &d, *sport, *dport, payload),
             L4::IcmpError(r) => self.on_icmp(ts, r),
             L4::Other => {}
         }

@@ -15,7 +15,7 @@ use crate::decode::{ip_bits, proto, tcp_flags, Decoded, TcpSegment};
 use crate::icmp::Rejection;
 
 impl Engine {
-    pub(super) fn on_tcp(&mut self, ts: u64, d: &Decoded<'_>, seg: &TcpSegment<'_>) {
+    pub(super) fn on_tcp(&mut self, ts: u64, iface: u32, d: &Decoded<'_>, seg: &TcpSegment<'_>) {
         let (src, dst) = (d.src, d.dst);
         let (key, src_is_lo) = FlowKey::new(src, seg.sport, dst, seg.dport, proto::TCP);
         let syn = seg.flags & tcp_flags::SYN != 0;
@@ -37,6 +37,7 @@ impl Engine {
             src_is_lo,
             src_is_client,
             (seg.sport, seg.dport),
+            iface,
         );
         let from_client = src_is_lo == flow.client_is_lo;
         let effect = if syn && !ack && from_client {
@@ -84,16 +85,23 @@ impl Engine {
         }
         flows::defer(&mut self.groups, flow, effect);
         if !self.events.is_empty() {
-            self.apply_events(ts, group, (src, seg.sport), (dst, seg.dport));
+            self.apply_events(ts, iface, group, (src, seg.sport), (dst, seg.dport));
         }
     }
 
-    fn apply_events(&mut self, ts: u64, group: u32, src: (u128, u16), dst: (u128, u16)) {
+    fn apply_events(
+        &mut self,
+        ts: u64,
+        iface: u32,
+        group: u32,
+        src: (u128, u16),
+        dst: (u128, u16),
+    ) {
         for ev in std::mem::take(&mut self.events) {
             match ev {
                 AppEvent::DnsMessage(bytes) => {
                     self.dns
-                        .on_message(ts, src.0, src.1, dst.0, dst.1, true, &bytes);
+                        .on_message(ts, iface, src.0, src.1, dst.0, dst.1, true, &bytes);
                 }
                 other => {
                     if let Some(g) = self.groups.get_mut(group) {
@@ -107,6 +115,7 @@ impl Engine {
     pub(super) fn on_udp(
         &mut self,
         ts: u64,
+        iface: u32,
         d: &Decoded<'_>,
         sport: u16,
         dport: u16,
@@ -124,6 +133,7 @@ impl Engine {
             src_is_lo,
             src_is_client,
             (sport, dport),
+            iface,
         );
         let from_client = src_is_lo == flow.client_is_lo;
         flow.saw(self.cfg.count_traffic, from_client, d.ip_len, ts);
@@ -137,7 +147,7 @@ impl Engine {
                     .push_back((ts.saturating_add(self.cfg.closed_linger_ns), key));
             }
             self.dns
-                .on_message(ts, src, sport, dst, dport, false, payload);
+                .on_message(ts, iface, src, sport, dst, dport, false, payload);
         }
     }
 
@@ -167,6 +177,8 @@ impl Engine {
             src_is_lo,
             || true,
             (r.sport, r.dport),
+            // An ICMP error comes towards the client, from wherever the network sent it.
+            0,
         );
         let unreachable = Effect::Decided {
             outcome: Outcome::Unreachable,

@@ -64,5 +64,6 @@ pub(super) fn record(g: &GroupStats, classifier: &Classifier, names: &NameMap) -
             .collect(),
         first_seen: rfc3339(g.first_ns),
         last_seen: rfc3339(g.last_ns),
+        ingress_iface: (g.ingress_iface != 0).then_some(g.ingress_iface),
     }
 }

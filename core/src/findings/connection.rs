@@ -137,6 +137,7 @@ pub(super) fn connection_findings(
             severity: sev(unans),
             message: format!("{} → {}: {unans} of {total} connection attempts unanswered (SYNs dropped on the way or at the destination)", c.src, described(c)),
             src: Some(c.src),
+            ingress_iface: c.ingress_iface,
             target: Some(target(c)),
             category: Some(c.category),
             count: unans,
@@ -167,6 +168,7 @@ pub(super) fn connection_findings(
                 described(c)
             ),
             src: Some(c.src),
+            ingress_iface: c.ingress_iface,
             target: Some(target(c)),
             category: Some(c.category),
             count: refused,
@@ -222,6 +224,7 @@ pub(super) fn connection_findings(
                 codes.join(", ")
             ),
             src: Some(c.src),
+            ingress_iface: c.ingress_iface,
             target: Some(target(c)),
             category: Some(c.category),
             count: unreach,
@@ -236,6 +239,7 @@ pub(super) fn connection_findings(
             severity: Severity::Warning,
             message: format!("{} → {}: connections succeed but needed {} SYN retransmissions (slowest handshake {max} ms)", c.src, described(c), c.syn_retransmissions),
             src: Some(c.src),
+            ingress_iface: c.ingress_iface,
             target: Some(target(c)),
             category: Some(c.category),
             count: c.syn_retransmissions,
@@ -269,6 +273,7 @@ fn http_findings(c: &ConnectionRecord, out: &mut Vec<Finding>) {
             severity: sev,
             message: format!("{} → {}: {what}: HTTP {code} ×{count}", c.src, described(c)),
             src: Some(c.src),
+            ingress_iface: c.ingress_iface,
             target: Some(target(c)),
             category: Some(c.category),
             count,
@@ -322,6 +327,7 @@ fn http_findings(c: &ConnectionRecord, out: &mut Vec<Finding>) {
                 failed.join(", ")
             ),
             src: Some(c.src),
+            ingress_iface: c.ingress_iface,
             target: Some(pc.target.clone()),
             category: Some(c.category),
             count: failed_count,

@@ -101,6 +101,7 @@ pub(super) fn dns_findings(
                 qtypes.join(", ")
             ),
             src: Some(first.client),
+            ingress_iface: records.iter().find_map(|r| r.ingress_iface),
             target: Some(first.name.clone()),
             category: None,
             count: failed,

@@ -64,6 +64,7 @@ pub fn build(
                     s.timeouts
                 ),
                 src: None,
+                ingress_iface: None,
                 target: Some(bits_ip(*server).to_string()),
                 category: None,
                 count: s.timeouts,
@@ -93,6 +94,7 @@ fn capture_findings(stats: &CaptureStats, out: &mut Vec<Finding>) {
             severity: Severity::Info,
             message: format!("{f} ends in the middle of a packet (the capture was cut off); everything before it was analysed"),
             src: None,
+            ingress_iface: None,
             target: None,
             category: None,
             count: 1,
@@ -106,6 +108,7 @@ fn capture_findings(stats: &CaptureStats, out: &mut Vec<Finding>) {
             severity: Severity::Warning,
             message: e.clone(),
             src: None,
+            ingress_iface: None,
             target: None,
             category: None,
             count: 1,
@@ -124,6 +127,7 @@ fn capture_findings(stats: &CaptureStats, out: &mut Vec<Finding>) {
                 stats.snapped_frames, stats.dns_malformed
             ),
             src: None,
+            ingress_iface: None,
             target: None,
             category: None,
             count: stats.dns_malformed,
@@ -141,6 +145,7 @@ fn capture_findings(stats: &CaptureStats, out: &mut Vec<Finding>) {
                 stats.flows_evicted, stats.groups_dropped, stats.dns_dropped
             ),
             src: None,
+            ingress_iface: None,
             target: None,
             category: None,
             count: lost,

@@ -84,4 +84,7 @@ pub struct DatapathTotals {
     pub dns_malformed: u64,
     /// Frames whose headers were malformed.
     pub undecodable: u64,
+    /// Records whose interface named one pod and whose address another (the interface decided).
+    #[serde(default)]
+    pub attribution_mismatches: u64,
 }

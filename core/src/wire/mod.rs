@@ -15,7 +15,8 @@ use crate::report::{CaptureStats, ConnectionRecord, DnsRecord, Finding};
 /// Who and when a record is about.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scope {
-    /// The pod's name, when the source address belongs to a known pod.
+    /// The pod's name, when the source is a known pod: the pod behind the node-side interface
+    /// the source's packets came through, else the pod holding the source address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
     /// The pod's namespace.
@@ -82,6 +83,10 @@ pub struct DatapathStats {
     /// intervals pass without a report. Absent from older agents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_ns: Option<u64>,
+    /// Records whose packets came through one pod's interface while their source address
+    /// belonged to another pod; the interface decided whose they are.
+    #[serde(default)]
+    pub attribution_mismatches: u64,
 }
 
 /// One agent's report for one window: `POST /api/v1/reports`.

@@ -173,7 +173,7 @@ pub fn run(
         }
     }
     agent.dp.detach_all();
-    info!("detached; agent stopped");
+    info!("datapath detached from every interface");
     Ok(())
 }
 

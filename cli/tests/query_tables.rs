@@ -213,3 +213,44 @@ fn analyze_wide_adds_columns_and_whole_lists() {
     assert!(wide.contains("kind: syn_unanswered"), "{wide}");
     assert!(row(&wide, &["198.51.100.20", "80", "tcp"]).contains("unanswered:1"));
 }
+
+#[test]
+fn a_bare_pod_name_is_in_n_s_namespace_or_in_default_as_kubectl_has_it() {
+    let c = Controller::start("tables-pod-ns");
+    post_lab_window(&c);
+    let addr = c.addr.to_string();
+    let rows = |args: &[&str]| -> usize {
+        let mut all = vec!["connections", "--controller", &addr, "-o", "json"];
+        all.extend_from_slice(args);
+        let out = stdout_of(&all);
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap()
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let all = rows(&[]);
+    assert!(all > 0);
+    assert_eq!(rows(&["--pod", "shop-web"]), all, "default/shop-web");
+    assert_eq!(rows(&["--pod", "shop-web", "-n", "default"]), all);
+    assert_eq!(rows(&["--pod", "default/shop-web"]), all);
+    assert_eq!(
+        rows(&["--pod", "shop-web", "-n", "shop"]),
+        0,
+        "shop/shop-web is another pod"
+    );
+    let out = outflow(&[
+        "connections",
+        "--controller",
+        &addr,
+        "--pod",
+        "shop/web",
+        "-n",
+        "prod",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not in namespace prod"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -17,7 +17,7 @@ use tracing::info;
 #[derive(clap::Args)]
 pub struct ControllerArgs {
     /// Where the API listens. Loopback needs no token; any other address does.
-    #[arg(long, default_value = "127.0.0.1:7878")]
+    #[arg(long, default_value = outflow_core::wire::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     /// The SQLite store.
     #[arg(long, default_value = "/var/lib/outflow/outflow.db")]

@@ -249,7 +249,7 @@ impl ControllerClient {
         controller_url(
             self.controller
                 .as_deref()
-                .unwrap_or("http://127.0.0.1:7878"),
+                .unwrap_or(outflow_core::wire::DEFAULT_LISTEN),
         )
     }
 

@@ -16,10 +16,10 @@ use crate::table;
 pub struct Args {
     #[command(flatten)]
     client: super::ControllerClient,
-    /// Only this pod (NAME, with -n for its namespace, or NAMESPACE/NAME).
+    /// Only this pod: NAME in -n's namespace (else `default`, as kubectl), or NAMESPACE/NAME.
     #[arg(long, value_parser = super::parse_pod)]
     pod: Option<PodRef>,
-    /// Only this namespace.
+    /// Only this namespace (without it, every namespace's records).
     #[arg(long, short = 'n')]
     namespace: Option<String>,
     /// Only this node.
@@ -32,10 +32,34 @@ pub struct Args {
     #[arg(long)]
     outcome: Option<String>,
     /// Look back this far.
-    #[arg(long, default_value = "15m", value_parser = outflow_core::units::parse_duration)]
-    since: std::time::Duration,
+    #[arg(long, default_value_t = Since(outflow_core::wire::DEFAULT_SINCE), value_parser = parse_since)]
+    since: Since,
     #[command(flatten)]
     output: super::OutputArgs,
+}
+
+/// A look-back, shown in the help the way it is written (`15m`).
+#[derive(Clone, Copy)]
+struct Since(std::time::Duration);
+
+impl std::fmt::Display for Since {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", humantime_like(self.0))
+    }
+}
+
+/// `15m`, `2h`, `90s`: the largest unit that divides the duration.
+fn humantime_like(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+fn parse_since(s: &str) -> Result<Since, String> {
+    outflow_core::units::parse_duration(s).map(Since)
 }
 
 /// Which records.
@@ -63,11 +87,20 @@ pub fn run(what: What, args: Args) -> anyhow::Result<ExitCode> {
     if let Some(c) = &args.category {
         kind.check_category(c)?;
     }
-    let pod = args.pod.as_ref().map(|p| match &p.namespace {
-        Some(ns) => format!("{ns}/{}", p.name),
-        None => p.name.clone(),
-    });
-    let mut query = vec![("since", args.since.as_secs().to_string())];
+    // kubectl's grammar: a pod is in `-n NS`, else in `default`; `NS/NAME` says it outright.
+    let pod = match (&args.pod, &args.namespace) {
+        (None, _) => None,
+        (Some(p), n) => match (&p.namespace, n) {
+            (Some(ns), Some(n)) if ns != n => anyhow::bail!(
+                "--pod {ns}/{} is not in namespace {n} (-n): give one of them",
+                p.name
+            ),
+            (Some(ns), _) => Some(format!("{ns}/{}", p.name)),
+            (None, Some(n)) => Some(format!("{n}/{}", p.name)),
+            (None, None) => Some(format!("default/{}", p.name)),
+        },
+    };
+    let mut query = vec![("since", args.since.0.as_secs().to_string())];
     for (k, v) in [
         ("pod", &pod),
         ("namespace", &args.namespace),

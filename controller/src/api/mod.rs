@@ -38,7 +38,7 @@ use outflow_core::query::PodRef;
 /// Largest report body accepted.
 pub const MAX_REPORT_BYTES: usize = 16 << 20;
 /// Default look-back of queries.
-const DEFAULT_SINCE_S: u64 = 15 * 60;
+const DEFAULT_SINCE_S: u64 = outflow_core::wire::DEFAULT_SINCE.as_secs();
 /// Most rows one query returns.
 const MAX_LIMIT: u32 = 10_000;
 

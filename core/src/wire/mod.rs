@@ -161,6 +161,12 @@ pub struct ErrorBody {
 /// Kubernetes API server's service proxy, which keeps `Authorization` for itself.
 pub const TOKEN_HEADER: &str = "x-outflow-token";
 
+/// Where the controller listens unless told otherwise, and where clients look for it.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+/// How far back a query looks unless told otherwise (the CLI's `--since`, the API's `since`).
+pub const DEFAULT_SINCE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// The API's paths, as every client spells them.
 pub mod routes {
     /// `POST`: an agent's window report.

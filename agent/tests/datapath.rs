@@ -7,16 +7,15 @@ use outflow_agent::datapath::ebpf::EbpfDatapath;
 use outflow_agent::datapath::{Datapath, TcMode};
 use outflow_agent::{netlink, netns};
 
-fn privileged() -> bool {
-    let root = nix::unistd::Uid::effective().is_root();
-    if !root {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run the privileged tests as root"
-        );
-        eprintln!("SKIPPED: needs root (CI=true makes this a failure)");
-    }
-    root
+use outflow_tests::{privileged, required};
+
+/// TCX is on kernels from 6.6: where it is missing, CI must say so rather than pass unchecked.
+fn tcx(test: &str) -> bool {
+    required(
+        test,
+        "a kernel with TCX (6.6 or later)",
+        TcMode::for_this_kernel() == TcMode::Tcx,
+    )
 }
 
 fn sh(cmd: &str) {
@@ -146,7 +145,8 @@ fn attach_count_detach(mode: TcMode, node: &'static str, pod: &'static str) {
 
 #[test]
 fn tcx_attach_sees_a_refused_connection_and_detaches() {
-    if !privileged() || TcMode::for_this_kernel() != TcMode::Tcx {
+    let test = "tcx_attach_sees_a_refused_connection_and_detaches";
+    if !privileged(test) || !tcx(test) {
         return;
     }
     attach_count_detach(TcMode::Tcx, "oftdn1", "oftdp1");
@@ -154,7 +154,7 @@ fn tcx_attach_sees_a_refused_connection_and_detaches() {
 
 #[test]
 fn netlink_attach_sees_a_refused_connection_and_leaves_no_filter_or_qdisc() {
-    if !privileged() {
+    if !privileged("netlink_attach_sees_a_refused_connection_and_leaves_no_filter_or_qdisc") {
         return;
     }
     attach_count_detach(TcMode::Netlink, "oftdn2", "oftdp2");
@@ -162,7 +162,8 @@ fn netlink_attach_sees_a_refused_connection_and_leaves_no_filter_or_qdisc() {
 
 #[test]
 fn another_tools_programs_and_filters_keep_working_and_the_qdisc_we_did_not_add_stays() {
-    if !privileged() || TcMode::for_this_kernel() != TcMode::Tcx {
+    let test = "another_tools_programs_and_filters_keep_working_and_the_qdisc_we_did_not_add_stays";
+    if !privileged(test) || !tcx(test) {
         return;
     }
     let (node, pod) = ("oftdn3", "oftdp3");
@@ -220,7 +221,7 @@ fn another_tools_programs_and_filters_keep_working_and_the_qdisc_we_did_not_add_
 
 #[test]
 fn the_node_knows_which_namespace_its_veth_leads_to() {
-    if !privileged() {
+    if !privileged("the_node_knows_which_namespace_its_veth_leads_to") {
         return;
     }
     let (node, pod) = ("oftdn4", "oftdp4");
@@ -243,7 +244,7 @@ fn the_node_knows_which_namespace_its_veth_leads_to() {
 /// scans is removed once idle long enough, and one that moved stays.
 #[test]
 fn flows_that_stopped_leave_the_map_and_moving_ones_stay() {
-    if !privileged() {
+    if !privileged("flows_that_stopped_leave_the_map_and_moving_ones_stay") {
         return;
     }
     let (node, pod) = ("ofidle-node", "ofidle-pod");
@@ -297,7 +298,7 @@ fn datagrams(pod: &str, port: u16, n: u32) {
 /// flow has moved it into the map.
 #[test]
 fn each_packet_counts_once_whether_in_a_cpus_entry_or_in_the_map() {
-    if !privileged() {
+    if !privileged("each_packet_counts_once_whether_in_a_cpus_entry_or_in_the_map") {
         return;
     }
     let (node, pod) = ("ofcnt-node", "ofcnt-pod");

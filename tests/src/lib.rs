@@ -15,20 +15,35 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Whether this run is CI's (`CI=true` or `CI=1`): there, nothing a test needs may be missing.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The one rule for what a test needs from the machine (root, a tool, a kernel feature): with
+/// it, true; without it, a skip said out loud, or in CI a failure naming `need`.
+pub fn required(test: &str, need: &str, have: bool) -> bool {
+    if have {
+        return true;
+    }
+    if in_ci() {
+        panic!("{test} needs {need} and CI forbids skipping it");
+    }
+    eprintln!("\n*** SKIPPED {test}: needs {need} ***\n");
+    false
+}
+
 /// Whether privileged tests may run: true as root. Not root: a loud skip, or a failure in CI.
 pub fn privileged(test: &str) -> bool {
     let uid = Command::new("id")
         .arg("-u")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    if uid.is_ok_and(|u| u == "0") {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{test} needs root (network namespaces) and CI=true forbids skipping it");
-    }
-    eprintln!("\n*** SKIPPED {test}: needs root to create network namespaces ***\n");
-    false
+    required(
+        test,
+        "root (network namespaces, eBPF)",
+        uid.is_ok_and(|u| u == "0"),
+    )
 }
 
 /// Runs a client command in the lab's pod `PREFIX-pod-a`, quietly; the test judges by what

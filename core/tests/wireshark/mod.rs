@@ -14,10 +14,10 @@ pub fn tool(program: &str, args: &[&str]) -> Option<String> {
             );
             Some(String::from_utf8_lossy(&out.stdout).into_owned())
         }
-        Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("SKIPPED: {program} is not installed ({e}); `cargo xtask setup` installs it");
+        Err(e) => {
+            let need = format!("{program} ({e}; `cargo xtask setup` installs it)");
+            assert!(!outflow_tests::required(program, &need, false));
             None
         }
-        Err(e) => panic!("{program} is missing in CI: {e}"),
     }
 }

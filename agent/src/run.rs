@@ -348,7 +348,8 @@ fn sync_links(agent: &mut Agent, cfg: &AgentConfig) -> Vec<String> {
         .map(|(n, _)| n)
         .collect();
     for name in gone {
-        info!(ifname = %name, "interface gone: detached");
+        let _span = info_span!("iface", ifname = %name).entered();
+        info!("interface gone: detached");
         dp.detach(&name);
         agent.attached_at.remove(&name);
     }
@@ -364,9 +365,14 @@ fn sync_links(agent: &mut Agent, cfg: &AgentConfig) -> Vec<String> {
     let mut failed = Vec::new();
     for l in wanted {
         let new = !before.iter().any(|(n, i)| *n == l.name && *i == l.index);
+        let pod = agent.inventory.pod_on_interface(l.index).map_or_else(
+            || "-".to_string(),
+            |p| format!("{}/{}", p.namespace, p.name),
+        );
+        let _span = info_span!("iface", ifname = %l.name, ifindex = l.index, pod = %pod).entered();
         match dp.attach(&l.name, l.index) {
             Ok(()) if new => {
-                info!(ifname = %l.name, ifindex = l.index, "attached");
+                info!("attached");
                 agent
                     .attached_at
                     .insert(l.name.clone(), (l.index, realtime_ns()));
@@ -376,7 +382,7 @@ fn sync_links(agent: &mut Agent, cfg: &AgentConfig) -> Vec<String> {
                 agent.attach_errors += 1;
                 agent.attached_at.remove(&l.name);
                 if !agent.failing.contains(&l.name) {
-                    warn!(ifname = %l.name, error = %e, "attach failed");
+                    warn!(error = %e, "attach failed");
                 }
                 failed.push(l.name.clone());
             }

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use outflow_core::wire::NodeReport;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, info_span, warn};
 
 use crate::http;
 
@@ -179,6 +179,13 @@ fn deliver(cfg: &ShipConfig, shared: &Shared) {
             report.datapath.reports_dropped += std::mem::take(&mut q.untold_drops);
             report
         };
+        let _span = info_span!(
+            "report",
+            node = %report.node,
+            id = report.report_id.as_deref().unwrap_or("-"),
+            window_end_ns = report.window_end_ns
+        )
+        .entered();
         match post(&agent, &url, cfg.token.current().as_deref(), &report) {
             Delivery::Accepted => {
                 if failing {
@@ -186,7 +193,7 @@ fn deliver(cfg: &ShipConfig, shared: &Shared) {
                 }
                 (failing, backoff) = (false, Duration::ZERO);
                 shared.lock().delivered += 1;
-                debug!(window_end_ns = report.window_end_ns, "report delivered");
+                debug!("report delivered");
             }
             Delivery::Refused(why) => {
                 error!(%why, "the controller refused a report: dropped");

@@ -137,8 +137,19 @@ impl AppState {
 
     /// Stores a report (the embedded agent's path, no HTTP). A report sent again (its id
     /// stored already) is acknowledged and changes nothing.
-    pub async fn ingest(&self, mut report: NodeReport) -> Result<(), ApiError> {
+    pub async fn ingest(&self, report: NodeReport) -> Result<(), ApiError> {
+        use tracing::Instrument;
+        // Checked first: the span shows the node's name, which must be a name.
         check_report(&report)?;
+        let span = tracing::info_span!(
+            "report",
+            node = %report.node,
+            id = report.report_id.as_deref().unwrap_or("-")
+        );
+        self.ingest_report(report).instrument(span).await
+    }
+
+    async fn ingest_report(&self, mut report: NodeReport) -> Result<(), ApiError> {
         check_window(&report, now_ns(), self.retention_ns)?;
         // Every record is the sending node's, whatever node a record names.
         let node = report.node.clone();

@@ -254,3 +254,110 @@ fn a_bare_pod_name_is_in_n_s_namespace_or_in_default_as_kubectl_has_it() {
         stderr(&out)
     );
 }
+
+/// The README's fenced block that follows `marker`.
+fn readme_block(marker: &str) -> String {
+    let readme = std::fs::read_to_string(outflow_tests::root().join("README.md")).unwrap();
+    let at = readme
+        .find(marker)
+        .unwrap_or_else(|| panic!("README has no {marker:?}"));
+    let rest = &readme[at..];
+    let start = rest.find("```\n").expect("a block after the marker") + 4;
+    let end = rest[start..].find("\n```").expect("the block ends") + start;
+    rest[start..end].to_string()
+}
+
+/// Times (`2026-12-06T13:03:52.217342Z`) replaced by one of the same length: they are when the
+/// example ran.
+fn without_times(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        let is_time = b.len() - i >= 11
+            && b[i..i + 4].iter().all(u8::is_ascii_digit)
+            && b[i + 4] == b'-'
+            && b[i + 10] == b'T';
+        if is_time {
+            let len = text[i..].find('Z').map_or(1, |z| z + 1);
+            out.push_str(&"T".repeat(len));
+            i += len;
+        } else {
+            let c = text[i..].chars().next().unwrap();
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
+#[test]
+fn the_readmes_analyze_sample_is_what_analyze_prints() {
+    let root = outflow_tests::root();
+    let file = root.join("core/tests/fixtures/lab-pod.pcap");
+    let profile = root.join("examples/lab-profile.yaml");
+    let printed = stdout_of(&[
+        "analyze",
+        file.to_str().unwrap(),
+        "--profile",
+        profile.to_str().unwrap(),
+    ]);
+    let sample = readme_block("From the lab capture (`cargo xtask demo`):");
+    shows(
+        &printed,
+        &sample,
+        "outflow analyze core/tests/fixtures/lab-pod.pcap --profile examples/lab-profile.yaml",
+    );
+}
+
+/// Asserts that `printed` is what the README `shown`, line by line, where a README line `…`
+/// (or `… (N more …)`) stands for the lines printed up to the README's next line.
+fn shows(printed: &str, shown: &str, command: &str) {
+    let mut printed_lines = printed.lines().map(str::trim_end).peekable();
+    let mut shown_lines = shown.lines().map(str::trim_end).peekable();
+    while let Some(want) = shown_lines.next() {
+        if want.trim_start().starts_with('…') {
+            match shown_lines.peek() {
+                None => return,
+                Some(next) => {
+                    while printed_lines.peek().is_some_and(|p| p != next) {
+                        printed_lines.next();
+                    }
+                }
+            }
+            continue;
+        }
+        assert_eq!(
+            printed_lines.next(),
+            Some(want),
+            "the README shows `{command}` printing otherwise; it prints:\n{printed}"
+        );
+    }
+    assert_eq!(
+        printed_lines.next(),
+        None,
+        "`{command}` prints more than the README shows:\n{printed}"
+    );
+}
+
+#[test]
+fn the_readmes_query_examples_print_what_they_show() {
+    let c = Controller::start("tables-readme");
+    post_lab_window(&c);
+    let addr = c.addr.to_string();
+    let block = readme_block("For example, after a pod's `curl` to a blackholed address:");
+    let mut examples = 0;
+    for example in block.split("$ outflow ").filter(|e| !e.trim().is_empty()) {
+        let (command, shown) = example.split_once('\n').expect("a command and its output");
+        let mut args: Vec<&str> = command.split_whitespace().collect();
+        args.extend(["--controller", &addr]);
+        let printed = without_times(&stdout_of(&args));
+        shows(
+            &printed,
+            &without_times(shown),
+            &format!("outflow {command}"),
+        );
+        examples += 1;
+    }
+    assert_eq!(examples, 3, "{block}");
+}

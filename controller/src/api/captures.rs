@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt;
+use outflow_core::wire::routes;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -29,11 +30,17 @@ const MAX_WAIT_S: u64 = 30;
 /// The routes, all behind the token check.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/captures", get(list).post(create))
-        .route("/api/v1/captures/{id}", get(one).delete(stop))
-        .route("/api/v1/captures/{id}/pcapng", get(download).put(upload))
-        .route("/api/v1/captures/{id}/result", post(result))
-        .route("/api/v1/agent/captures", get(tasks))
+        .route(routes::CAPTURES, get(list).post(create))
+        .route(
+            &format!("{}/{{id}}", routes::CAPTURES),
+            get(one).delete(stop),
+        )
+        .route(
+            &format!("{}/{{id}}/pcapng", routes::CAPTURES),
+            get(download).put(upload),
+        )
+        .route(&format!("{}/{{id}}/result", routes::CAPTURES), post(result))
+        .route(routes::AGENT_CAPTURES, get(tasks))
 }
 
 fn captures(state: &AppState) -> Result<&Captures, ApiError> {

@@ -50,13 +50,13 @@ pub fn app(state: AppState) -> Router {
         // Agents send reports gzip-compressed (`Content-Encoding: gzip`); plain JSON, from
         // older agents, stays accepted. The body limit counts the decompressed bytes.
         .route(
-            "/api/v1/reports",
+            routes::REPORTS,
             post(post_report).layer(RequestDecompressionLayer::new().gzip(true)),
         )
-        .route("/api/v1/connections", get(connections))
-        .route("/api/v1/dns", get(dns))
-        .route("/api/v1/findings", get(findings))
-        .route("/api/v1/health", get(health))
+        .route(routes::CONNECTIONS, get(connections))
+        .route(routes::DNS, get(dns))
+        .route(routes::FINDINGS, get(findings))
+        .route(routes::HEALTH, get(health))
         .route(routes::CLUSTER_PROFILE, get(cluster_profile))
         .route("/metrics", get(metrics))
         .merge(captures::routes())

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 
 mod bench;
 mod bench_concurrent;
+mod bench_controller;
 mod bench_live;
 mod demo;
 mod gen;
@@ -52,12 +53,13 @@ fn main() -> ExitCode {
         Some("manifests") => setup().and_then(|()| manifests::run()),
         Some("bench-analyze") => bench::run(&args[1..]),
         Some("bench-live") => bench_live::run(&args[1..]),
+        Some("bench-controller") => bench_controller::run(&args[1..]),
         Some("syn-gen") => syn_gen::run(&args[1..]),
         Some("image") => image::run_image(&args[1..]),
         Some("install") => install::run(&args[1..]),
         Some("fuzz") => flag(&args[1..], "--seconds", 300).and_then(fuzz),
         _ => {
-            eprintln!("usage: cargo xtask <setup | demo [--once] | test | manifests | image [--debug] | install [--prefix DIR] | fuzz [--seconds N] | bench-analyze [--packets N] | bench-live [--seconds N] [--rounds N] [--only PART]>");
+            eprintln!("usage: cargo xtask <setup | demo [--once] | test | manifests | image [--debug] | install [--prefix DIR] | fuzz [--seconds N] | bench-analyze [--packets N] | bench-live [--seconds N] [--rounds N] [--only PART] | bench-controller [--agents 50,100,200] [--seconds N] [--interval N]>");
             return ExitCode::from(2);
         }
     };

@@ -282,15 +282,65 @@ fn stream(
         .stream(&routes::capture_pcapng(id))
         .context("downloading the capture")?;
     let mut buf = vec![0u8; 64 << 10];
+    let mut progress = StreamProgress::new(id);
     loop {
         let n = std::io::Read::read(&mut reader, &mut buf).context("reading the capture stream")?;
         if n == 0 {
+            progress.done();
             return Ok(());
         }
         out.write_all(&buf[..n])
             .context("writing the capture's output")?;
         // Streamed to Wireshark: packets show as they come.
         out.flush().context("writing the capture's output")?;
+        progress.add(n);
+    }
+}
+
+/// On a terminal, one line that says how much of the capture has arrived, rewritten each
+/// second; nothing when stderr is a file or a pipe (logs stay clean).
+struct StreamProgress {
+    id: u64,
+    enabled: bool,
+    started: std::time::Instant,
+    last: std::time::Instant,
+    bytes: u64,
+    shown: bool,
+}
+
+impl StreamProgress {
+    fn new(id: u64) -> StreamProgress {
+        let now = std::time::Instant::now();
+        StreamProgress {
+            id,
+            enabled: std::io::stderr().is_terminal(),
+            started: now,
+            last: now,
+            bytes: 0,
+            shown: false,
+        }
+    }
+
+    fn add(&mut self, n: usize) {
+        self.bytes += n as u64;
+        if !self.enabled || self.last.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        self.shown = true;
+        eprint!(
+            "\routflow: capture {}: {} received in {} s (Ctrl-C stops it) ",
+            self.id,
+            outflow_core::units::format_size(self.bytes),
+            self.started.elapsed().as_secs()
+        );
+    }
+
+    /// Clears the line before the summary is printed.
+    fn done(&self) {
+        if self.shown {
+            eprint!("\r\x1b[K");
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::builder::PossibleValuesParser;
 use outflow_core::category::Category;
 use outflow_core::query::{PodRef, RecordKind};
-use outflow_core::wire::routes;
+use outflow_core::wire::{routes, RecordQuery};
 
 use crate::table;
 
@@ -100,18 +100,16 @@ pub fn run(what: What, args: Args) -> anyhow::Result<ExitCode> {
             (None, None) => Some(format!("default/{}", p.name)),
         },
     };
-    let mut query = vec![("since", args.since.0.as_secs().to_string())];
-    for (k, v) in [
-        ("pod", &pod),
-        ("namespace", &args.namespace),
-        ("node", &args.node),
-        ("category", &args.category),
-        ("outcome", &args.outcome),
-    ] {
-        if let Some(v) = v {
-            query.push((k, v.clone()));
-        }
+    let query = RecordQuery {
+        pod,
+        namespace: args.namespace.clone(),
+        node: args.node.clone(),
+        category: args.category.clone(),
+        outcome: args.outcome.clone(),
+        since: Some(args.since.0.as_secs()),
+        limit: None,
     }
+    .pairs();
     let body = args.client.connect()?.get_text(path, &query)?;
     let mut out = std::io::stdout().lock();
     if args.output.format() == super::Format::Json {

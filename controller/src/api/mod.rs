@@ -23,8 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use outflow_core::wire::cluster::ClusterProfile;
-use outflow_core::wire::{routes, NodeReport};
-use serde::Deserialize;
+use outflow_core::wire::{routes, NodeReport, RecordQuery};
 use tower_http::decompression::RequestDecompressionLayer;
 
 pub use error::ApiError;
@@ -160,46 +159,30 @@ async fn cluster_profile(State(state): State<AppState>) -> Result<Json<ClusterPr
     }
 }
 
-/// Query parameters of the record endpoints.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RecordQuery {
-    /// `NAME` or `NAMESPACE/NAME`.
-    pod: Option<String>,
-    namespace: Option<String>,
-    node: Option<String>,
-    category: Option<String>,
-    outcome: Option<String>,
-    /// Look back this many seconds.
-    since: Option<u64>,
-    limit: Option<u32>,
-}
-
-impl RecordQuery {
-    fn filter(self, kind: Kind) -> Result<Filter, ApiError> {
-        let bad = |e: outflow_core::query::QueryError| ApiError::BadRequest(e.to_string());
-        let (namespace, pod) = match self.pod.as_deref().map(PodRef::parse).transpose() {
-            Ok(Some(p)) => (p.namespace.or(self.namespace), Some(p.name)),
-            Ok(None) => (self.namespace, None),
-            Err(e) => return Err(bad(e)),
-        };
-        if let Some(c) = &self.category {
-            kind.record_kind().check_category(c).map_err(bad)?;
-        }
-        if let Some(o) = &self.outcome {
-            kind.record_kind().check_outcome(o).map_err(bad)?;
-        }
-        let since_s = self.since.unwrap_or(DEFAULT_SINCE_S);
-        Ok(Filter {
-            pod,
-            namespace,
-            node: self.node,
-            category: self.category,
-            outcome: self.outcome,
-            since_ns: now_ns().saturating_sub(since_s.saturating_mul(1_000_000_000)),
-            limit: self.limit.unwrap_or(1_000).min(MAX_LIMIT),
-        })
+/// The record endpoints' parameters (the contract type), checked and made a store filter.
+fn filter_of(q: RecordQuery, kind: Kind) -> Result<Filter, ApiError> {
+    let bad = |e: outflow_core::query::QueryError| ApiError::BadRequest(e.to_string());
+    let (namespace, pod) = match q.pod.as_deref().map(PodRef::parse).transpose() {
+        Ok(Some(p)) => (p.namespace.or(q.namespace), Some(p.name)),
+        Ok(None) => (q.namespace, None),
+        Err(e) => return Err(bad(e)),
+    };
+    if let Some(c) = &q.category {
+        kind.record_kind().check_category(c).map_err(bad)?;
     }
+    if let Some(o) = &q.outcome {
+        kind.record_kind().check_outcome(o).map_err(bad)?;
+    }
+    let since_s = q.since.unwrap_or(DEFAULT_SINCE_S);
+    Ok(Filter {
+        pod,
+        namespace,
+        node: q.node,
+        category: q.category,
+        outcome: q.outcome,
+        since_ns: now_ns().saturating_sub(since_s.saturating_mul(1_000_000_000)),
+        limit: q.limit.unwrap_or(1_000).min(MAX_LIMIT),
+    })
 }
 
 async fn records(
@@ -208,7 +191,7 @@ async fn records(
     q: Result<Query<RecordQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let filter = q.filter(kind)?;
+    let filter = filter_of(q, kind)?;
     let store = state.store.clone();
     let rows = blocking("reading records", move || {
         store

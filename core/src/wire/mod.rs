@@ -167,6 +167,52 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 /// How far back a query looks unless told otherwise (the CLI's `--since`, the API's `since`).
 pub const DEFAULT_SINCE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
+/// The query parameters of `GET /api/v1/connections`, `/dns` and `/findings`, as the CLI sends
+/// them and the controller reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordQuery {
+    /// `NAME` or `NAMESPACE/NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Only this namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Only this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Only this destination category (not for DNS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Only this outcome (for findings: the severity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// Look back this many seconds (default [`DEFAULT_SINCE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    /// Most rows returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+impl RecordQuery {
+    /// The parameters as `(name, value)` pairs for a URL's query, only those given.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let text = [
+            ("pod", self.pod.clone()),
+            ("namespace", self.namespace.clone()),
+            ("node", self.node.clone()),
+            ("category", self.category.clone()),
+            ("outcome", self.outcome.clone()),
+            ("since", self.since.map(|s| s.to_string())),
+            ("limit", self.limit.map(|l| l.to_string())),
+        ];
+        text.into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect()
+    }
+}
+
 /// The API's paths, as every client spells them.
 pub mod routes {
     /// `POST`: an agent's window report.

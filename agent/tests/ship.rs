@@ -8,8 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use outflow_agent::http::Token;
 use outflow_agent::ship::{ShipConfig, Shipper};
 use outflow_controller::{app, AppState, Store};
-use outflow_core::report::CaptureStats;
-use outflow_core::wire::{DatapathStats, NodeReport};
+use outflow_core::wire::NodeReport;
 use serde_json::Value;
 
 fn report(node: &str, i: u64) -> NodeReport {
@@ -17,21 +16,7 @@ fn report(node: &str, i: u64) -> NodeReport {
         .duration_since(UNIX_EPOCH)
         .expect("clock")
         .as_nanos() as u64;
-    NodeReport {
-        node: node.to_string(),
-        report_id: None,
-        window_start_ns: now - 1_000_000 + i,
-        window_end_ns: now + i,
-        connections: vec![],
-        dns: vec![],
-        findings: vec![],
-        capture: CaptureStats::default(),
-        datapath: DatapathStats {
-            kind: "ebpf".into(),
-            ..DatapathStats::default()
-        },
-        pods: vec![],
-    }
+    NodeReport::empty(node, (now - 1_000_000 + i, now + i), "ebpf")
 }
 
 /// A port nothing listens on (for now).

@@ -40,6 +40,24 @@ impl Controller {
         let dir = std::env::temp_dir().join(format!("outflow-query-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let child = Controller::spawn(addr, &dir, extra, envs);
+        Controller { child, addr, dir }
+    }
+
+    /// Kills the controller with SIGKILL, as the kernel's OOM killer or a node failure would,
+    /// and starts it again on the same store and port.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Controller::spawn(self.addr, &self.dir, &[], &[]);
+    }
+
+    fn spawn(
+        addr: SocketAddr,
+        dir: &std::path::Path,
+        extra: &[&std::ffi::OsStr],
+        envs: &[(&str, &str)],
+    ) -> Child {
         let child = Command::new(env!("CARGO_BIN_EXE_outflow"))
             .args(["controller", "--listen", &addr.to_string(), "--db"])
             .arg(dir.join("outflow.db"))
@@ -53,7 +71,7 @@ impl Controller {
             assert!(Instant::now() < deadline, "the controller never listened");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Controller { child, addr, dir }
+        child
     }
 }
 

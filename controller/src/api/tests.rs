@@ -8,8 +8,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use outflow_core::report::{CaptureStats, ConnectionRecord};
-use outflow_core::wire::{DatapathStats, NodePod, NodeReport, PodLink, Scope, Scoped};
+use outflow_core::report::ConnectionRecord;
+use outflow_core::wire::{NodePod, NodeReport, PodLink, Scope, Scoped};
 use outflow_core::Category;
 use outflow_core::Outcome;
 use tower::ServiceExt;
@@ -68,19 +68,8 @@ fn connection(
 fn report(connections: Vec<Scoped<ConnectionRecord>>) -> NodeReport {
     let now = now_ns();
     NodeReport {
-        node: "node-1".into(),
-        report_id: None,
-        window_start_ns: now - 1_000,
-        window_end_ns: now,
         connections,
-        dns: vec![],
-        findings: vec![],
-        capture: CaptureStats::default(),
-        datapath: DatapathStats {
-            kind: "ebpf".into(),
-            ..DatapathStats::default()
-        },
-        pods: vec![],
+        ..NodeReport::empty("node-1", (now - 1_000, now), "ebpf")
     }
 }
 

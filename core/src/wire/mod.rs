@@ -118,6 +118,28 @@ pub struct NodeReport {
     pub pods: Vec<NodePod>,
 }
 
+impl NodeReport {
+    /// A report of `node` for the window `(start_ns, end_ns)` with nothing in it yet, from a
+    /// datapath of `kind` (`ebpf`, `pcap`).
+    pub fn empty(node: &str, (start_ns, end_ns): (u64, u64), kind: &str) -> NodeReport {
+        NodeReport {
+            node: node.to_string(),
+            report_id: None,
+            window_start_ns: start_ns,
+            window_end_ns: end_ns,
+            connections: Vec::new(),
+            dns: Vec::new(),
+            findings: Vec::new(),
+            capture: CaptureStats::default(),
+            datapath: DatapathStats {
+                kind: kind.to_string(),
+                ..DatapathStats::default()
+            },
+            pods: Vec::new(),
+        }
+    }
+}
+
 /// A pod on the node, whether or not it made traffic.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodePod {

@@ -157,7 +157,7 @@ async fn watch_all(client: Client, shared: Arc<Mutex<Shared>>) {
                         s.facts.apply_node(&e);
                         s.index.apply_node(e);
                     }
-                    Change::ServiceCidr(e) => s.facts.apply_service_cidr(e),
+                    Change::ServiceCidr(e) => s.facts.apply_service_cidr(&e),
                     Change::Pod(e) => s.index.apply_pod(e),
                     Change::Slice(e) => s.index.apply_endpoint_slice(e),
                 }

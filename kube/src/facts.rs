@@ -33,24 +33,24 @@ impl<V> Default for Kept<V> {
 
 impl<V> Kept<V> {
     /// Applies an event; `tell` is what an object says (`None`: nothing worth keeping).
-    fn apply<K: kube::Resource>(&mut self, event: Event<K>, tell: impl Fn(&K) -> Option<V>) {
+    fn apply<K: kube::Resource>(&mut self, event: &Event<K>, tell: impl Fn(&K) -> Option<V>) {
         let key = |o: &K| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
         match event {
-            Event::Apply(o) => match tell(&o) {
+            Event::Apply(o) => match tell(o) {
                 Some(v) => {
-                    self.now.insert(key(&o), v);
+                    self.now.insert(key(o), v);
                 }
                 None => {
-                    self.now.remove(&key(&o));
+                    self.now.remove(&key(o));
                 }
             },
             Event::Delete(o) => {
-                self.now.remove(&key(&o));
+                self.now.remove(&key(o));
             }
             Event::Init => self.relist = Some(BTreeMap::new()),
             Event::InitApply(o) => {
-                if let Some(v) = tell(&o) {
-                    self.relist.get_or_insert_default().insert(key(&o), v);
+                if let Some(v) = tell(o) {
+                    self.relist.get_or_insert_default().insert(key(o), v);
                 }
             }
             Event::InitDone => {
@@ -84,7 +84,7 @@ fn parse_nets<'a>(all: impl IntoIterator<Item = &'a String>) -> Vec<IpNet> {
 impl NetworkFacts {
     /// Applies a Node event: its `spec.podCIDRs` (or the older `spec.podCIDR`) and InternalIPs.
     pub fn apply_node(&mut self, event: &Event<Node>) {
-        self.node_addresses.apply(event.clone(), |n| {
+        self.node_addresses.apply(event, |n| {
             let all = n.status.as_ref()?.addresses.as_ref()?;
             let ips: Vec<IpAddr> = all
                 .iter()
@@ -93,7 +93,7 @@ impl NetworkFacts {
                 .collect();
             (!ips.is_empty()).then_some(ips)
         });
-        self.node_pod_cidrs.apply(event.clone(), |n| {
+        self.node_pod_cidrs.apply(event, |n| {
             let spec = n.spec.as_ref()?;
             let mut nets = parse_nets(spec.pod_cidrs.iter().flatten());
             if nets.is_empty() {
@@ -109,11 +109,12 @@ impl NetworkFacts {
             let key = format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any());
             key == API_SERVICE || key == DNS_SERVICE
         };
-        // Only the two Services matter: cloning every other event would cost for nothing.
-        let event = match event {
-            Event::Apply(s) | Event::Delete(s) | Event::InitApply(s) if !wanted(s) => return,
-            e => e.clone(),
-        };
+        // Only the two Services matter: the others are not looked at further.
+        if let Event::Apply(s) | Event::Delete(s) | Event::InitApply(s) = event {
+            if !wanted(s) {
+                return;
+            }
+        }
         self.services.apply(event, |s| {
             let spec = s.spec.as_ref()?;
             // `clusterIP` is also the first of `clusterIPs`.
@@ -131,7 +132,7 @@ impl NetworkFacts {
     }
 
     /// Applies a ServiceCIDR event.
-    pub fn apply_service_cidr(&mut self, event: Event<ServiceCIDR>) {
+    pub fn apply_service_cidr(&mut self, event: &Event<ServiceCIDR>) {
         self.serves_service_cidrs = Some(true);
         self.service_cidrs.apply(event, |s| {
             let nets = parse_nets(s.spec.as_ref()?.cidrs.iter().flatten());

@@ -393,9 +393,8 @@ fn step(
         let _ = t.join();
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let cpu = cpu_ticks(c.pid()).saturating_sub(cpu_before) as f64 / clock_ticks() as f64;
-    let own =
-        cpu_ticks(std::process::id()).saturating_sub(own_before) as f64 / clock_ticks() as f64;
+    let cpu = cpu_ticks(c.pid()).saturating_sub(cpu_before) as f64 / USER_HZ;
+    let own = cpu_ticks(std::process::id()).saturating_sub(own_before) as f64 / USER_HZ;
     let mut lat = latencies.lock().unwrap().clone();
     lat.sort_by(f64::total_cmp);
     queries.sort_by(f64::total_cmp);
@@ -452,9 +451,8 @@ fn cpu_ticks(pid: u32) -> u64 {
     field(11) + field(12)
 }
 
-fn clock_ticks() -> u64 {
-    100
-}
+/// The unit of /proc's CPU times: USER_HZ, which Linux fixes at 100 for user space.
+const USER_HZ: f64 = 100.0;
 
 /// The store's bytes: the database and its WAL.
 fn dir_size(db: &Path) -> u64 {

@@ -44,17 +44,7 @@ struct Since(std::time::Duration);
 
 impl std::fmt::Display for Since {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", humantime_like(self.0))
-    }
-}
-
-/// `15m`, `2h`, `90s`: the largest unit that divides the duration.
-fn humantime_like(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        s if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
+        write!(f, "{}", humantime::format_duration(self.0))
     }
 }
 

@@ -12,6 +12,7 @@
 mod captures;
 mod checks;
 mod error;
+mod flow_view;
 mod state;
 
 use std::sync::PoisonError;
@@ -59,6 +60,7 @@ pub fn app(state: AppState) -> Router {
         .route(routes::CLUSTER_PROFILE, get(cluster_profile))
         .route("/metrics", get(metrics))
         .merge(captures::routes())
+        .merge(flow_view::routes())
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(guarded)
@@ -248,3 +250,5 @@ async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError>
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_view;

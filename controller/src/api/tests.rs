@@ -17,11 +17,11 @@ use tower::ServiceExt;
 use super::*;
 use crate::store::Store;
 
-fn state() -> AppState {
+pub(super) fn state() -> AppState {
     AppState::new(Store::open(Path::new(":memory:"), u64::MAX).expect("in-memory store"))
 }
 
-fn connection(
+pub(super) fn connection(
     pod: &str,
     dst: &str,
     outcome: Outcome,
@@ -65,7 +65,7 @@ fn connection(
     }
 }
 
-fn report(connections: Vec<Scoped<ConnectionRecord>>) -> NodeReport {
+pub(super) fn report(connections: Vec<Scoped<ConnectionRecord>>) -> NodeReport {
     let now = now_ns();
     NodeReport {
         connections,
@@ -198,7 +198,7 @@ async fn readyz_answers_by_its_check_and_says_why_not() {
     assert_eq!(text(&app, get("/healthz")).await.0, StatusCode::OK);
 }
 
-async fn call(app: &Router, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+pub(super) async fn call(app: &Router, req: Request<Body>) -> (StatusCode, serde_json::Value) {
     let resp = app.clone().oneshot(req).await.expect("infallible");
     let status = resp.status();
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
@@ -206,14 +206,14 @@ async fn call(app: &Router, req: Request<Body>) -> (StatusCode, serde_json::Valu
     (status, json)
 }
 
-fn post(body: impl Into<Body>) -> Request<Body> {
+pub(super) fn post(body: impl Into<Body>) -> Request<Body> {
     Request::post("/api/v1/reports")
         .header("content-type", "application/json")
         .body(body.into())
         .unwrap()
 }
 
-fn get(uri: &str) -> Request<Body> {
+pub(super) fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
 

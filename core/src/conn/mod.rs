@@ -39,6 +39,15 @@ impl Outcome {
         Outcome::Incomplete,
     ];
 
+    /// Whether the attempt failed: refused, unreachable or unanswered. An attempt the capture
+    /// cut off is neither a failure nor a success.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Outcome::Refused | Outcome::Unreachable | Outcome::Unanswered
+        )
+    }
+
     /// The contract spelling.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -78,6 +78,16 @@ impl DnsOutcome {
         }
     }
 
+    /// Whether the lookup failed to give the application an address: NXDOMAIN here is after the
+    /// search list was tried (expansions are folded away), so it counts. NODATA (an `AAAA` of a
+    /// name with only `A`) and lookups the capture cut off do not.
+    pub fn is_failure(self) -> bool {
+        !matches!(
+            self,
+            DnsOutcome::Ok | DnsOutcome::NoData | DnsOutcome::Incomplete
+        )
+    }
+
     /// How much a failed transaction explains a failed lookup: the most telling one is reported
     /// (a timeout or SERVFAIL on one expansion explains more than NXDOMAIN on the others).
     pub fn weight(self) -> u8 {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 pub mod captures;
 pub mod cluster;
 pub mod health;
+pub mod view;
 
 use crate::report::{CaptureStats, ConnectionRecord, DnsRecord, Finding};
 
@@ -247,6 +248,10 @@ pub mod routes {
     pub const FINDINGS: &str = "/api/v1/findings";
     /// `GET`: nodes and their datapaths.
     pub const HEALTH: &str = "/api/v1/health";
+    /// `GET`: the flow health matrix over a time range.
+    pub const VIEW: &str = "/api/v1/view";
+    /// `GET`: one cell's destinations.
+    pub const VIEW_DESTINATIONS: &str = "/api/v1/view/destinations";
     /// `GET` lists, `POST` creates captures.
     pub const CAPTURES: &str = "/api/v1/captures";
     /// `GET`: what the Kubernetes API tells of the cluster's network, for agents' profiles.

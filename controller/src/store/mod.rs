@@ -40,25 +40,6 @@ impl Kind {
     }
 }
 
-/// Filters of a query; `None` matches everything.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    /// Pod name.
-    pub pod: Option<String>,
-    /// Pod namespace.
-    pub namespace: Option<String>,
-    /// Node.
-    pub node: Option<String>,
-    /// Destination category (connections, findings).
-    pub category: Option<String>,
-    /// Outcome (connections, DNS) or severity (findings).
-    pub outcome: Option<String>,
-    /// Windows ending at or after this time (ns since the epoch).
-    pub since_ns: u64,
-    /// Most rows returned.
-    pub limit: u32,
-}
-
 /// Whether a report was stored or had been already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
@@ -68,15 +49,30 @@ pub enum Stored {
     Again,
 }
 
-/// How long without records makes a pod idle.
-pub const IDLE_AFTER_NS: u64 = 5 * 60 * 1_000_000_000;
-
+pub use nodes::IDLE_AFTER_NS;
 pub use outflow_core::wire::health::{DatapathTotals, NodeHealth, PodHealth};
+pub use records::Filter;
+
+pub use buckets::ViewRetention;
+pub use view::{CellQuery, MatrixQuery};
+
+mod buckets;
+mod nodes;
+mod records;
+pub mod rollup;
+mod view;
+
+/// The cluster domain assumed until the cluster says its own.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 
 /// The store.
 pub struct Store {
     db: Connection,
     retention_ns: u64,
+    /// How long the rollups' minute buckets, hour buckets and evidence are kept.
+    view_retention: ViewRetention,
+    /// The cluster's DNS domain: lookups of names in it are internal.
+    cluster_domain: String,
 }
 
 impl Store {
@@ -117,6 +113,7 @@ impl Store {
                  PRIMARY KEY (node, namespace, pod));
              CREATE INDEX IF NOT EXISTS node_pods_by_pod ON node_pods(namespace, pod);",
         )?;
+        buckets::create(&db)?;
         // Stores made before reports had ids gain the column.
         let has_id: bool = db
             .prepare("SELECT 1 FROM pragma_table_info('reports') WHERE name = 'report_id'")?
@@ -128,7 +125,25 @@ impl Store {
             "CREATE UNIQUE INDEX IF NOT EXISTS reports_by_id ON reports(node, report_id)
                  WHERE report_id IS NOT NULL",
         )?;
-        Ok(Store { db, retention_ns })
+        Ok(Store {
+            db,
+            retention_ns,
+            view_retention: ViewRetention::default(),
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
+        })
+    }
+
+    /// Keeps the view's rollups and evidence as `retention` says.
+    pub fn with_view_retention(mut self, retention: ViewRetention) -> Store {
+        self.view_retention = retention;
+        self
+    }
+
+    /// Lookups of names in `domain` count as internal.
+    pub fn set_cluster_domain(&mut self, domain: &str) {
+        domain
+            .trim_matches('.')
+            .clone_into(&mut self.cluster_domain);
     }
 
     /// How long records are kept.
@@ -227,12 +242,13 @@ impl Store {
                 ])?;
             }
         }
+        buckets::write(&tx, r, &rollup::rollup(r, &self.cluster_domain)?)?;
         tx.commit()?;
         Ok(Stored::New)
     }
 
-    /// Deletes what is older than the retention as of `now_ns` (the controller's clock).
-    /// Returns the records deleted.
+    /// Deletes what is older than the retention as of `now_ns` (the controller's clock), and
+    /// merges the view's old minute buckets into hours. Returns the records deleted.
     pub fn expire(&mut self, now_ns: u64) -> anyhow::Result<usize> {
         let cutoff = now_ns
             .saturating_sub(self.retention_ns)
@@ -248,126 +264,9 @@ impl Store {
             "DELETE FROM reports WHERE window_end_ns < ?1",
             params![cutoff],
         )?;
+        buckets::age(&tx, now_ns, &self.view_retention)?;
         tx.commit()?;
         Ok(records)
-    }
-
-    /// Records of one kind matching the filter, newest first, as stored JSON objects.
-    pub fn query(&self, kind: Kind, f: &Filter) -> anyhow::Result<Vec<serde_json::Value>> {
-        let mut stmt = self.db.prepare_cached(
-            "SELECT json FROM records WHERE kind = ?1 AND window_end_ns >= ?2
-               AND (?3 IS NULL OR pod = ?3) AND (?4 IS NULL OR namespace = ?4)
-               AND (?5 IS NULL OR node = ?5) AND (?6 IS NULL OR category = ?6)
-               AND (?7 IS NULL OR outcomes LIKE '% ' || ?7 || ' %')
-             ORDER BY window_end_ns DESC, id LIMIT ?8",
-        )?;
-        let rows = stmt.query_map(
-            params![
-                kind.as_str(),
-                f.since_ns as i64,
-                f.pod,
-                f.namespace,
-                f.node,
-                f.category,
-                f.outcome,
-                f.limit
-            ],
-            |row| row.get::<_, String>(0),
-        )?;
-        let mut out = Vec::new();
-        for json in rows {
-            out.push(serde_json::from_str(&json?)?);
-        }
-        Ok(out)
-    }
-
-    /// The node a pod is on: the newest node report listing it, else the node of its latest
-    /// records (agents that list no pods).
-    pub fn node_of_pod(&self, namespace: &str, name: &str) -> anyhow::Result<Option<String>> {
-        let mut listed = self.db.prepare_cached(
-            "SELECT node FROM node_pods WHERE namespace = ?1 AND pod = ?2
-             ORDER BY reported_ns DESC LIMIT 1",
-        )?;
-        if let Some(row) = listed.query(params![namespace, name])?.next()? {
-            return Ok(Some(row.get(0)?));
-        }
-        let mut stmt = self.db.prepare_cached(
-            "SELECT node FROM records WHERE namespace = ?1 AND pod = ?2
-             ORDER BY window_end_ns DESC LIMIT 1",
-        )?;
-        let mut rows = stmt.query(params![namespace, name])?;
-        Ok(match rows.next()? {
-            Some(row) => Some(row.get(0)?),
-            None => None,
-        })
-    }
-
-    /// Each node's latest report.
-    pub fn nodes(&self) -> anyhow::Result<Vec<NodeHealth>> {
-        let mut stmt = self.db.prepare_cached(
-            "SELECT node, MAX(window_end_ns), COUNT(*),
-                    (SELECT datapath FROM reports r2 WHERE r2.node = r.node ORDER BY window_end_ns DESC LIMIT 1),
-                    SUM(json_extract(datapath, '$.event_drops')),
-                    SUM(json_extract(datapath, '$.flows_evicted')),
-                    SUM(json_extract(datapath, '$.flow_map_full')),
-                    SUM(json_extract(datapath, '$.attach_errors')),
-                    SUM(json_extract(datapath, '$.reports_dropped')),
-                    SUM(json_extract(capture, '$.dns_malformed')),
-                    SUM(json_extract(capture, '$.undecodable')),
-                    SUM(json_extract(datapath, '$.attribution_mismatches'))
-             FROM reports r GROUP BY node ORDER BY node",
-        )?;
-        let sum = |row: &rusqlite::Row, i: usize| {
-            row.get::<_, Option<i64>>(i).map(|v| v.unwrap_or(0) as u64)
-        };
-        let rows = stmt.query_map([], |row| {
-            Ok(NodeHealth {
-                node: row.get(0)?,
-                last_window_end_ns: row.get::<_, i64>(1)? as u64,
-                reports: row.get::<_, i64>(2)? as u64,
-                datapath: serde_json::from_str(&row.get::<_, String>(3)?).unwrap_or_default(),
-                totals: DatapathTotals {
-                    event_drops: sum(row, 4)?,
-                    flows_evicted: sum(row, 5)?,
-                    flow_map_full: sum(row, 6)?,
-                    attach_errors: sum(row, 7)?,
-                    reports_dropped: sum(row, 8)?,
-                    dns_malformed: sum(row, 9)?,
-                    undecodable: sum(row, 10)?,
-                    attribution_mismatches: sum(row, 11)?,
-                },
-                pods: Vec::new(),
-                stale: false,
-            })
-        })?;
-        let mut nodes: Vec<NodeHealth> = rows.collect::<Result<_, _>>()?;
-        for n in &mut nodes {
-            n.pods = self.pods_of(&n.node, n.last_window_end_ns)?;
-        }
-        Ok(nodes)
-    }
-
-    /// The pods a node listed last, each with its last traffic as of `now_ns`.
-    fn pods_of(&self, node: &str, now_ns: u64) -> anyhow::Result<Vec<PodHealth>> {
-        let mut stmt = self.db.prepare_cached(
-            "SELECT json, (SELECT MAX(window_end_ns) FROM records r
-                            WHERE r.namespace = p.namespace AND r.pod = p.pod AND r.node = p.node)
-             FROM node_pods p WHERE node = ?1 ORDER BY namespace, pod",
-        )?;
-        let rows = stmt.query_map(params![node], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, Option<i64>>(1)?))
-        })?;
-        let mut pods = Vec::new();
-        for row in rows {
-            let (json, last) = row?;
-            let last_traffic_ns = last.map(|l| l as u64);
-            pods.push(PodHealth {
-                pod: serde_json::from_str(&json)?,
-                last_traffic_ns,
-                idle: last_traffic_ns.is_none_or(|l| l + IDLE_AFTER_NS < now_ns),
-            });
-        }
-        Ok(pods)
     }
 }
 
@@ -380,3 +279,6 @@ fn keys<'a, S: AsRef<str> + 'a>(it: impl Iterator<Item = &'a S>) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,100 @@
+//! `GET /api/v1/view` (the matrix) and `GET /api/v1/view/destinations` (one cell), read from
+//! the rollups over the range asked for.
+
+use std::sync::PoisonError;
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use outflow_core::wire::routes;
+use outflow_core::wire::view::{DestinationHealth, DestinationsQuery, FlowView, ViewQuery};
+
+use super::error::ApiError;
+use super::state::{blocking, AppState};
+use crate::clock::now_ns;
+use crate::store::{CellQuery, MatrixQuery};
+
+/// The longest look-back: the rollups keep a week.
+const MAX_SINCE_S: u64 = 7 * 24 * 3600;
+/// The longest namespace, workload or search text taken.
+const MAX_NAME: usize = 253;
+
+/// The view's routes.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(routes::VIEW, get(matrix))
+        .route(routes::VIEW_DESTINATIONS, get(destinations))
+}
+
+/// The range `[now - since, now)`, the look-back checked.
+fn range(since: Option<u64>) -> Result<(u64, u64), ApiError> {
+    let since_s = since.unwrap_or(outflow_core::wire::DEFAULT_SINCE.as_secs());
+    if since_s == 0 || since_s > MAX_SINCE_S {
+        return Err(ApiError::BadRequest(format!(
+            "since must be 1 to {MAX_SINCE_S} seconds (a week, what the view keeps)"
+        )));
+    }
+    let now = now_ns();
+    Ok((now.saturating_sub(since_s * 1_000_000_000), now))
+}
+
+fn bounded(what: &str, v: &Option<String>) -> Result<(), ApiError> {
+    match v {
+        Some(s) if s.len() > MAX_NAME => Err(ApiError::BadRequest(format!(
+            "{what} is longer than {MAX_NAME} characters"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+async fn matrix(
+    State(state): State<AppState>,
+    q: Result<Query<ViewQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<FlowView>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    bounded("namespace", &q.namespace)?;
+    bounded("search", &q.search)?;
+    let (from_ns, to_ns) = range(q.since)?;
+    let query = MatrixQuery {
+        from_ns,
+        to_ns,
+        by: q.by.unwrap_or_default(),
+        namespace: q.namespace,
+        search: q.search.filter(|s| !s.is_empty()),
+    };
+    let store = state.store.clone();
+    let view = blocking("reading the view", move || {
+        store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .matrix(&query)
+    })
+    .await?;
+    Ok(Json(view))
+}
+
+async fn destinations(
+    State(state): State<AppState>,
+    q: Result<Query<DestinationsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<DestinationHealth>>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    bounded("namespace", &Some(q.namespace.clone()))?;
+    bounded("workload", &q.workload)?;
+    let (from_ns, to_ns) = range(q.since)?;
+    let query = CellQuery {
+        from_ns,
+        to_ns,
+        namespace: q.namespace,
+        workload: q.workload,
+        category: q.category,
+    };
+    let store = state.store.clone();
+    let list = blocking("reading a cell's destinations", move || {
+        store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .destinations(&query)
+    })
+    .await?;
+    Ok(Json(list))
+}

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod captures;
 pub mod cluster;
+pub mod diagnosis;
 pub mod health;
 pub mod view;
 
@@ -250,6 +251,8 @@ pub mod routes {
     pub const HEALTH: &str = "/api/v1/health";
     /// `GET`: the flow health matrix over a time range.
     pub const VIEW: &str = "/api/v1/view";
+    /// `GET`: what is broken, where and since when.
+    pub const DIAGNOSES: &str = "/api/v1/diagnoses";
     /// `GET`: one cell's destinations.
     pub const VIEW_DESTINATIONS: &str = "/api/v1/view/destinations";
     /// `GET` lists, `POST` creates captures.

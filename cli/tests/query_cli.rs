@@ -5,6 +5,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use outflow_core::query::RecordKind;
+
 mod controller;
 
 use controller::{outflow, stderr, Controller};
@@ -50,6 +52,42 @@ fn bad_filter_values_exit_2_naming_the_value_before_any_request() {
         assert!(!err.contains("cannot reach"), "{args:?} was sent: {err}");
         assert!(out.stdout.is_empty(), "{args:?} printed data");
     }
+}
+
+#[test]
+fn each_query_command_takes_its_own_records_outcomes_at_parse_time() {
+    // clap's own refusal, naming every value the API takes for those records and nothing else.
+    for (command, kind, other) in [
+        ("connections", RecordKind::Connection, "nxdomain"),
+        ("dns", RecordKind::Dns, "established"),
+        ("findings", RecordKind::Finding, "unanswered"),
+    ] {
+        let out = outflow(&[command, "--outcome", other, "--controller", NOWHERE]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(
+            err.contains(&format!(
+                "invalid value '{other}' for '--outcome <OUTCOME>'"
+            )),
+            "{command}: {err}"
+        );
+        let values = format!("[possible values: {}]", kind.outcomes().join(", "));
+        assert!(err.contains(&values), "{command}: {err}");
+        let help = outflow(&[command, "--help"]);
+        assert!(
+            String::from_utf8_lossy(&help.stdout).contains(&values),
+            "{command} --help names its outcomes"
+        );
+    }
+    let out = outflow(&["dns", "--category", "public", "--controller", NOWHERE]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("invalid value 'public' for '--category <CATEGORY>': DNS lookups have no"),
+        "{err}"
+    );
+    let help = outflow(&["dns", "--help"]);
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("--category"));
 }
 
 #[test]

@@ -9,7 +9,7 @@ use outflow_core::query::RecordKind;
 
 mod controller;
 
-use controller::{outflow, stderr, Controller};
+use controller::{outflow, outflow_command, stderr, Controller};
 
 /// Nothing listens on port 9 of loopback here, so a command that got as far as a request would
 /// say "cannot reach": the refusals below must come before that.
@@ -160,11 +160,23 @@ fn capture_takes_a_bare_pod_name_with_its_namespace_as_kubectl_does() {
     }
 }
 
+/// Asserts that the controller at `addr` has no capture: whatever was refused never reached it.
+fn assert_no_capture(addr: &str) {
+    assert_eq!(
+        captures_json(addr),
+        serde_json::json!([]),
+        "a capture was created"
+    );
+}
+
 fn captures_json(addr: &str) -> serde_json::Value {
     let out = outflow(&["captures", "--controller", addr, "-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
+
+/// A capture on an interface of a node no agent runs on: the controller takes it and waits.
+const ON_N1_ETH0: &[&str] = &["--node", "n1", "-i", "eth0"];
 
 #[test]
 fn a_capture_whose_output_cannot_be_written_never_reaches_the_node() {
@@ -172,17 +184,7 @@ fn a_capture_whose_output_cannot_be_written_never_reaches_the_node() {
     let addr = c.addr.to_string();
     let dir = c.dir.to_string_lossy().into_owned();
     for bad in ["/nonexistent/dir/x.pcapng", dir.as_str()] {
-        let out = outflow(&[
-            "capture",
-            "--controller",
-            &addr,
-            "--node",
-            "n1",
-            "-i",
-            "eth0",
-            "-w",
-            bad,
-        ]);
+        let out = outflow(&[&["capture", "--controller", &addr, "-w", bad], ON_N1_ETH0].concat());
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
         assert!(err.contains(&format!("creating {bad}")), "{bad}: {err}");
@@ -202,13 +204,29 @@ fn a_capture_whose_output_cannot_be_written_never_reaches_the_node() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(kept.exists(), "a file that was there before stays");
-    // `-w -` to a terminal is refused too; here stdout is a pipe, so that case is the
-    // command's own check (see capture.rs); what matters is that nothing was created.
-    assert_eq!(
-        captures_json(&addr),
-        serde_json::json!([]),
-        "no capture was created"
+    assert_no_capture(&addr);
+}
+
+#[test]
+fn a_capture_to_standard_output_on_a_terminal_is_refused_before_it_starts() {
+    let c = Controller::start("tty");
+    let addr = c.addr.to_string();
+    // The master end stays open until the command has ended, so the terminal is there all along.
+    let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+    let args = [&["capture", "--controller", &addr, "-w", "-"], ON_N1_ETH0].concat();
+    let out = outflow_command(&args)
+        .stdout(std::process::Stdio::from(pty.slave))
+        .output()
+        .expect("running outflow");
+    drop(pty.master);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("-w - writes binary pcapng, and standard output is a terminal: pipe it"),
+        "{err}"
     );
+    assert!(!err.contains("capture 1"), "it never started: {err}");
+    assert_no_capture(&addr);
 }
 
 #[test]

@@ -49,7 +49,7 @@ impl std::fmt::Display for Since {
     }
 }
 
-fn parse_since(s: &str) -> Result<Since, String> {
+fn parse_since(s: &str) -> Result<Since, outflow_core::units::UnitError> {
     outflow_core::units::parse_duration(s).map(Since)
 }
 

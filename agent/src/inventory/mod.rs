@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use crate::netlink::Link;
 
-pub use file::FileInventory;
+pub use file::{FileInventory, InventoryError};
 pub use netns_pods::NetnsInventory;
 pub use route::interface_for;
 pub(crate) use route::{interfaces_by_route, RoutedInterfaces};
@@ -95,7 +95,7 @@ pub enum PodSource {
 
 impl PodSource {
     /// A fresh inventory over this source.
-    pub fn inventory(&self) -> anyhow::Result<Box<dyn Inventory>> {
+    pub fn inventory(&self) -> Result<Box<dyn Inventory>, InventoryError> {
         Ok(match self {
             PodSource::Netns(node_netns) => Box::new(NetnsInventory::new(node_netns.clone())),
             PodSource::File(f) => Box::new(FileInventory::load(f)?),
@@ -290,8 +290,12 @@ mod tests {
     #[test]
     fn a_bad_inventory_file_says_what_was_expected() {
         let e = FileInventory::parse("pods:\n  - {name: web, ips: [10.244.1]}\n").unwrap_err();
-        assert!(e.contains("expected `pods:"), "{e}");
+        let e = outflow_core::error_chain(&e);
+        assert!(e.contains("expected `pods:") && e.contains("line 2"), "{e}");
         let e = FileInventory::parse("pod: []\n").unwrap_err();
-        assert!(e.contains("unknown field"), "{e}");
+        assert!(
+            outflow_core::error_chain(&e).contains("unknown field"),
+            "{e}"
+        );
     }
 }

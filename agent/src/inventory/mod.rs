@@ -15,7 +15,7 @@ use crate::netlink::Link;
 
 pub use file::{FileInventory, InventoryError};
 pub use netns_pods::NetnsInventory;
-pub use route::interface_for;
+pub use route::{interface_for, RouteError};
 pub(crate) use route::{interfaces_by_route, RoutedInterfaces};
 
 /// A pod.
@@ -213,7 +213,9 @@ mod tests {
             ("veth-web", Some(POD_MAC))
         );
 
-        let e = interface_for(ip, Some(4), &links, &neigh[1..]).unwrap_err();
+        let e = interface_for(ip, Some(4), &links, &neigh[1..])
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("behind bridge cbr0") && e.contains("-i cbr0 'host 10.244.1.5'"),
             "{e}"
@@ -224,13 +226,16 @@ mod tests {
     fn a_shared_interface_or_no_route_is_refused_with_what_to_do() {
         let ip: IpAddr = "10.244.1.5".parse().unwrap();
         let links = [link(1, "eth0", None)];
-        let e = interface_for(ip, Some(1), &links, &[]).unwrap_err();
+        let e = interface_for(ip, Some(1), &links, &[])
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("through eth0") && e.contains("-i eth0 'host 10.244.1.5'"),
             "{e}"
         );
         let e = interface_for(ip, None, &links, &[]).unwrap_err();
-        assert_eq!(e, "the node has no route to 10.244.1.5");
+        assert_eq!(e, RouteError::NoRoute { ip });
+        assert_eq!(e.to_string(), "the node has no route to 10.244.1.5");
     }
 
     #[test]

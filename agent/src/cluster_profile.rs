@@ -67,7 +67,8 @@ pub fn spawn_fetcher(
                         slot.set(p);
                         REFRESH
                     }
-                    Err(why) => {
+                    Err(e) => {
+                        let why = outflow_core::error_chain(&e);
                         failures += 1;
                         // The controller may still be starting: say so once it is a while.
                         if failures == WARN_AFTER {
@@ -84,18 +85,65 @@ pub fn spawn_fetcher(
     Ok(())
 }
 
-fn fetch(client: &ureq::Agent, url: &str, token: &Token) -> Result<ClusterProfile, String> {
+/// Why the controller gave no cluster profile.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    /// No answer at all.
+    #[error("{url}: no answer from the controller (is it running, and is --controller right?)")]
+    Unreachable {
+        /// What was asked.
+        url: String,
+        /// Why.
+        #[source]
+        source: ureq::Error,
+    },
+    /// The answer broke off.
+    #[error("{url}: the controller's answer broke off")]
+    Read {
+        /// What was asked.
+        url: String,
+        /// Why.
+        #[source]
+        source: ureq::Error,
+    },
+    /// The controller refused or failed.
+    #[error("{url}: the controller answered {status}: {body}")]
+    Status {
+        /// What was asked.
+        url: String,
+        /// Its status.
+        status: ureq::http::StatusCode,
+        /// Its message.
+        body: String,
+    },
+    /// The answer is not a profile: a controller of another version, or not a controller.
+    #[error("{url}: the answer is not a cluster profile (a controller of another version?)")]
+    NotProfile {
+        /// What was asked.
+        url: String,
+        /// What is wrong with it.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn fetch(client: &ureq::Agent, url: &str, token: &Token) -> Result<ClusterProfile, FetchError> {
     let req = http::authorized(client.get(url), token.current().as_deref());
-    let mut resp = req.call().map_err(|e| format!("{url}: {e}"))?;
+    let url = url.to_string();
+    let mut resp = match req.call() {
+        Ok(r) => r,
+        Err(source) => return Err(FetchError::Unreachable { url, source }),
+    };
     let status = resp.status();
-    let body = resp
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| format!("{url}: reading the answer: {e}"))?;
+    let body = match resp.body_mut().read_to_string() {
+        Ok(b) => b,
+        Err(source) => return Err(FetchError::Read { url, source }),
+    };
     if !status.is_success() {
-        return Err(format!("{url}: {status}: {}", body.trim()));
+        let body = body.trim().to_string();
+        return Err(FetchError::Status { url, status, body });
     }
-    serde_json::from_str(&body).map_err(|e| format!("{url}: not a cluster profile: {e}"))
+    serde_json::from_str(&body).map_err(|source| FetchError::NotProfile { url, source })
 }
 
 fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
@@ -149,5 +197,40 @@ mod tests {
         );
         slot.set(ClusterProfile::default());
         assert!(slot.newer_than(g).is_some());
+    }
+
+    /// A controller on a loopback port that gives `answer` to one request.
+    fn answering(answer: &'static str) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/p", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let _ = conn.read(&mut request);
+            let _ = conn.write_all(answer.as_bytes());
+        });
+        url
+    }
+
+    #[test]
+    fn a_failed_fetch_says_what_the_controller_answered() {
+        let client = http::client(Some(Duration::from_secs(5)));
+        let url = answering(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 8\r\nconnection: close\r\n\r\nstarting",
+        );
+        let e = fetch(&client, &url, &Token::None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{url}: the controller answered 503 Service Unavailable: starting")
+        );
+
+        let url = answering("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n42");
+        let e = fetch(&client, &url, &Token::None).unwrap_err();
+        let chain = outflow_core::error_chain(&e);
+        assert!(
+            chain.contains("not a cluster profile") && chain.contains("invalid type"),
+            "the JSON error follows as the cause: {chain}"
+        );
     }
 }

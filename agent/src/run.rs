@@ -19,7 +19,7 @@ use crate::clock::{monotonic_ns, realtime_ns};
 use crate::cluster_profile::{log_applied, ClusterProfileSlot};
 use crate::datapath::ebpf::EbpfDatapath;
 use crate::datapath::pcap::PcapDatapath;
-use crate::datapath::{Datapath, DatapathChoice, TcMode};
+use crate::datapath::{Datapath, DatapathChoice, DatapathError, TcMode};
 use crate::inventory::Inventory;
 use crate::netlink::{self, Link, LinkEvents};
 use crate::netns;
@@ -69,7 +69,7 @@ impl AgentConfig {
 
 /// Opens the datapath the configuration asks for; with `Auto`, libpcap when eBPF cannot load,
 /// and the reason goes into every report.
-pub fn open_datapath(cfg: &AgentConfig) -> anyhow::Result<Box<dyn Datapath>> {
+pub fn open_datapath(cfg: &AgentConfig) -> Result<Box<dyn Datapath>, DatapathError> {
     let ebpf = || EbpfDatapath::load(cfg.flow_entries, cfg.ring_bytes, cfg.tc_mode);
     Ok(match cfg.datapath {
         DatapathChoice::Ebpf => Box::new(ebpf()?),

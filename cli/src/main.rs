@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use outflow_core::query::RecordKind;
 
 mod cmd;
 mod table;
@@ -40,10 +41,14 @@ enum Command {
     /// The controller's captures: list, stop, download.
     Captures(cmd::captures::Args),
     /// Connection groups per pod, from the controller.
+    #[command(mut_arg("outcome", cmd::query::outcomes_of(RecordKind::Connection)))]
     Connections(cmd::query::Args),
     /// DNS lookups per pod, from the controller.
+    #[command(mut_arg("outcome", cmd::query::outcomes_of(RecordKind::Dns)))]
+    #[command(mut_arg("category", cmd::query::no_category))]
     Dns(cmd::query::Args),
     /// Findings per pod, from the controller.
+    #[command(mut_arg("outcome", cmd::query::outcomes_of(RecordKind::Finding)))]
     Findings(cmd::query::Args),
     /// Every node's agent: last report, datapath and its losses, pods (`-o wide`: each pod).
     Health(cmd::health::Args),

@@ -5,9 +5,11 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use outflow_core::query::RecordKind;
+
 mod controller;
 
-use controller::{outflow, stderr, Controller};
+use controller::{outflow, outflow_command, stderr, Controller};
 
 /// Nothing listens on port 9 of loopback here, so a command that got as far as a request would
 /// say "cannot reach": the refusals below must come before that.
@@ -50,6 +52,42 @@ fn bad_filter_values_exit_2_naming_the_value_before_any_request() {
         assert!(!err.contains("cannot reach"), "{args:?} was sent: {err}");
         assert!(out.stdout.is_empty(), "{args:?} printed data");
     }
+}
+
+#[test]
+fn each_query_command_takes_its_own_records_outcomes_at_parse_time() {
+    // clap's own refusal, naming every value the API takes for those records and nothing else.
+    for (command, kind, other) in [
+        ("connections", RecordKind::Connection, "nxdomain"),
+        ("dns", RecordKind::Dns, "established"),
+        ("findings", RecordKind::Finding, "unanswered"),
+    ] {
+        let out = outflow(&[command, "--outcome", other, "--controller", NOWHERE]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(
+            err.contains(&format!(
+                "invalid value '{other}' for '--outcome <OUTCOME>'"
+            )),
+            "{command}: {err}"
+        );
+        let values = format!("[possible values: {}]", kind.outcomes().join(", "));
+        assert!(err.contains(&values), "{command}: {err}");
+        let help = outflow(&[command, "--help"]);
+        assert!(
+            String::from_utf8_lossy(&help.stdout).contains(&values),
+            "{command} --help names its outcomes"
+        );
+    }
+    let out = outflow(&["dns", "--category", "public", "--controller", NOWHERE]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("invalid value 'public' for '--category <CATEGORY>': DNS lookups have no"),
+        "{err}"
+    );
+    let help = outflow(&["dns", "--help"]);
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("--category"));
 }
 
 #[test]
@@ -122,11 +160,23 @@ fn capture_takes_a_bare_pod_name_with_its_namespace_as_kubectl_does() {
     }
 }
 
+/// Asserts that the controller at `addr` has no capture: whatever was refused never reached it.
+fn assert_no_capture(addr: &str) {
+    assert_eq!(
+        captures_json(addr),
+        serde_json::json!([]),
+        "a capture was created"
+    );
+}
+
 fn captures_json(addr: &str) -> serde_json::Value {
     let out = outflow(&["captures", "--controller", addr, "-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
+
+/// A capture on an interface of a node no agent runs on: the controller takes it and waits.
+const ON_N1_ETH0: &[&str] = &["--node", "n1", "-i", "eth0"];
 
 #[test]
 fn a_capture_whose_output_cannot_be_written_never_reaches_the_node() {
@@ -134,17 +184,7 @@ fn a_capture_whose_output_cannot_be_written_never_reaches_the_node() {
     let addr = c.addr.to_string();
     let dir = c.dir.to_string_lossy().into_owned();
     for bad in ["/nonexistent/dir/x.pcapng", dir.as_str()] {
-        let out = outflow(&[
-            "capture",
-            "--controller",
-            &addr,
-            "--node",
-            "n1",
-            "-i",
-            "eth0",
-            "-w",
-            bad,
-        ]);
+        let out = outflow(&[&["capture", "--controller", &addr, "-w", bad], ON_N1_ETH0].concat());
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
         assert!(err.contains(&format!("creating {bad}")), "{bad}: {err}");
@@ -164,13 +204,29 @@ fn a_capture_whose_output_cannot_be_written_never_reaches_the_node() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(kept.exists(), "a file that was there before stays");
-    // `-w -` to a terminal is refused too; here stdout is a pipe, so that case is the
-    // command's own check (see capture.rs); what matters is that nothing was created.
-    assert_eq!(
-        captures_json(&addr),
-        serde_json::json!([]),
-        "no capture was created"
+    assert_no_capture(&addr);
+}
+
+#[test]
+fn a_capture_to_standard_output_on_a_terminal_is_refused_before_it_starts() {
+    let c = Controller::start("tty");
+    let addr = c.addr.to_string();
+    // The master end stays open until the command has ended, so the terminal is there all along.
+    let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+    let args = [&["capture", "--controller", &addr, "-w", "-"], ON_N1_ETH0].concat();
+    let out = outflow_command(&args)
+        .stdout(std::process::Stdio::from(pty.slave))
+        .output()
+        .expect("running outflow");
+    drop(pty.master);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("-w - writes binary pcapng, and standard output is a terminal: pipe it"),
+        "{err}"
     );
+    assert!(!err.contains("capture 1"), "it never started: {err}");
+    assert_no_capture(&addr);
 }
 
 #[test]

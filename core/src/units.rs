@@ -9,14 +9,35 @@
 
 use std::time::Duration;
 
+/// A value that is not in the grammar; its message gives the grammar, so it suits a clap
+/// value parser as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    /// Not a duration.
+    #[error(
+        "{value:?} is not a duration: give seconds (90, 0.5) or a number with a unit (30s, \
+         1500ms, 15m, 2h, 1h30m)"
+    )]
+    BadDuration {
+        /// What was given.
+        value: String,
+    },
+    /// Not a size.
+    #[error(
+        "{value:?} is not a size: give bytes (65536) or a number with a unit (64KiB, 10MiB, \
+         1GiB; kB/MB/GB are powers of 1000)"
+    )]
+    BadSize {
+        /// What was given.
+        value: String,
+    },
+}
+
 /// Parses a duration; the error says the grammar.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
     let t = s.trim();
-    let bad = || {
-        format!(
-            "{s:?} is not a duration: give seconds (90, 0.5) or a number with a unit (30s, \
-             1500ms, 15m, 2h, 1h30m)"
-        )
+    let bad = || UnitError::BadDuration {
+        value: s.to_string(),
     };
     if t.is_empty() {
         return Err(bad());
@@ -29,13 +50,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Parses a size in bytes; the error says the grammar.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, UnitError> {
     let t = s.trim();
-    let bad = || {
-        format!(
-            "{s:?} is not a size: give bytes (65536) or a number with a unit (64KiB, 10MiB, \
-             1GiB; kB/MB/GB are powers of 1000)"
-        )
+    let bad = || UnitError::BadSize {
+        value: s.to_string(),
     };
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -99,7 +117,7 @@ mod tests {
         assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         for bad in ["", "-3", "3x", "s", "1..2", "1e400"] {
-            let e = parse_duration(bad).unwrap_err();
+            let e = parse_duration(bad).unwrap_err().to_string();
             assert!(e.contains("is not a duration"), "{bad}: {e}");
         }
     }
@@ -122,7 +140,7 @@ mod tests {
             "-1",
             "99999999999999999999TiB",
         ] {
-            let e = parse_size(bad).unwrap_err();
+            let e = parse_size(bad).unwrap_err().to_string();
             assert!(e.contains("is not a size"), "{bad}: {e}");
         }
     }

@@ -36,6 +36,9 @@ pub enum TokenError {
     /// No randomness to make a token from.
     #[error("cannot read /dev/urandom to make a token")]
     Random(#[source] std::io::Error),
+    /// No Kubernetes API to ask for the Secret.
+    #[error("cannot reach the Kubernetes API for the token Secret")]
+    Access(#[source] crate::AccessError),
 }
 
 impl TokenError {
@@ -135,12 +138,13 @@ pub fn ensure_token_blocking(
     access: &crate::ClusterAccess,
     namespace: Option<&str>,
     name: &str,
-) -> anyhow::Result<(String, String)> {
+) -> Result<(String, String), TokenError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
+        .build()
+        .map_err(|e| TokenError::Access(crate::AccessError::Runtime(e)))?;
     runtime.block_on(async {
-        let client = crate::client(access).await?;
+        let client = crate::client(access).await.map_err(TokenError::Access)?;
         let ns = namespace
             .map(String::from)
             .unwrap_or_else(|| client.default_namespace().to_string());

@@ -33,7 +33,9 @@ pub fn targets(
     let (namespace, name) = pod
         .split_once('/')
         .ok_or_else(|| format!("pod {pod:?}: expected NAMESPACE/NAME"))?;
-    let mut inventory = pods.inventory().map_err(|e| format!("{e:#}"))?;
+    let mut inventory = pods
+        .inventory()
+        .map_err(|e| outflow_core::error_chain(&e))?;
     inventory.refresh(&links);
     let mut ifaces = inventory
         .interfaces_of(&PodRef {

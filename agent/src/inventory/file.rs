@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -35,19 +35,52 @@ fn default_namespace() -> String {
     "default".to_string()
 }
 
+/// An inventory file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    /// The file cannot be read.
+    #[error("cannot read inventory {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not an inventory.
+    #[error(
+        "{}not an inventory: expected `pods: [{{namespace: NS, name: NAME, ips: [10.244.1.5]}}]`",
+        path.as_ref().map(|p| format!("inventory {}: ", p.display())).unwrap_or_default()
+    )]
+    Parse {
+        /// The file, when it came from one.
+        path: Option<PathBuf>,
+        /// What the YAML reader found wrong, and where.
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+}
+
 impl FileInventory {
     /// Reads an inventory file.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read inventory {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| anyhow::anyhow!("inventory {}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, InventoryError> {
+        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_yaml(&text).map_err(|source| InventoryError::Parse {
+            path: Some(path.to_path_buf()),
+            source,
+        })
     }
 
     /// Parses an inventory.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let file: InventoryFile = serde_yaml_ng::from_str(text).map_err(|e| {
-            format!("{e} (expected `pods: [{{namespace: NS, name: NAME, ips: [10.244.1.5]}}]`)")
-        })?;
+    pub fn parse(text: &str) -> Result<Self, InventoryError> {
+        Self::from_yaml(text).map_err(|source| InventoryError::Parse { path: None, source })
+    }
+
+    fn from_yaml(text: &str) -> Result<Self, serde_yaml_ng::Error> {
+        let file: InventoryFile = serde_yaml_ng::from_str(text)?;
         let mut pods = HashMap::new();
         for p in file.pods {
             for ip in p.ips {

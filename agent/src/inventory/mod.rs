@@ -13,9 +13,9 @@ use std::net::IpAddr;
 
 use crate::netlink::Link;
 
-pub use file::FileInventory;
+pub use file::{FileInventory, InventoryError};
 pub use netns_pods::NetnsInventory;
-pub use route::interface_for;
+pub use route::{interface_for, RouteError};
 pub(crate) use route::{interfaces_by_route, RoutedInterfaces};
 
 /// A pod.
@@ -95,7 +95,7 @@ pub enum PodSource {
 
 impl PodSource {
     /// A fresh inventory over this source.
-    pub fn inventory(&self) -> anyhow::Result<Box<dyn Inventory>> {
+    pub fn inventory(&self) -> Result<Box<dyn Inventory>, InventoryError> {
         Ok(match self {
             PodSource::Netns(node_netns) => Box::new(NetnsInventory::new(node_netns.clone())),
             PodSource::File(f) => Box::new(FileInventory::load(f)?),
@@ -213,7 +213,9 @@ mod tests {
             ("veth-web", Some(POD_MAC))
         );
 
-        let e = interface_for(ip, Some(4), &links, &neigh[1..]).unwrap_err();
+        let e = interface_for(ip, Some(4), &links, &neigh[1..])
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("behind bridge cbr0") && e.contains("-i cbr0 'host 10.244.1.5'"),
             "{e}"
@@ -224,13 +226,16 @@ mod tests {
     fn a_shared_interface_or_no_route_is_refused_with_what_to_do() {
         let ip: IpAddr = "10.244.1.5".parse().unwrap();
         let links = [link(1, "eth0", None)];
-        let e = interface_for(ip, Some(1), &links, &[]).unwrap_err();
+        let e = interface_for(ip, Some(1), &links, &[])
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("through eth0") && e.contains("-i eth0 'host 10.244.1.5'"),
             "{e}"
         );
         let e = interface_for(ip, None, &links, &[]).unwrap_err();
-        assert_eq!(e, "the node has no route to 10.244.1.5");
+        assert_eq!(e, RouteError::NoRoute { ip });
+        assert_eq!(e.to_string(), "the node has no route to 10.244.1.5");
     }
 
     #[test]
@@ -290,8 +295,12 @@ mod tests {
     #[test]
     fn a_bad_inventory_file_says_what_was_expected() {
         let e = FileInventory::parse("pods:\n  - {name: web, ips: [10.244.1]}\n").unwrap_err();
-        assert!(e.contains("expected `pods:"), "{e}");
+        let e = outflow_core::error_chain(&e);
+        assert!(e.contains("expected `pods:") && e.contains("line 2"), "{e}");
         let e = FileInventory::parse("pod: []\n").unwrap_err();
-        assert!(e.contains("unknown field"), "{e}");
+        assert!(
+            outflow_core::error_chain(&e).contains("unknown field"),
+            "{e}"
+        );
     }
 }

@@ -119,7 +119,7 @@ pub(crate) fn interfaces_by_route(
         match interface_for(ip, oif, &links, &neighbours) {
             Ok(i) if !found.contains(&i) => found.push(i),
             Ok(_) => {}
-            Err(e) => why.push(e),
+            Err(e) => why.push(e.to_string()),
         }
     }
     if found.is_empty() {
@@ -133,6 +133,58 @@ pub(crate) fn interfaces_by_route(
     Ok(found)
 }
 
+/// Why an address leads to no interface of its pod's own, and where to capture instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// The node does not route the address at all.
+    #[error("the node has no route to {ip}")]
+    NoRoute {
+        /// The pod's address.
+        ip: IpAddr,
+    },
+    /// The route's interface vanished between the two lookups.
+    #[error("the route to {ip} leaves through interface {oif}, which is gone")]
+    Gone {
+        /// The pod's address.
+        ip: IpAddr,
+        /// The route's interface index.
+        oif: u32,
+    },
+    /// Behind a bridge, and the pod's Ethernet address is not known yet.
+    #[error(
+        "{ip} is behind bridge {bridge}, and the node has not yet seen its Ethernet address: \
+         let the pod send a packet, or capture on the bridge (-i {bridge} 'host {ip}')"
+    )]
+    UnseenBehindBridge {
+        /// The pod's address.
+        ip: IpAddr,
+        /// The bridge.
+        bridge: String,
+    },
+    /// Behind a bridge, and no port has learnt the pod's Ethernet address yet.
+    #[error(
+        "{ip} is behind bridge {bridge}, but no port of it has learnt the pod's address \
+         yet: capture on the bridge (-i {bridge} 'host {ip}')"
+    )]
+    UnlearntBehindBridge {
+        /// The pod's address.
+        ip: IpAddr,
+        /// The bridge.
+        bridge: String,
+    },
+    /// The route's interface carries other traffic too (the uplink, a tunnel).
+    #[error(
+        "{ip} is reached through {ifname}, which other traffic shares: capture there with \
+         -i {ifname} 'host {ip}'"
+    )]
+    Shared {
+        /// The pod's address.
+        ip: IpAddr,
+        /// The shared interface.
+        ifname: String,
+    },
+}
+
 /// The node-side interface of the pod at `ip`, given the interface the node routes `ip` out of
 /// and the neighbour tables. A route through a veth into another namespace (Azure CNI, Calico,
 /// Cilium) is the pod's own; a route through a bridge (kubenet, the bridge plugin) leads to the
@@ -143,11 +195,12 @@ pub fn interface_for(
     oif: Option<u32>,
     links: &[Link],
     neighbours: &[netlink::Neighbour],
-) -> Result<PodInterface, String> {
-    let oif = oif.ok_or_else(|| format!("the node has no route to {ip}"))?;
-    let link = links.iter().find(|l| l.index == oif).ok_or_else(|| {
-        format!("the route to {ip} leaves through interface {oif}, which is gone")
-    })?;
+) -> Result<PodInterface, RouteError> {
+    let oif = oif.ok_or(RouteError::NoRoute { ip })?;
+    let link = links
+        .iter()
+        .find(|l| l.index == oif)
+        .ok_or(RouteError::Gone { ip, oif })?;
     let pod_mac = neighbours
         .iter()
         .find(|n| n.index == oif && n.ip == Some(ip))
@@ -157,23 +210,18 @@ pub fn interface_for(
         .filter(|n| n.bridge == Some(oif))
         .collect();
     if !ports.is_empty() {
-        let mac = pod_mac.ok_or_else(|| {
-            format!(
-                "{ip} is behind bridge {}, and the node has not yet seen its Ethernet address: \
-                 let the pod send a packet, or capture on the bridge (-i {} 'host {ip}')",
-                link.name, link.name
-            )
+        let bridge = || link.name.clone();
+        let mac = pod_mac.ok_or_else(|| RouteError::UnseenBehindBridge {
+            ip,
+            bridge: bridge(),
         })?;
         let port = ports
             .iter()
             .find(|n| n.mac == Some(mac))
             .and_then(|n| links.iter().find(|l| l.index == n.index))
-            .ok_or_else(|| {
-                format!(
-                    "{ip} is behind bridge {}, but no port of it has learnt the pod's address \
-                     yet: capture on the bridge (-i {} 'host {ip}')",
-                    link.name, link.name
-                )
+            .ok_or_else(|| RouteError::UnlearntBehindBridge {
+                ip,
+                bridge: bridge(),
             })?;
         return Ok(PodInterface {
             node_side: port.name.clone(),
@@ -186,9 +234,8 @@ pub fn interface_for(
             pod_mac,
         });
     }
-    Err(format!(
-        "{ip} is reached through {}, which other traffic shares: capture there with \
-         -i {} 'host {ip}'",
-        link.name, link.name
-    ))
+    Err(RouteError::Shared {
+        ip,
+        ifname: link.name.clone(),
+    })
 }

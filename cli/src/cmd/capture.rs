@@ -151,16 +151,11 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
 fn output(args: &Args) -> anyhow::Result<(Box<dyn std::io::Write>, String, Option<PathBuf>)> {
     let created = |p: &std::path::Path| (!p.exists()).then(|| p.to_path_buf());
     Ok(match &args.write {
-        Some(p) if p.as_os_str() == "-" => {
-            if std::io::stdout().is_terminal() {
-                bail!("-w - writes binary pcapng: pipe it (`| tshark -r -`) or give a file");
-            }
-            (
-                Box::new(std::io::stdout().lock()),
-                "standard output".into(),
-                None,
-            )
-        }
+        Some(p) if p.as_os_str() == "-" => (
+            Box::new(super::pcapng_stdout()?),
+            "standard output".into(),
+            None,
+        ),
         Some(p) => {
             let new = created(p);
             let file =

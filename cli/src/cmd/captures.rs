@@ -72,12 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Action::Get { id, write } => {
             let info: CaptureInfo = client.get(&routes::capture(id), &[])?;
             let mut out: Box<dyn Write> = if write.as_os_str() == "-" {
-                if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-                    anyhow::bail!(
-                        "-w - writes binary pcapng: pipe it (`| tshark -r -`) or give a file"
-                    );
-                }
-                Box::new(std::io::stdout().lock())
+                Box::new(super::pcapng_stdout()?)
             } else {
                 Box::new(std::io::BufWriter::new(
                     std::fs::File::create(&write)

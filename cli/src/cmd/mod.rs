@@ -159,6 +159,18 @@ pub fn stop_on_signal(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Standard output for `-w -`, unless it is a terminal: binary pcapng would only scramble it,
+/// so the refusal comes before a capture starts or a download begins.
+pub fn pcapng_stdout() -> anyhow::Result<std::io::StdoutLock<'static>> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        anyhow::bail!(
+            "-w - writes binary pcapng, and standard output is a terminal: pipe it \
+             (`| wireshark -k -i -`, `| tshark -r -`) or give a file (-w FILE)"
+        );
+    }
+    Ok(std::io::stdout().lock())
+}
+
 /// The API token: the file's content when `--token-file` is given, else `OUTFLOW_TOKEN`, else
 /// none. An empty token is a mistake, not "no token".
 pub fn read_token(file: Option<&Path>) -> anyhow::Result<Option<String>> {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::builder::PossibleValuesParser;
 use outflow_core::category::Category;
-use outflow_core::query::{PodRef, RecordKind};
+use outflow_core::query::{PodRef, QueryError, RecordKind};
 use outflow_core::wire::{routes, RecordQuery};
 
 use crate::table;
@@ -28,7 +28,8 @@ pub struct Args {
     /// Only this destination category.
     #[arg(long, value_parser = PossibleValuesParser::new(Category::ALL.map(Category::as_str)))]
     category: Option<String>,
-    /// Only this outcome (unanswered, refused, nxdomain, …; for findings: error, warning, info).
+    /// Only this outcome (for findings: this severity).
+    // Each command takes its own records' values: `outcomes_of` in its `mut_arg`.
     #[arg(long)]
     outcome: Option<String>,
     /// Look back this far.
@@ -48,7 +49,7 @@ impl std::fmt::Display for Since {
     }
 }
 
-fn parse_since(s: &str) -> Result<Since, String> {
+fn parse_since(s: &str) -> Result<Since, outflow_core::units::UnitError> {
     outflow_core::units::parse_duration(s).map(Since)
 }
 
@@ -63,20 +64,27 @@ pub enum What {
     Findings,
 }
 
-/// Fetches and prints. The category and outcome are checked against the records asked for before any
-/// request, with the same grammar the API uses.
+/// `--outcome` for `kind`'s command: clap takes only the values its records have (the API's
+/// list, [`RecordKind::outcomes`]) and refuses any other naming them, before any request.
+pub fn outcomes_of(kind: RecordKind) -> impl FnOnce(clap::Arg) -> clap::Arg {
+    move |arg| arg.value_parser(PossibleValuesParser::new(kind.outcomes()))
+}
+
+/// `--category` for a command whose records have none (DNS lookups): hidden from its help, and
+/// refused by clap saying why.
+pub fn no_category(arg: clap::Arg) -> clap::Arg {
+    arg.hide(true)
+        .value_parser(|_: &str| -> Result<String, QueryError> { Err(QueryError::NoCategory) })
+}
+
+/// Fetches and prints. The category and outcome were checked by clap against the records asked
+/// for ([`outcomes_of`], [`no_category`]), with the same lists the API uses.
 pub fn run(what: What, args: Args) -> anyhow::Result<ExitCode> {
-    let (path, kind) = match what {
-        What::Connections => (routes::CONNECTIONS, RecordKind::Connection),
-        What::Dns => (routes::DNS, RecordKind::Dns),
-        What::Findings => (routes::FINDINGS, RecordKind::Finding),
+    let path = match what {
+        What::Connections => routes::CONNECTIONS,
+        What::Dns => routes::DNS,
+        What::Findings => routes::FINDINGS,
     };
-    if let Some(o) = &args.outcome {
-        kind.check_outcome(o)?;
-    }
-    if let Some(c) = &args.category {
-        kind.check_category(c)?;
-    }
     // kubectl's grammar: a pod is in `-n NS`, else in `default`; `NS/NAME` says it outright.
     let pod = match (&args.pod, &args.namespace) {
         (None, _) => None,

@@ -7,12 +7,17 @@ use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 pub fn outflow(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_outflow"))
+    outflow_command(args).output().expect("running outflow")
+}
+
+/// `outflow ARGS` as [`outflow`] runs it, for a caller that sets up its standard streams.
+pub fn outflow_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_outflow"));
+    command
         .args(args)
         .env_remove("OUTFLOW_CONTROLLER")
-        .env_remove("OUTFLOW_TOKEN")
-        .output()
-        .expect("running outflow")
+        .env_remove("OUTFLOW_TOKEN");
+    command
 }
 
 pub fn stderr(o: &Output) -> String {

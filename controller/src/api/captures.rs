@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt;
+use outflow_core::wire::health::CAPTURE_POLL_MAX_WAIT_S;
 use outflow_core::wire::routes;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -24,8 +25,6 @@ use crate::clock::now_ns;
 
 /// Longest filter accepted.
 const MAX_FILTER: usize = 4096;
-/// Longest long poll of an agent.
-const MAX_WAIT_S: u64 = 30;
 
 /// The routes, all behind the token check.
 pub fn routes() -> Router<AppState> {
@@ -270,8 +269,8 @@ async fn tasks(
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let caps = captures(&state)?;
     let mut rx = caps.subscribe();
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_S));
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_secs(q.wait.unwrap_or(0).min(CAPTURE_POLL_MAX_WAIT_S));
     loop {
         let tasks = caps.take_tasks(&q.node, now_ns());
         if !tasks.is_empty() || tokio::time::Instant::now() >= deadline {

@@ -4,11 +4,9 @@
 //! A capture waits until its node's agent polls; saying so at once spares a person watching a
 //! capture that cannot start. The states themselves are kept elsewhere.
 
-use super::Captures;
+use outflow_core::wire::health::is_poll_stale;
 
-/// An agent long-polls at most 30 s at a time and retries within seconds: silence beyond this
-/// means it is not polling.
-const STALE_AGENT_NS: u64 = 45_000_000_000;
+use super::Captures;
 
 /// Nodes whose last poll is remembered (the AKS node limit, with room).
 const MAX_POLLING_NODES: usize = 10_000;
@@ -33,12 +31,12 @@ impl Captures {
             .get(node)
             .copied();
         match last {
-            Some(t) if now_ns.saturating_sub(t) > STALE_AGENT_NS => Some(format!(
+            Some(t) if is_poll_stale(t, now_ns) => Some(format!(
                 "node {node}'s agent last asked for captures {} s ago: it may be down or cut off \
                  from the controller; the capture starts when it asks again",
                 secs(now_ns - t)
             )),
-            None if now_ns.saturating_sub(self.opened_ns) > STALE_AGENT_NS => Some(format!(
+            None if is_poll_stale(self.opened_ns, now_ns) => Some(format!(
                 "no agent on node {node} has asked for captures in the {} s this controller has \
                  run: check that the agent runs there and reaches this controller (its log says \
                  why not); the capture starts when it asks",

@@ -1,5 +1,6 @@
 //! `GET /api/v1/health`: each node's last report, its datapath's losses and its pods, with
-//! the latest captures beside them.
+//! the latest captures beside them; and the rules for when a node's agent counts as gone, for
+//! its reports ([`is_stale`]) and for its capture polls ([`is_poll_stale`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +54,21 @@ pub fn is_stale(last_end_ns: u64, interval_ns: Option<u64>, now_ns: u64) -> bool
     now_ns > last_end_ns.saturating_add(after)
 }
 
+/// The longest the controller holds an agent's long poll for its captures open, in seconds.
+pub const CAPTURE_POLL_MAX_WAIT_S: u64 = 30;
+/// An agent asks again within seconds of a poll's answer: the slack allowed on top of the
+/// longest poll before its silence counts.
+pub const CAPTURE_POLL_SLACK_NS: u64 = 15 * 1_000_000_000;
+
+/// Whether an agent that last asked for its captures at `last_poll_ns` has stopped asking at
+/// `now_ns`: silent for longer than the longest poll plus [`CAPTURE_POLL_SLACK_NS`]. A capture
+/// on its node waits until it asks again. Reports have their own rule, [`is_stale`]: an agent
+/// may report and not poll (an old one), or poll between reports.
+pub fn is_poll_stale(last_poll_ns: u64, now_ns: u64) -> bool {
+    let after = CAPTURE_POLL_MAX_WAIT_S * 1_000_000_000 + CAPTURE_POLL_SLACK_NS;
+    now_ns.saturating_sub(last_poll_ns) > after
+}
+
 /// A pod on a node and when it last made traffic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PodHealth {
@@ -87,4 +103,20 @@ pub struct DatapathTotals {
     /// Records whose interface named one pod and whose address another (the interface decided).
     #[serde(default)]
     pub attribution_mismatches: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_poll_goes_stale_only_after_the_longest_poll_and_its_slack() {
+        let t = 1_000 * S;
+        assert!(!is_poll_stale(t, t + CAPTURE_POLL_MAX_WAIT_S * S));
+        assert!(!is_poll_stale(t, t + 45 * S));
+        assert!(is_poll_stale(t, t + 45 * S + 1));
+        assert!(!is_poll_stale(t, t - S), "a clock step back is not silence");
+    }
 }

@@ -1,11 +1,12 @@
-//! `GET /api/v1/view` (the matrix) and `GET /api/v1/view/destinations` (one cell), read from
-//! the rollups over the range asked for.
+//! `GET /api/v1/view` (the matrix), `GET /api/v1/view/destinations` (one cell) and
+//! `GET /api/v1/diagnoses`, read from the rollups over the range asked for.
 
 use std::sync::PoisonError;
 
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
+use outflow_core::wire::diagnosis::{Diagnoses, DiagnosesQuery};
 use outflow_core::wire::routes;
 use outflow_core::wire::view::{DestinationHealth, DestinationsQuery, FlowView, ViewQuery};
 
@@ -24,6 +25,7 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route(routes::VIEW, get(matrix))
         .route(routes::VIEW_DESTINATIONS, get(destinations))
+        .route(routes::DIAGNOSES, get(diagnoses))
 }
 
 /// The range `[now - since, now)`, the look-back checked.
@@ -97,4 +99,23 @@ async fn destinations(
     })
     .await?;
     Ok(Json(list))
+}
+
+async fn diagnoses(
+    State(state): State<AppState>,
+    q: Result<Query<DiagnosesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Diagnoses>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let (from_ns, to_ns) = range(q.since)?;
+    let store = state.store.clone();
+    let input = blocking("reading the diagnoses' facts", move || {
+        store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .diagnosis_input(from_ns, to_ns, to_ns)
+    })
+    .await?;
+    // The rules run outside the store's lock: they read only what was taken out.
+    let diagnoses = blocking("diagnosing", move || Ok(outflow_diagnose::diagnose(&input))).await?;
+    Ok(Json(Diagnoses { diagnoses }))
 }

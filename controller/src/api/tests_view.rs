@@ -75,3 +75,32 @@ async fn bad_view_parameters_are_a_400_that_names_the_problem() {
         assert!(error.contains(says), "{uri}: {error}");
     }
 }
+
+/// A destination that goes unanswered while another public one works is diagnosed from what
+/// the agents posted, with its evidence; bad parameters are a 400.
+#[tokio::test]
+async fn a_failing_destination_is_diagnosed_from_the_posted_reports() {
+    let app = app(state());
+    let r = report(vec![
+        connection("web", "203.0.113.7", Outcome::Unanswered, Category::Public),
+        connection("web", "198.51.100.9", Outcome::Established, Category::Public),
+    ]);
+    let (status, body) = call(&app, post(serde_json::to_vec(&r).unwrap())).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = call(&app, get("/api/v1/diagnoses?since=900")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let list = body["diagnoses"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{body}");
+    let d = &list[0];
+    assert_eq!(d["id"], "destination:public/203.0.113.7:443");
+    assert_eq!(d["kind"], "destination");
+    assert_eq!(d["state"], "active");
+    assert_eq!(d["scope"]["pods"][0], "default/web");
+    assert_eq!(d["evidence"]["counts"]["unanswered"], 2);
+    assert_eq!(
+        d["evidence"]["capture"]["filter"],
+        "host 203.0.113.7 and tcp port 443"
+    );
+    let (status, _) = call(&app, get("/api/v1/diagnoses?since=0")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

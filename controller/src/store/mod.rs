@@ -57,6 +57,7 @@ pub use buckets::ViewRetention;
 pub use view::{CellQuery, MatrixQuery};
 
 mod buckets;
+mod facts;
 mod nodes;
 mod records;
 pub mod rollup;

@@ -46,7 +46,8 @@ pub struct CellQuery {
 }
 
 /// Buckets overlapping `[from, to)`: an hour bucket may start up to an hour before `from`.
-const IN_RANGE: &str = "bucket_s >= ?1 - 3600 AND bucket_s < ?2 AND bucket_s + width_s > ?1";
+pub(super) const IN_RANGE: &str =
+    "bucket_s >= ?1 - 3600 AND bucket_s < ?2 AND bucket_s + width_s > ?1";
 
 fn secs(ns: u64) -> i64 {
     (ns / 1_000_000_000).min(i64::MAX as u64) as i64

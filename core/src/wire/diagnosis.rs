@@ -134,3 +134,12 @@ pub struct Diagnoses {
     /// Active ones first, then resolved; newest first within each.
     pub diagnoses: Vec<Diagnosis>,
 }
+
+/// The parameters of `GET /api/v1/diagnoses`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnosesQuery {
+    /// Look back this many seconds (default [`super::DEFAULT_SINCE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+}

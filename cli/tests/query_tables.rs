@@ -5,66 +5,7 @@
 
 mod controller;
 
-use controller::{outflow, stderr, Controller};
-use outflow_core::report::Report;
-use outflow_core::wire::{routes, DatapathStats, NodeReport, Scope, Scoped};
-
-fn lab_report() -> Report {
-    let file = outflow_tests::root().join("core/tests/fixtures/lab-pod.pcap");
-    outflow_tests::analyze(&[file], &outflow_tests::lab_profile())
-}
-
-/// Posts the lab capture's records as node-1's window, all from pod default/shop-web.
-fn post_lab_window(c: &Controller) {
-    let r = lab_report();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let scope = Scope {
-        pod: Some("shop-web".into()),
-        namespace: Some("default".into()),
-        node: "node-1".into(),
-        window_start: outflow_core::report::rfc3339(now - 10_000_000_000),
-        window_end: outflow_core::report::rfc3339(now),
-        ..Default::default()
-    };
-    fn scoped<T>(scope: &Scope, records: Vec<T>) -> Vec<Scoped<T>> {
-        records
-            .into_iter()
-            .map(|record| Scoped {
-                scope: scope.clone(),
-                record,
-            })
-            .collect()
-    }
-    let report = NodeReport {
-        node: "node-1".into(),
-        report_id: None,
-        window_start_ns: now - 10_000_000_000,
-        window_end_ns: now,
-        connections: scoped(&scope, r.connections),
-        dns: scoped(&scope, r.dns),
-        findings: scoped(&scope, r.findings),
-        capture: r.capture,
-        datapath: DatapathStats {
-            kind: "pcap".into(),
-            ..DatapathStats::default()
-        },
-        pods: vec![],
-    };
-    let url = format!("http://{}{}", c.addr, routes::REPORTS);
-    let resp = ureq::post(&url)
-        .send_json(&report)
-        .expect("posting the report");
-    assert!(resp.status().is_success(), "{}", resp.status());
-}
-
-fn stdout_of(args: &[&str]) -> String {
-    let out = outflow(args);
-    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
-    String::from_utf8(out.stdout).expect("UTF-8")
-}
+use controller::{outflow, post_lab_window, stderr, stdout_of, Controller};
 
 /// The first row that has each of `cells` as a whole cell.
 fn row<'a>(table: &'a str, cells: &[&str]) -> &'a str {

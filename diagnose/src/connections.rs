@@ -15,8 +15,6 @@ use crate::{words, ExampleRecord, Fact, FactOutcome, Input};
 const FAILING: f64 = 0.9;
 /// A failure share at most this high is "working" (when something succeeded).
 const WORKING: f64 = 0.5;
-/// A destination failing this share of its attempts is diagnosed.
-const DESTINATION_FAILING: f64 = 0.2;
 /// Failures fewer than this are no proof that a whole node or the egress fails.
 const MIN_FAILURES: u64 = 3;
 
@@ -254,7 +252,7 @@ fn destinations(input: &Input, explained: &mut [bool], out: &mut Vec<Diagnosis>)
                 *by_outcome.entry(o).or_default() += f.count;
             }
         }
-        if tally.share() < DESTINATION_FAILING {
+        if tally.share() < crate::MIN_SHARE {
             continue;
         }
         let worst = by_outcome
@@ -262,14 +260,17 @@ fn destinations(input: &Input, explained: &mut [bool], out: &mut Vec<Diagnosis>)
             .max_by_key(|(_, n)| **n)
             .map(|(o, _)| *o)
             .unwrap_or(Outcome::Unanswered);
+        let others_work = input.facts.iter().any(|f| {
+            is_connection(f) && f.category == category && f.destination != dest && f.succeeded()
+        });
         let icmp = words::icmp_of(input, dest);
         let w = words::destination(
             dest,
             category,
             worst,
             &icmp,
-            tally.failed,
-            tally.failed + tally.ok,
+            (tally.failed, tally.failed + tally.ok),
+            others_work,
             &facts,
         );
         let mine = open_failures(input, explained, of);

@@ -52,6 +52,24 @@ pub(crate) fn diagnose(input: &Input, explained: &mut [bool]) -> Vec<Diagnosis> 
             *seen = Some(o);
         }
     }
+    // How the pods' lookups of each name went: a name failing now and then is no diagnosis.
+    let mut pods: HashMap<&str, (u64, u64)> = HashMap::new();
+    for f in input
+        .facts
+        .iter()
+        .filter(|f| f.is_dns() && !is_cluster_dns(&f.namespace, &f.workload))
+    {
+        let t = pods.entry(&f.destination).or_default();
+        if f.failed() {
+            t.0 += f.count;
+        } else if f.succeeded() {
+            t.1 += f.count;
+        }
+    }
+    let sporadic = |name: &str| {
+        pods.get(name)
+            .is_some_and(|(failed, ok)| (*failed as f64) < crate::MIN_SHARE * (failed + ok) as f64)
+    };
     let mut groups: BTreeMap<(DiagnosisKind, String), Vec<usize>> = BTreeMap::new();
     for (i, f) in input.facts.iter().enumerate() {
         let Some(o) = dns_outcome(f) else { continue };
@@ -62,10 +80,20 @@ pub(crate) fn diagnose(input: &Input, explained: &mut [bool]) -> Vec<Diagnosis> 
             upstream_kind(o)
         } else if o == DnsOutcome::NxDomain {
             DiagnosisKind::DnsNameMissing
+        } else if sporadic(&f.destination) {
+            continue;
         } else {
-            match upstream.get(f.destination.as_str()).copied().flatten() {
-                Some(up) if up != DnsOutcome::NxDomain => upstream_kind(up),
-                _ => DiagnosisKind::DnsCluster,
+            match upstream.get(f.destination.as_str()) {
+                Some(Some(up)) if *up != DnsOutcome::NxDomain => upstream_kind(*up),
+                // The cluster DNS was answered, yet the pods were not.
+                Some(_) => DiagnosisKind::DnsCluster,
+                // Its own queries were not seen (answered from its cache, or its node has no
+                // agent): silence is its own, an error answer most likely passed on from
+                // upstream.
+                None if matches!(o, DnsOutcome::Timeout | DnsOutcome::Unreachable) => {
+                    DiagnosisKind::DnsCluster
+                }
+                None => DiagnosisKind::DnsUpstreamError,
             }
         };
         // A missing name is its own problem; the other kinds are one problem for every name.

@@ -20,6 +20,9 @@ use outflow_core::wire::diagnosis::{Diagnosis, DiagnosisState};
 use outflow_core::wire::Scoped;
 use outflow_core::{DnsOutcome, Outcome};
 
+/// A failure share below this is "now and then", not broken: no diagnosis.
+pub const MIN_SHARE: f64 = 0.2;
+
 /// A failure this recent keeps its diagnosis active: about two report buckets.
 pub const ACTIVE_FOR_NS: u64 = 2 * 60 * 1_000_000_000;
 

@@ -482,3 +482,53 @@ fn failures_that_stopped_are_resolved() {
         outflow_core::report::rfc3339(NOW - 10 * 60 * S)
     );
 }
+
+/// A name that times out now and then is no diagnosis; an error answer the cluster DNS passes
+/// on, with its own queries unseen, points at the upstream.
+#[test]
+fn sporadic_timeouts_are_quiet_and_passed_on_errors_point_upstream() {
+    let mut f = healthy();
+    f.retain(|f| f.namespace != "kube-system");
+    f.push(fact(
+        "shop",
+        "deployment/web",
+        "node-a",
+        Category::Public,
+        "api.example.com",
+        D(DnsOutcome::Timeout),
+        1,
+    ));
+    assert_eq!(kinds(&input(f.clone(), vec![])), []);
+    f.push(fact(
+        "shop",
+        "deployment/web",
+        "node-a",
+        Category::Public,
+        "vault.example.org",
+        D(DnsOutcome::ServFail),
+        3,
+    ));
+    assert_eq!(kinds(&input(f, vec![])), [DiagnosisKind::DnsUpstreamError]);
+}
+
+/// A failing destination with nothing else of its category to compare says so.
+#[test]
+fn a_destination_alone_in_its_category_does_not_claim_others_work() {
+    let mut f = healthy();
+    f.push(fact(
+        "shop",
+        "deployment/web",
+        "node-a",
+        Category::OnPrem,
+        "192.168.50.5:8080",
+        C(Outcome::Refused),
+        2,
+    ));
+    let d = diagnose(&input(f, vec![]));
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert!(
+        d[0].summary.contains("no other onprem destination"),
+        "{}",
+        d[0].summary
+    );
+}

@@ -70,41 +70,44 @@ pub(crate) fn dns(
     let who = list(namespaces(facts));
     let some = list(names.iter().copied());
     let first = names.first().copied().unwrap_or("NAME");
+    let addresses = list(servers.iter().map(String::as_str));
     let via = if servers.is_empty() {
-        "its upstream resolver".to_string()
+        "the upstream resolver".to_string()
     } else {
-        list(servers.iter().map(String::as_str))
+        format!("the upstream resolver {addresses}")
     };
     let upstream = servers.first().map(String::as_str).unwrap_or("UPSTREAM");
     let azure = servers.iter().any(|s| s == &AZURE_WIRESERVER.to_string());
     let (f, n) = (failed(facts), total(facts));
     match kind {
-        DiagnosisKind::DnsCluster => {
-            Words {
-                summary: format!(
-                    "DNS lookups from {who} fail at the cluster DNS: {f} of {n} lookups of {some} \
+        DiagnosisKind::DnsCluster => Words {
+            summary: format!(
+                "DNS lookups from {who} fail at the cluster DNS: {f} of {n} lookups of {some} \
                  got no usable answer"
-                ),
-                fault: format!(
+            ),
+            fault: format!(
                 "the cluster DNS ({}): CoreDNS or the node-local DNS cache is down or overloaded, \
                  or the path from the pods to it is cut",
-                if servers.is_empty() { "its Service".to_string() } else { via.clone() }
+                if servers.is_empty() {
+                    "its Service".to_string()
+                } else {
+                    addresses
+                }
             ),
-                next_checks: vec![
-                    "kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide: are the CoreDNS \
+            next_checks: vec![
+                "kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide: are the CoreDNS \
                  pods running and ready?"
-                        .into(),
-                    "kubectl -n kube-system logs -l k8s-app=kube-dns --tail=100".into(),
-                    format!(
-                        "from a debug pod: nslookup {first} {}",
-                        servers.first().map(String::as_str).unwrap_or("KUBE-DNS-IP")
-                    ),
-                    "kubectl -n kube-system top pods -l k8s-app=kube-dns: CPU at its limit means \
+                    .into(),
+                "kubectl -n kube-system logs -l k8s-app=kube-dns --tail=100".into(),
+                format!(
+                    "from a debug pod: nslookup {first} {}",
+                    servers.first().map(String::as_str).unwrap_or("KUBE-DNS-IP")
+                ),
+                "kubectl -n kube-system top pods -l k8s-app=kube-dns: CPU at its limit means \
                  overload (scale CoreDNS, or add node-local DNS)"
-                        .into(),
-                ],
-            }
-        }
+                    .into(),
+            ],
+        },
         DiagnosisKind::DnsUpstreamDown => Words {
             summary: format!(
                 "The cluster DNS's queries to {via} go unanswered, so {f} lookups of {some} fail \
@@ -116,8 +119,8 @@ pub(crate) fn dns(
                     .to_string()
             } else {
                 format!(
-                    "the upstream resolver {via} (the VNet's custom DNS servers, or CoreDNS's \
-                     forward target): down, or not reachable from the cluster's subnet"
+                    "{via} (the VNet's custom DNS servers, or CoreDNS's forward target): down, \
+                     or not reachable from the cluster's subnet"
                 )
             },
             next_checks: vec![
@@ -142,12 +145,12 @@ pub(crate) fn dns(
         },
         DiagnosisKind::DnsUpstreamError => Words {
             summary: format!(
-                "{via} answers the cluster DNS with an error (SERVFAIL or REFUSED) for {some}, \
-                 so {f} lookups fail for {who}"
+                "The cluster DNS passes on error answers (SERVFAIL or REFUSED) from {via} for \
+                 {some}, so {f} lookups fail for {who}"
             ),
             fault: format!(
-                "the upstream resolver {via}: it cannot resolve these names (a broken forwarder \
-                 or conditional forwarder, DNSSEC, or a zone it refuses)"
+                "{via}: it cannot resolve these names (a broken forwarder or conditional \
+                 forwarder, DNSSEC, or a zone it refuses)"
             ),
             next_checks: vec![
                 format!("from the node: nslookup {first} {upstream}, and read the answer's code"),
@@ -325,8 +328,8 @@ pub(crate) fn destination(
     category: Category,
     worst: Outcome,
     icmp: &Icmp,
-    failed: u64,
-    total: u64,
+    (failed, total): (u64, u64),
+    others_work: bool,
     facts: &[&Fact],
 ) -> Words {
     let who = list(namespaces(facts));
@@ -379,15 +382,15 @@ pub(crate) fn destination(
     };
     Words {
         summary: format!(
-            "{dest} ({c}) {how} for {who}: {failed} of {total} attempts failed, while other {c} \
-             destinations work"
+            "{dest} ({c}) {how} for {who}: {failed} of {total} attempts failed{}",
+            if others_work {
+                format!(", while other {c} destinations work")
+            } else {
+                format!("; no other {c} destination was reached to compare")
+            }
         ),
         fault,
-        next_checks: vec![
-            format!("from a debug pod: curl -v telnet://{t}"),
-            check,
-            "capture the pod's traffic to it: outflow capture POD -n NS 'host ADDRESS'".into(),
-        ],
+        next_checks: vec![format!("from a debug pod: curl -v telnet://{t}"), check],
     }
 }
 

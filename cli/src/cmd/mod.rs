@@ -313,3 +313,18 @@ pub fn as_kubectl() -> bool {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .is_some_and(|n| n.starts_with("kubectl-outflow"))
 }
+
+/// A look-back, shown in the help the way it is written (`15m`).
+#[derive(Clone, Copy)]
+pub struct Since(pub std::time::Duration);
+
+impl std::fmt::Display for Since {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// Parses `--since` with the one duration grammar.
+pub fn parse_since(s: &str) -> Result<Since, outflow_core::units::UnitError> {
+    outflow_core::units::parse_duration(s).map(Since)
+}

@@ -33,24 +33,10 @@ pub struct Args {
     #[arg(long)]
     outcome: Option<String>,
     /// Look back this far.
-    #[arg(long, default_value_t = Since(outflow_core::wire::DEFAULT_SINCE), value_parser = parse_since)]
-    since: Since,
+    #[arg(long, default_value_t = super::Since(outflow_core::wire::DEFAULT_SINCE), value_parser = super::parse_since)]
+    since: super::Since,
     #[command(flatten)]
     output: super::OutputArgs,
-}
-
-/// A look-back, shown in the help the way it is written (`15m`).
-#[derive(Clone, Copy)]
-struct Since(std::time::Duration);
-
-impl std::fmt::Display for Since {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
-    }
-}
-
-fn parse_since(s: &str) -> Result<Since, outflow_core::units::UnitError> {
-    outflow_core::units::parse_duration(s).map(Since)
 }
 
 /// Which records.

@@ -6,6 +6,7 @@
 //! digest in a table and written whole in wide output.
 
 mod captures;
+mod flows;
 mod health;
 mod records;
 mod report;
@@ -14,6 +15,7 @@ use std::fmt::Display;
 use std::io::{self, Write};
 
 pub use captures::write_captures;
+pub use flows::{write_diagnoses, write_matrix, Paint};
 pub use health::write_health;
 pub use records::{write_connections, write_dns, write_findings};
 pub use report::write_report;

@@ -6,6 +6,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
+use outflow_core::wire::{routes, DatapathStats, NodeReport, Scope, Scoped};
+
 pub fn outflow(args: &[&str]) -> Output {
     outflow_command(args).output().expect("running outflow")
 }
@@ -18,6 +20,13 @@ pub fn outflow_command(args: &[&str]) -> Command {
         .env_remove("OUTFLOW_CONTROLLER")
         .env_remove("OUTFLOW_TOKEN");
     command
+}
+
+/// What `outflow ARGS` printed, having exited 0.
+pub fn stdout_of(args: &[&str]) -> String {
+    let out = outflow(args);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+    String::from_utf8(out.stdout).expect("UTF-8")
 }
 
 pub fn stderr(o: &Output) -> String {
@@ -86,4 +95,55 @@ impl Drop for Controller {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+pub fn lab_report() -> outflow_core::report::Report {
+    let file = outflow_tests::root().join("core/tests/fixtures/lab-pod.pcap");
+    outflow_tests::analyze(&[file], &outflow_tests::lab_profile())
+}
+
+/// Posts the lab capture's records as node-1's window, all from pod default/shop-web.
+pub fn post_lab_window(c: &Controller) {
+    let r = lab_report();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let scope = Scope {
+        pod: Some("shop-web".into()),
+        namespace: Some("default".into()),
+        node: "node-1".into(),
+        window_start: outflow_core::report::rfc3339(now - 10_000_000_000),
+        window_end: outflow_core::report::rfc3339(now),
+        ..Default::default()
+    };
+    fn scoped<T>(scope: &Scope, records: Vec<T>) -> Vec<Scoped<T>> {
+        records
+            .into_iter()
+            .map(|record| Scoped {
+                scope: scope.clone(),
+                record,
+            })
+            .collect()
+    }
+    let report = NodeReport {
+        node: "node-1".into(),
+        report_id: None,
+        window_start_ns: now - 10_000_000_000,
+        window_end_ns: now,
+        connections: scoped(&scope, r.connections),
+        dns: scoped(&scope, r.dns),
+        findings: scoped(&scope, r.findings),
+        capture: r.capture,
+        datapath: DatapathStats {
+            kind: "pcap".into(),
+            ..DatapathStats::default()
+        },
+        pods: vec![],
+    };
+    let url = format!("http://{}{}", c.addr, routes::REPORTS);
+    let resp = ureq::post(&url)
+        .send_json(&report)
+        .expect("posting the report");
+    assert!(resp.status().is_success(), "{}", resp.status());
 }

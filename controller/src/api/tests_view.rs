@@ -83,7 +83,12 @@ async fn a_failing_destination_is_diagnosed_from_the_posted_reports() {
     let app = app(state());
     let r = report(vec![
         connection("web", "203.0.113.7", Outcome::Unanswered, Category::Public),
-        connection("web", "198.51.100.9", Outcome::Established, Category::Public),
+        connection(
+            "web",
+            "198.51.100.9",
+            Outcome::Established,
+            Category::Public,
+        ),
     ]);
     let (status, body) = call(&app, post(serde_json::to_vec(&r).unwrap())).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");

@@ -6,7 +6,7 @@ use outflow_core::{DnsOutcome, Outcome};
 use outflow_diagnose::{Example, ExampleRecord, Fact, FactOutcome, Input};
 use rusqlite::params;
 
-use super::view::IN_RANGE;
+use super::view::{range_secs, IN_RANGE};
 use super::Store;
 
 /// Most evidence rows the diagnoses read.
@@ -33,7 +33,7 @@ fn category(s: &str) -> Option<Category> {
 impl Store {
     /// The diagnoses' input for `[from_ns, to_ns)`, as of `now_ns`.
     pub fn diagnosis_input(&self, from_ns: u64, to_ns: u64, now_ns: u64) -> anyhow::Result<Input> {
-        let secs = |ns: u64| (ns / 1_000_000_000).min(i64::MAX as u64) as i64;
+        let (from_s, to_s) = range_secs(from_ns, to_ns);
         let mut stmt = self.db.prepare_cached(&format!(
             "SELECT namespace, workload, node, kind, category, destination, outcome, sum(count),
                     min(bucket_s), max(bucket_s + width_s)
@@ -41,7 +41,7 @@ impl Store {
              GROUP BY namespace, workload, node, kind, category, destination, outcome"
         ))?;
         let mut facts = Vec::new();
-        let mut rows = stmt.query(params![secs(from_ns), secs(to_ns)])?;
+        let mut rows = stmt.query(params![from_s, to_s])?;
         while let Some(r) = rows.next()? {
             let kind: String = r.get(3)?;
             let (Some(category), Some(outcome)) = (

@@ -458,3 +458,27 @@ fn huge_counts_saturate_instead_of_failing() {
     let view = matrix(&s, T0, T0 + 60 * S, GroupBy::Namespace);
     assert_eq!(view.rows[0].cells[0].failures, 1 << 53);
 }
+
+/// A report that ends just after a minute began is in a range that ends in that same second:
+/// the view right after a report shows it.
+#[test]
+fn a_bucket_begun_in_the_ranges_last_second_is_in_it() {
+    let mut s = store();
+    let web = scope("shop", "web-1", "deployment/web");
+    let end = T0 + 60 * S + 5_000_000;
+    let mut r = report("node-a", "i-1", end);
+    r.connections = vec![conn(
+        &web,
+        "203.0.113.5",
+        None,
+        Category::Public,
+        &[(Outcome::Refused, 1)],
+    )];
+    s.insert(&r).unwrap();
+    let view = matrix(&s, end - 15 * 60 * S, end + 1_000_000, GroupBy::Namespace);
+    assert_eq!(view.rows.len(), 1, "{view:?}");
+    let input = s
+        .diagnosis_input(end - 15 * 60 * S, end + 1_000_000, end)
+        .unwrap();
+    assert_eq!(input.facts.len(), 1);
+}

@@ -49,8 +49,11 @@ pub struct CellQuery {
 pub(super) const IN_RANGE: &str =
     "bucket_s >= ?1 - 3600 AND bucket_s < ?2 AND bucket_s + width_s > ?1";
 
-fn secs(ns: u64) -> i64 {
-    (ns / 1_000_000_000).min(i64::MAX as u64) as i64
+/// A range's ends in whole seconds, as the buckets are: the start rounded down and the end
+/// up, so a bucket that began in the range's last second is in it.
+pub(super) fn range_secs(from_ns: u64, to_ns: u64) -> (i64, i64) {
+    let s = |v: u64| v.min(i64::MAX as u64) as i64;
+    (s(from_ns / 1_000_000_000), s(to_ns.div_ceil(1_000_000_000)))
 }
 
 /// Adds `n` of `outcome` (a contract spelling) of `kind` to the maps.
@@ -95,6 +98,7 @@ fn category(s: &str) -> Option<Category> {
 impl Store {
     /// The matrix of `q`.
     pub fn matrix(&self, q: &MatrixQuery) -> anyhow::Result<FlowView> {
+        let (from_s, to_s) = range_secs(q.from_ns, q.to_ns);
         let span_ns = q.to_ns.saturating_sub(q.from_ns).max(1);
         let slots = outflow_core::wire::view::TIMELINE_SLOTS;
         let slot_ns = span_ns.div_ceil(slots).max(1_000_000_000);
@@ -107,13 +111,7 @@ impl Store {
              GROUP BY namespace, w, kind, category, outcome, slot"
         ))?;
         let mut rows: BTreeMap<(String, String), BTreeMap<Category, Cell>> = BTreeMap::new();
-        let mut query = stmt.query(params![
-            secs(q.from_ns),
-            secs(q.to_ns),
-            q.namespace,
-            by_workload,
-            slot_s
-        ])?;
+        let mut query = stmt.query(params![from_s, to_s, q.namespace, by_workload, slot_s])?;
         while let Some(r) = query.next()? {
             let (ns, w): (String, String) = (r.get(0)?, r.get(1)?);
             let (kind, cat, outcome): (String, String, String) = (r.get(2)?, r.get(3)?, r.get(4)?);
@@ -142,12 +140,7 @@ impl Store {
              FROM rollups WHERE {IN_RANGE} AND (?3 IS NULL OR namespace = ?3)
              GROUP BY namespace, w, category"
         ))?;
-        let mut query = nodes.query(params![
-            secs(q.from_ns),
-            secs(q.to_ns),
-            q.namespace,
-            by_workload
-        ])?;
+        let mut query = nodes.query(params![from_s, to_s, q.namespace, by_workload])?;
         while let Some(r) = query.next()? {
             let key = (r.get::<_, String>(0)?, r.get::<_, String>(1)?);
             let cat = category(&r.get::<_, String>(2)?);
@@ -198,6 +191,7 @@ impl Store {
 
     /// The destinations of one cell, failing ones first.
     pub fn destinations(&self, q: &CellQuery) -> anyhow::Result<Vec<DestinationHealth>> {
+        let (from_s, to_s) = range_secs(q.from_ns, q.to_ns);
         let mut stmt = self.db.prepare_cached(&format!(
             "SELECT destination, kind, outcome, sum(count), min(bucket_s),
                     max(bucket_s + width_s), group_concat(DISTINCT node)
@@ -208,8 +202,8 @@ impl Store {
         let mut by_dest: HashMap<String, DestinationHealth> = HashMap::new();
         let mut nodes: HashMap<String, BTreeSet<String>> = HashMap::new();
         let mut query = stmt.query(params![
-            secs(q.from_ns),
-            secs(q.to_ns),
+            from_s,
+            to_s,
             q.namespace,
             q.workload,
             q.category.as_str()

@@ -143,3 +143,13 @@ pub struct DiagnosesQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<u64>,
 }
+
+impl DiagnosesQuery {
+    /// The parameters as `(name, value)` pairs for a URL's query, only those given.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        self.since
+            .map(|s| ("since", s.to_string()))
+            .into_iter()
+            .collect()
+    }
+}

@@ -35,6 +35,7 @@ const PACKAGES: &[&str] = &[
     "dnsutils",
     "iproute2",
     "curl",
+    "chromium",
     "procps",
     "time",
     "python3-venv",

@@ -141,9 +141,14 @@ pub fn post_lab_window(c: &Controller) {
         },
         pods: vec![],
     };
+    post_report(c, &report);
+}
+
+/// Posts `report` as an agent does.
+pub fn post_report(c: &Controller, report: &NodeReport) {
     let url = format!("http://{}{}", c.addr, routes::REPORTS);
     let resp = ureq::post(&url)
-        .send_json(&report)
+        .send_json(report)
         .expect("posting the report");
     assert!(resp.status().is_success(), "{}", resp.status());
 }

@@ -198,7 +198,10 @@ fn the_page_shows_the_matrix_the_diagnoses_and_a_deep_linked_drill_down() {
             "no diagnosis {id}:\n{dom}"
         );
     }
-    assert!(dom.contains("data-pod=\"default/shop-web\""), "capture buttons: {dom}");
+    assert!(
+        dom.contains("data-pod=\"default/shop-web\""),
+        "capture buttons: {dom}"
+    );
     assert!(dom.contains("data-node=\"node-1\"") && dom.contains("data-node=\"node-2\""));
     assert!(
         dom.contains("id=\"drill\" hidden"),

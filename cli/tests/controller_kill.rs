@@ -1,5 +1,6 @@
 //! A controller killed with SIGKILL while agents post loses no report it acknowledged: after a
-//! restart on the same store, every report answered 204 is there.
+//! restart on the same store, every report answered 204 is there, and the flow health view
+//! counts exactly the reports the records hold (both are written in one transaction).
 
 mod controller;
 
@@ -140,5 +141,20 @@ fn a_controller_killed_under_load_keeps_every_report_it_acknowledged() {
         lost.len(),
         acknowledged.len(),
         &lost[..lost.len().min(10)]
+    );
+    // The view survived with the records: one established attempt per stored report.
+    let view: serde_json::Value =
+        ureq::get(format!("http://{}{}?since=3600", c.addr, routes::VIEW))
+            .call()
+            .expect("the view answers")
+            .body_mut()
+            .read_json()
+            .unwrap();
+    let cell = &view["rows"][0]["cells"][0];
+    assert_eq!(cell["category"], "public", "{view}");
+    assert_eq!(
+        cell["connections"]["established"].as_u64(),
+        Some(rows.as_array().unwrap().len() as u64),
+        "{view}"
     );
 }

@@ -30,8 +30,8 @@ struct Step {
     failed: u64,
     p50_ms: f64,
     p99_ms: f64,
-    query_p50_ms: f64,
-    query_max_ms: f64,
+    /// Records, the view's matrix and the diagnoses: p50 and max each (ms).
+    queries_ms: [(f64, f64); 3],
     rss_mb: f64,
     cpu_share: f64,
     generator_cpu_share: f64,
@@ -367,26 +367,29 @@ fn step(
             }
         }));
     }
-    // A person reading during the load.
-    let mut queries = Vec::new();
+    // A person reading during the load: the records, the view's matrix and the diagnoses.
+    let reads = [
+        format!("{}{}?since=900&limit=1000", c.url, routes::CONNECTIONS),
+        format!("{}{}?since=900", c.url, routes::VIEW),
+        format!("{}{}?since=900", c.url, routes::DIAGNOSES),
+    ];
+    let mut queries: [Vec<f64>; 3] = Default::default();
     while start.elapsed() < length {
         std::thread::sleep(Duration::from_secs(5).min(length.saturating_sub(start.elapsed())));
-        let t = Instant::now();
-        let ok = ureq::get(format!(
-            "{}{}?since=900&limit=1000",
-            c.url,
-            routes::CONNECTIONS
-        ))
-        .config()
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .call()
-        .is_ok();
-        queries.push(if ok {
-            t.elapsed().as_secs_f64() * 1e3
-        } else {
-            20_000.0
-        });
+        for (url, times) in reads.iter().zip(queries.iter_mut()) {
+            let t = Instant::now();
+            let ok = ureq::get(url)
+                .config()
+                .timeout_global(Some(Duration::from_secs(20)))
+                .build()
+                .call()
+                .is_ok();
+            times.push(if ok {
+                t.elapsed().as_secs_f64() * 1e3
+            } else {
+                20_000.0
+            });
+        }
     }
     stop.store(true, Ordering::Relaxed);
     for t in threads {
@@ -397,7 +400,9 @@ fn step(
     let own = cpu_ticks(std::process::id()).saturating_sub(own_before) as f64 / USER_HZ;
     let mut lat = latencies.lock().unwrap().clone();
     lat.sort_by(f64::total_cmp);
-    queries.sort_by(f64::total_cmp);
+    for q in &mut queries {
+        q.sort_by(f64::total_cmp);
+    }
     let (json, gz) = *sizes.lock().unwrap();
     let sent = (accepted.load(Ordering::Relaxed)
         + refused.load(Ordering::Relaxed)
@@ -410,8 +415,9 @@ fn step(
         failed: failed.load(Ordering::Relaxed),
         p50_ms: percentile(&lat, 0.5),
         p99_ms: percentile(&lat, 0.99),
-        query_p50_ms: percentile(&queries, 0.5),
-        query_max_ms: queries.last().copied().unwrap_or(0.0),
+        queries_ms: queries
+            .each_ref()
+            .map(|q| (percentile(q, 0.5), q.last().copied().unwrap_or(0.0))),
         rss_mb: rss_kb(c.pid()) as f64 / 1024.0,
         cpu_share: cpu / elapsed / 2.0,
         generator_cpu_share: own / elapsed / 2.0,
@@ -464,13 +470,14 @@ fn dir_size(db: &Path) -> u64 {
 }
 
 fn print_table(steps: &[Step], interval: u64) {
-    println!("| agents (a report each {interval} s) | due / accepted | refused (503) | failed | post p50 / p99 | query p50 / max | controller CPU (of 2 cores) | load generator CPU | RSS | store | report JSON → gzip |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| agents (a report each {interval} s) | due / accepted | refused (503) | failed | post p50 / p99 | records p50 / max | view p50 / max | diagnoses p50 / max | controller CPU (of 2 cores) | load generator CPU | RSS | store | report JSON → gzip |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for s in steps {
         println!(
-            "| {} | {} / {} | {} | {} | {:.1} / {:.1} ms | {:.0} / {:.0} ms | {:.0} % | {:.0} % | {:.0} MB | {:.0} MB | {:.0} KB → {:.0} KB |",
+            "| {} | {} / {} | {} | {} | {:.1} / {:.1} ms | {:.0} / {:.0} ms | {:.0} / {:.0} ms | {:.0} / {:.0} ms | {:.0} % | {:.0} % | {:.0} MB | {:.0} MB | {:.0} KB → {:.0} KB |",
             s.agents, s.expected, s.accepted, s.refused, s.failed, s.p50_ms, s.p99_ms,
-            s.query_p50_ms, s.query_max_ms, s.cpu_share * 100.0, s.generator_cpu_share * 100.0,
+            s.queries_ms[0].0, s.queries_ms[0].1, s.queries_ms[1].0, s.queries_ms[1].1,
+            s.queries_ms[2].0, s.queries_ms[2].1, s.cpu_share * 100.0, s.generator_cpu_share * 100.0,
             s.rss_mb, s.db_mb, s.report_kb.0, s.report_kb.1
         );
     }

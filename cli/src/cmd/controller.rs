@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use outflow_controller::captures::Captures;
+use outflow_controller::store::ViewRetention;
 use outflow_controller::ConnectionLimits;
 use outflow_controller::{AppState, Store};
 use tracing::info;
@@ -25,6 +26,16 @@ pub struct ControllerArgs {
     /// How long records are kept.
     #[arg(long, default_value = "24h", value_parser = outflow_core::units::parse_duration)]
     pub retention: Duration,
+    /// How long the flow health view keeps its rollups and evidence.
+    #[arg(long, default_value = "7d", value_parser = outflow_core::units::parse_duration)]
+    pub view_retention: Duration,
+    /// How long the view keeps minute buckets before merging them into hours.
+    #[arg(long, default_value = "6h", value_parser = outflow_core::units::parse_duration)]
+    pub view_minutes: Duration,
+    /// The most the store holds (records, the view's buckets and evidence); past it the oldest
+    /// records go, then the oldest buckets. Captures are bounded apart (--capture-budget).
+    #[arg(long, default_value = "2GiB", value_parser = outflow_core::units::parse_size)]
+    pub max_store_size: u64,
     /// A file holding the token callers must send (else OUTFLOW_TOKEN, else none).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
@@ -73,7 +84,23 @@ impl ControllerArgs {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the store directory {}", dir.display()))?;
         }
-        let store = Store::open(&self.db, self.retention.as_nanos() as u64)?;
+        let mut store = Store::open(&self.db, self.retention.as_nanos() as u64)?
+            .with_view_retention(ViewRetention {
+                fine_ns: self.view_minutes.as_nanos() as u64,
+                rollups_ns: self.view_retention.as_nanos() as u64,
+                evidence_ns: self.view_retention.as_nanos() as u64,
+            })
+            .with_max_bytes(self.max_store_size);
+        // In a pod, the resolver's search list says the cluster's domain: lookups of names in
+        // it are internal.
+        if self.kube {
+            let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            if let Some(domain) =
+                outflow_core::wire::cluster::cluster_domain_from_resolv_conf(&resolv)
+            {
+                store.set_cluster_domain(&domain);
+            }
+        }
         let dir = self.capture_dir.clone().unwrap_or_else(|| {
             self.db
                 .parent()

@@ -64,7 +64,7 @@ async fn matrix(
         namespace: q.namespace,
         search: q.search.filter(|s| !s.is_empty()),
     };
-    let store = state.store.clone();
+    let store = state.reader.clone();
     let view = blocking("reading the view", move || {
         store
             .lock()
@@ -90,7 +90,7 @@ async fn destinations(
         workload: q.workload,
         category: q.category,
     };
-    let store = state.store.clone();
+    let store = state.reader.clone();
     let list = blocking("reading a cell's destinations", move || {
         store
             .lock()
@@ -107,7 +107,7 @@ async fn diagnoses(
 ) -> Result<Json<Diagnoses>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let (from_ns, to_ns) = range(q.since)?;
-    let store = state.store.clone();
+    let store = state.reader.clone();
     let input = blocking("reading the diagnoses' facts", move || {
         store
             .lock()

@@ -194,7 +194,7 @@ async fn records(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let filter = filter_of(q, kind)?;
-    let store = state.store.clone();
+    let store = state.reader.clone();
     let rows = blocking("reading records", move || {
         store
             .lock()
@@ -230,7 +230,7 @@ use outflow_core::wire::health::Health;
 
 /// `GET /api/v1/health`.
 async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    let store = state.store.clone();
+    let store = state.reader.clone();
     let mut nodes = blocking("reading node health", move || {
         store.lock().unwrap_or_else(PoisonError::into_inner).nodes()
     })

@@ -19,6 +19,9 @@ use crate::store::{Store, Stored};
 #[derive(Clone)]
 pub struct AppState {
     pub(super) store: Arc<Mutex<Store>>,
+    /// The store as queries read it: a connection of its own when the store is a file, else
+    /// the same as `store`.
+    pub(super) reader: Arc<Mutex<Store>>,
     /// When set, every API call must carry it as a bearer token.
     pub(super) token: Option<Arc<str>>,
     pub(super) metrics: Arc<Mutex<Metrics>>,
@@ -49,10 +52,21 @@ pub type DestinationNames = Arc<dyn Fn(std::net::IpAddr) -> Option<String> + Sen
 impl AppState {
     /// State over a store, open to every caller (a loopback listener).
     pub fn new(store: Store) -> AppState {
+        let reader = match store.reader() {
+            Ok(r) => r,
+            Err(e) => {
+                // Queries then share the writer's connection: slower under load, still right.
+                tracing::warn!(error = %outflow_core::error_chain(&*e), "no reader of its own for the store");
+                None
+            }
+        };
+        let retention_ns = store.retention_ns();
+        let store = Arc::new(Mutex::new(store));
         AppState {
-            retention_ns: store.retention_ns(),
+            retention_ns,
             ingest_slots: Arc::new(tokio::sync::Semaphore::new(MAX_INGEST_IN_FLIGHT)),
-            store: Arc::new(Mutex::new(store)),
+            reader: reader.map_or_else(|| store.clone(), |r| Arc::new(Mutex::new(r))),
+            store,
             token: None,
             metrics: Arc::default(),
             captures: None,
@@ -106,7 +120,7 @@ impl AppState {
         namespace: &str,
         name: &str,
     ) -> Result<Option<String>, ApiError> {
-        let store = self.store.clone();
+        let store = self.reader.clone();
         let (namespace, name) = (namespace.to_string(), name.to_string());
         blocking("finding the pod's node", move || {
             store

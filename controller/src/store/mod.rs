@@ -61,6 +61,7 @@ mod facts;
 mod nodes;
 mod records;
 pub mod rollup;
+mod size;
 mod view;
 
 /// The cluster domain assumed until the cluster says its own.
@@ -74,6 +75,10 @@ pub struct Store {
     view_retention: ViewRetention,
     /// The cluster's DNS domain: lookups of names in it are internal.
     cluster_domain: String,
+    /// The most bytes the store holds; past it the oldest go ([`Store::trim_to`]).
+    max_bytes: u64,
+    /// The file, for readers of their own; none in memory.
+    path: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -131,12 +136,33 @@ impl Store {
             retention_ns,
             view_retention: ViewRetention::default(),
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
+            max_bytes: u64::MAX,
+            path: (path != Path::new(":memory:")).then(|| path.to_path_buf()),
         })
     }
 
     /// Keeps the view's rollups and evidence as `retention` says.
     pub fn with_view_retention(mut self, retention: ViewRetention) -> Store {
         self.view_retention = retention;
+        self
+    }
+
+    /// A connection of its own to the same file, for queries: SQLite's write-ahead log lets it
+    /// read while reports are written, so a person's query never holds up ingest, nor ingest
+    /// a query. None for a store in memory, which has one connection only.
+    pub fn reader(&self) -> anyhow::Result<Option<Store>> {
+        let Some(path) = &self.path else {
+            return Ok(None);
+        };
+        let mut reader = Store::open(path, self.retention_ns)?;
+        reader.cluster_domain.clone_from(&self.cluster_domain);
+        Ok(Some(reader))
+    }
+
+    /// Keeps the store at most `max_bytes` large: past it, the retention timer deletes the
+    /// oldest records, then the oldest buckets.
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Store {
+        self.max_bytes = max_bytes;
         self
     }
 
@@ -248,8 +274,9 @@ impl Store {
         Ok(Stored::New)
     }
 
-    /// Deletes what is older than the retention as of `now_ns` (the controller's clock), and
-    /// merges the view's old minute buckets into hours. Returns the records deleted.
+    /// Deletes what is older than the retention as of `now_ns` (the controller's clock), merges
+    /// the view's old minute buckets into hours, and trims the store to its size bound. Returns
+    /// the records deleted by age.
     pub fn expire(&mut self, now_ns: u64) -> anyhow::Result<usize> {
         let cutoff = now_ns
             .saturating_sub(self.retention_ns)
@@ -267,6 +294,7 @@ impl Store {
         )?;
         buckets::age(&tx, now_ns, &self.view_retention)?;
         tx.commit()?;
+        self.trim_to(self.max_bytes)?;
         Ok(records)
     }
 }

@@ -482,3 +482,57 @@ fn a_bucket_begun_in_the_ranges_last_second_is_in_it() {
         .unwrap();
     assert_eq!(input.facts.len(), 1);
 }
+
+/// Past its size bound the store deletes its oldest records first, keeping the newest and the
+/// view; with no records left to take, the oldest buckets go.
+#[test]
+fn past_its_size_bound_the_store_drops_the_oldest_first() {
+    let mut s = store();
+    let web = scope("shop", "web-1", "deployment/web");
+    for i in 0..200u64 {
+        let mut r = report("node-a", &format!("i-{i}"), T0 + i * 60 * S);
+        r.connections = (0..20)
+            .map(|j| {
+                conn(
+                    &web,
+                    &format!("203.0.113.{j}"),
+                    None,
+                    Category::Public,
+                    &[(Outcome::Established, 1)],
+                )
+            })
+            .collect();
+        s.insert(&r).unwrap();
+    }
+    let full = s.used_bytes().unwrap();
+    let bound = full / 2;
+    s.trim_to(bound).unwrap();
+    assert!(
+        s.used_bytes().unwrap() <= bound,
+        "{} > {bound}",
+        s.used_bytes().unwrap()
+    );
+    let windows = |s: &Store| -> (i64, i64) {
+        s.db.query_row(
+            "SELECT min(window_end_ns), max(window_end_ns) FROM reports",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    let (oldest, newest) = windows(&s);
+    assert_eq!(
+        newest as u64,
+        T0 + 199 * 60 * S,
+        "the newest report is kept"
+    );
+    assert!(oldest as u64 > T0, "the oldest went first");
+    // The view still spans everything: records go before buckets.
+    // (The first report ended at T0: its bucket is the minute before.)
+    let view = matrix(&s, T0 - 60 * S, T0 + 200 * 60 * S, GroupBy::Namespace);
+    assert_eq!(view.rows[0].cells[0].total, 200 * 20);
+    // Nothing but buckets left to take: the oldest buckets go.
+    s.trim_to(0).unwrap();
+    let view = matrix(&s, T0 - 60 * S, T0 + 200 * 60 * S, GroupBy::Namespace);
+    assert!(view.rows.is_empty() || view.rows[0].cells[0].total < 200 * 20);
+}

@@ -61,7 +61,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let db = dir.join("bench.db");
-    let mut controller = Controller::start(&outflow, &db)?;
+    let mut controller = Controller::start(&outflow, &db, &[])?;
     let mut out = Vec::new();
     for agents in steps {
         eprintln!("step: {agents} agents for {seconds} s, a report each {interval} s");
@@ -79,13 +79,15 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-struct Controller {
+/// The release controller on the benchmark's port, killed by `stop`.
+pub(crate) struct Controller {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Controller {
-    fn start(outflow: &Path, db: &Path) -> Result<Controller> {
+    /// With `--retention 24h` unless `extra` says otherwise (later flags win).
+    pub(crate) fn start(outflow: &Path, db: &Path, extra: &[&str]) -> Result<Controller> {
         let child = Command::new(outflow)
             .args([
                 "controller",
@@ -96,6 +98,7 @@ impl Controller {
             ])
             .arg("--db")
             .arg(db)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -114,7 +117,7 @@ impl Controller {
         Ok(c)
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -131,7 +134,8 @@ fn now_ns() -> u64 {
 }
 
 /// A node's report as an agent would send it, for window ending `end_ns`.
-fn report(node: usize, seq: u64, end_ns: u64, interval: Duration) -> NodeReport {
+/// Report `seq` of node `node`, for the window of `interval` ending at `end_ns`.
+pub(crate) fn report(node: usize, seq: u64, end_ns: u64, interval: Duration) -> NodeReport {
     let start_ns = end_ns - interval.as_nanos() as u64;
     let rfc = outflow_core::report::rfc3339;
     let node_name = format!("aks-nodepool1-{node:05}");
@@ -275,7 +279,7 @@ fn report(node: usize, seq: u64, end_ns: u64, interval: Duration) -> NodeReport 
     }
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     enc.write_all(data).expect("in memory");
     enc.finish().expect("in memory")
@@ -461,7 +465,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 const USER_HZ: f64 = 100.0;
 
 /// The store's bytes: the database and its WAL.
-fn dir_size(db: &Path) -> u64 {
+pub(crate) fn dir_size(db: &Path) -> u64 {
     ["", "-wal", "-shm"]
         .iter()
         .filter_map(|s| std::fs::metadata(format!("{}{s}", db.display())).ok())

@@ -11,6 +11,7 @@ mod bench;
 mod bench_concurrent;
 mod bench_controller;
 mod bench_live;
+mod bench_view;
 mod demo;
 mod gen;
 mod image;
@@ -55,12 +56,13 @@ fn main() -> ExitCode {
         Some("bench-analyze") => bench::run(&args[1..]),
         Some("bench-live") => bench_live::run(&args[1..]),
         Some("bench-controller") => bench_controller::run(&args[1..]),
+        Some("bench-view") => bench_view::run(&args[1..]),
         Some("syn-gen") => syn_gen::run(&args[1..]),
         Some("image") => image::run_image(&args[1..]),
         Some("install") => install::run(&args[1..]),
         Some("fuzz") => flag(&args[1..], "--seconds", 300).and_then(fuzz),
         _ => {
-            eprintln!("usage: cargo xtask <setup | demo [--once] | test | manifests | image [--debug] | install [--prefix DIR] | fuzz [--seconds N] | bench-analyze [--packets N] | bench-live [--seconds N] [--rounds N] [--only PART] | bench-controller [--agents 50,100,200] [--seconds N] [--interval N]>");
+            eprintln!("usage: cargo xtask <setup | demo [--once] | test | manifests | image [--debug] | install [--prefix DIR] | fuzz [--seconds N] | bench-analyze [--packets N] | bench-live [--seconds N] [--rounds N] [--only PART] | bench-controller [--agents 50,100,200] [--seconds N] [--interval N] | bench-view [--nodes N] [--recent-every MIN]>");
             return ExitCode::from(2);
         }
     };

@@ -31,17 +31,12 @@
 
 set -euo pipefail
 
+readonly LAB_NAME=lab
+# shellcheck source=tests/lab/netns.sh
+source "${BASH_SOURCE[0]%/*}/netns.sh"
+
 readonly PROXY_USER=user
 readonly PROXY_PASS=pass
-
-log() {
-	printf '%s lab: %s\n' "$(date +%T.%3N)" "$*" >&2
-}
-
-die() {
-	log "error: $*"
-	exit 1
-}
 
 usage() {
 	cat >&2 <<-EOF
@@ -67,60 +62,6 @@ set_prefix() {
 	DST=$P-dst
 	STATE=/tmp/$P-lab
 	POD_ETC=/etc/netns/$POD
-}
-
-nsx() {
-	local ns=$1
-	shift
-	ip netns exec "$ns" "$@"
-}
-
-ns_exists() {
-	[[ -e /run/netns/$1 ]]
-}
-
-# wait_until TENTHS CMD...: run CMD every 0.1 s until it succeeds, at most TENTHS times.
-wait_until() {
-	local tries=$1 i
-	shift
-	for ((i = 0; i < tries; i++)); do
-		if "$@"; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	return 1
-}
-
-listening() {
-	local ns=$1 proto=$2 port=$3
-	[[ -n $(nsx "$ns" ss -Hln"$proto" "sport = :$port") ]]
-}
-
-# A zombie counts as gone: daemons are reparented to PID 1, which may take its time reaping them.
-pid_alive() {
-	local stat
-	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	stat=${stat##*) }
-	[[ ${stat%% *} != Z ]]
-}
-
-# Stops the process named in a pid file, provided it still is the program we started.
-stop_pidfile() {
-	local file=$1 comm=$2 pid
-	[[ -s $file ]] || {
-		rm -f "$file"
-		return 0
-	}
-	pid=$(<"$file")
-	if [[ $pid =~ ^[0-9]+$ ]] && pid_alive "$pid" && [[ $(<"/proc/$pid/comm") == "$comm" ]]; then
-		log "stopping $comm ($pid)"
-		kill -TERM "$pid" 2>/dev/null || true
-		if ! wait_until 50 eval "! pid_alive $pid"; then
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-	fi
-	rm -f "$file"
 }
 
 sysctl_ns() {
@@ -302,12 +243,6 @@ start_servers() {
 	else
 		log "tinyproxy is not installed; the proxy traffic will be skipped"
 	fi
-}
-
-expect() {
-	local what=$1 want=$2 got=$3
-	[[ $got == "$want" ]] || die "check failed: $what: expected '$want', got '$got'"
-	log "ok: $what: $got"
 }
 
 # Checks the servers and, on the wire, that the node drops 198.51.100.20 silently and answers

@@ -127,32 +127,11 @@ write_configs() {
 		log-queries
 	EOF
 
-	mkdir -p "$STATE/nginx-tmp"
-	cat >"$STATE/nginx.conf" <<-EOF
-		daemon on;
-		worker_processes 1;
-		pid $STATE/nginx.pid;
-		error_log $STATE/nginx-error.log info;
-		events {
-		    worker_connections 64;
-		}
-		http {
-		    access_log $STATE/nginx-access.log;
-		    client_body_temp_path $STATE/nginx-tmp/body;
-		    proxy_temp_path $STATE/nginx-tmp/proxy;
-		    fastcgi_temp_path $STATE/nginx-tmp/fastcgi;
-		    uwsgi_temp_path $STATE/nginx-tmp/uwsgi;
-		    scgi_temp_path $STATE/nginx-tmp/scgi;
-		    default_type text/plain;
-		    server {
-		        listen 198.51.100.10:80;
-		        listen 198.51.100.11:80;
-		        listen 198.51.100.12:80;
-		        server_name _;
-		        location = / { return 200 "ok\n"; }
-		    }
-		}
-	EOF
+	nginx_conf "$STATE" '
+        listen 198.51.100.10:80;
+        listen 198.51.100.11:80;
+        listen 198.51.100.12:80;
+        location = / { return 200 "ok\n"; }'
 }
 
 # build_node a|b N: node namespace with its bridge 10.244.N.1/24 and uplink 10.224.N.4/24.

@@ -98,35 +98,14 @@ write_configs() {
 		server=/dead.example/10.0.0.99
 	EOF
 
-	mkdir -p "$STATE/nginx-tmp"
-	cat >"$STATE/nginx.conf" <<-EOF
-		daemon on;
-		worker_processes 1;
-		pid $STATE/nginx.pid;
-		error_log $STATE/nginx-error.log info;
-		events {
-		    worker_connections 64;
-		}
-		http {
-		    access_log $STATE/nginx-access.log;
-		    client_body_temp_path $STATE/nginx-tmp/body;
-		    proxy_temp_path $STATE/nginx-tmp/proxy;
-		    fastcgi_temp_path $STATE/nginx-tmp/fastcgi;
-		    uwsgi_temp_path $STATE/nginx-tmp/uwsgi;
-		    scgi_temp_path $STATE/nginx-tmp/scgi;
-		    default_type text/plain;
-		    server {
-		        listen 198.51.100.80:80;
-		        listen [fd00:80::80]:80;
-		        listen 10.244.2.20:80;
-		        listen 10.10.0.5:80;
-		        server_name _;
-		        location = / { return 200 "ok\n"; }
-		        location = /forbidden { return 403; }
-		        location = /broken { return 503; }
-		    }
-		}
-	EOF
+	nginx_conf "$STATE" '
+        listen 198.51.100.80:80;
+        listen [fd00:80::80]:80;
+        listen 10.244.2.20:80;
+        listen 10.10.0.5:80;
+        location = / { return 200 "ok\n"; }
+        location = /forbidden { return 403; }
+        location = /broken { return 503; }'
 
 	# No User/Group: tinyproxy opens its log after dropping privileges and could not write to
 	# the root-owned state directory.

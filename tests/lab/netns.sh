@@ -72,3 +72,32 @@ expect() {
 	[[ $got == "$want" ]] || die "check failed: $what: expected '$want', got '$got'"
 	log "ok: $what: $got"
 }
+
+# nginx_conf STATE SERVER: writes STATE/nginx.conf, a one-worker nginx with its pid file, logs and
+# temporary files in STATE, serving the lines SERVER (listen, location) as its one server.
+nginx_conf() {
+	local state=$1 server=$2
+	mkdir -p "$state/nginx-tmp"
+	cat >"$state/nginx.conf" <<-EOF
+		daemon on;
+		worker_processes 1;
+		pid $state/nginx.pid;
+		error_log $state/nginx-error.log info;
+		events {
+		    worker_connections 64;
+		}
+		http {
+		    access_log $state/nginx-access.log;
+		    client_body_temp_path $state/nginx-tmp/body;
+		    proxy_temp_path $state/nginx-tmp/proxy;
+		    fastcgi_temp_path $state/nginx-tmp/fastcgi;
+		    uwsgi_temp_path $state/nginx-tmp/uwsgi;
+		    scgi_temp_path $state/nginx-tmp/scgi;
+		    default_type text/plain;
+		    server {
+		        server_name _;
+		$server
+		    }
+		}
+	EOF
+}

@@ -213,41 +213,13 @@ verify() {
 	done
 }
 
-cmd_up() {
-	local t0=$SECONDS
-	cmd_down 2>/dev/null
-	rm -rf "$STATE"
-	mkdir -p "$STATE"
-	write_configs
-	build_topology
-	start_servers
-	verify
-	log "lab $P is up ($((SECONDS - t0)) s), state in $STATE"
-}
-
 # --- down --------------------------------------------------------------------------------------
 
 cmd_down() {
-	local ns pid
 	stop_pidfile "$STATE/nginx.pid" nginx
 	stop_pidfile "$STATE/coredns.pid" dnsmasq
 	stop_pidfile "$STATE/upstream.pid" dnsmasq
-	# Whatever else still runs in the lab's namespaces (nginx workers, a client left by an
-	# interrupted traffic run) was started by this lab.
-	for ns in $(namespaces); do
-		ns_exists "$ns" || continue
-		for pid in $(ip netns pids "$ns" 2>/dev/null); do
-			log "killing $(cat "/proc/$pid/comm" 2>/dev/null || echo '?') ($pid) left in $ns"
-			kill -KILL "$pid" 2>/dev/null || true
-		done
-	done
-	for ns in $(namespaces); do
-		if ns_exists "$ns"; then
-			ip netns del "$ns"
-		fi
-		rm -rf "/etc/netns/$ns"
-	done
-	rmdir /etc/netns 2>/dev/null || true
+	delete_namespaces $(namespaces)
 	log "lab $P is down"
 }
 

@@ -280,22 +280,10 @@ verify() {
 	fi
 }
 
-cmd_up() {
-	local t0=$SECONDS
-	cmd_down 2>/dev/null
-	rm -rf "$STATE"
-	mkdir -p "$STATE"
-	write_configs
-	build_topology
-	start_servers
-	verify
-	log "lab $P is up ($((SECONDS - t0)) s), state in $STATE"
-}
-
 # --- down --------------------------------------------------------------------------------------
 
 cmd_down() {
-	local f ns pid
+	local f
 	# Captures left behind by an interrupted "capture".
 	for f in "$STATE"/capture-*.pid; do
 		[[ -e $f ]] || continue
@@ -304,22 +292,7 @@ cmd_down() {
 	stop_pidfile "$STATE/tinyproxy.pid" tinyproxy
 	stop_pidfile "$STATE/nginx.pid" nginx
 	stop_pidfile "$STATE/dnsmasq.pid" dnsmasq
-	# Whatever else still runs in the lab's namespaces (dnsmasq's TCP children, nginx workers of
-	# a master whose pid file is gone) was started by this lab.
-	for ns in "$POD" "$NODE" "$NET"; do
-		ns_exists "$ns" || continue
-		for pid in $(ip netns pids "$ns" 2>/dev/null); do
-			log "killing $(cat "/proc/$pid/comm" 2>/dev/null || echo '?') ($pid) left in $ns"
-			kill -KILL "$pid" 2>/dev/null || true
-		done
-	done
-	for ns in "$POD" "$NODE" "$NET"; do
-		if ns_exists "$ns"; then
-			ip netns del "$ns"
-		fi
-	done
-	rm -rf "$POD_ETC"
-	rmdir /etc/netns 2>/dev/null || true
+	delete_namespaces "$POD" "$NODE" "$NET"
 	log "lab $P is down"
 }
 

@@ -101,3 +101,38 @@ nginx_conf() {
 		}
 	EOF
 }
+
+# delete_namespaces NS...: kills what still runs in them (dnsmasq's TCP children, nginx workers
+# of a master whose pid file is gone: all started by the lab), then deletes them with their
+# /etc/netns/NS files.
+delete_namespaces() {
+	local ns pid
+	for ns in "$@"; do
+		ns_exists "$ns" || continue
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do
+			log "killing $(cat "/proc/$pid/comm" 2>/dev/null || echo '?') ($pid) left in $ns"
+			kill -KILL "$pid" 2>/dev/null || true
+		done
+	done
+	for ns in "$@"; do
+		if ns_exists "$ns"; then
+			ip netns del "$ns"
+		fi
+		rm -rf "/etc/netns/$ns"
+	done
+	rmdir /etc/netns 2>/dev/null || true
+}
+
+# The up command of a lab script, from the script's own cmd_down, write_configs,
+# build_topology, start_servers and verify; STATE is its state directory.
+cmd_up() {
+	local t0=$SECONDS
+	cmd_down 2>/dev/null
+	rm -rf "$STATE"
+	mkdir -p "$STATE"
+	write_configs
+	build_topology
+	start_servers
+	verify
+	log "lab $P is up ($((SECONDS - t0)) s), state in $STATE"
+}

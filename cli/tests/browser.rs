@@ -122,7 +122,7 @@ fn healthy_node() -> NodeReport {
 }
 
 /// The text of the element whose opening tag holds `attr`, tags stripped.
-fn element_text<'a>(dom: &'a str, attr: &str) -> String {
+fn element_text(dom: &str, attr: &str) -> String {
     let at = dom
         .find(attr)
         .unwrap_or_else(|| panic!("no element with {attr} in the page:\n{dom}"));
@@ -198,7 +198,10 @@ fn the_page_shows_the_matrix_the_diagnoses_and_a_deep_linked_drill_down() {
             "no diagnosis {id}:\n{dom}"
         );
     }
-    assert!(dom.contains("data-pod=\"default/shop-web\""), "capture buttons: {dom}");
+    assert!(
+        dom.contains("data-pod=\"default/shop-web\""),
+        "capture buttons: {dom}"
+    );
     assert!(dom.contains("data-node=\"node-1\"") && dom.contains("data-node=\"node-2\""));
     assert!(
         dom.contains("id=\"drill\" hidden"),

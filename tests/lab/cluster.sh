@@ -203,8 +203,14 @@ start_servers() {
 }
 
 # From a pod on each node: the name resolves through the cluster DNS and its server answers.
+# Every pod first knocks on a closed port of its gateway (answered by a reset), so that its
+# node's bridge has learnt which port the pod is on.
 verify() {
-	local ns out
+	local pod ns node _namespace _name addr out
+	for pod in "${PODS[@]}"; do
+		read -r ns node _namespace _name addr _ <<<"$pod"
+		nsx "$P-$ns" bash -c ": 2>/dev/null >/dev/tcp/${addr%.*}.1/9" || true
+	done
 	for ns in "$P-web-a" "$P-api-b"; do
 		out=$(nsx "$ns" dig +short +time=2 +tries=1 cdn.example.com A || true)
 		expect "$ns: A cdn.example.com" 198.51.100.11 "$out"

@@ -204,6 +204,10 @@ const FAULTS: [(&str, &str, &[Check]); 5] = [
             }),
             ("shop and pay in scope", has_shop_and_pay),
             ("both nodes in scope", has_both_nodes),
+            // The DNS pod's node sees the other node's queries only going into the DNS pod.
+            ("every source a pod", |d| {
+                !strings(&d["scope"]["namespaces"]).contains(&"(unknown)".to_string())
+            }),
         ],
     ),
     (

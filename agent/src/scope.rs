@@ -5,6 +5,9 @@
 //! (DESIGN.md §4.5); the source address only cross-checks it, and decides alone when the
 //! interface is no pod's (the uplink, a bridge, or not known). An address can be spoofed or
 //! still be routed to a pod that gave it up; the interface a packet entered the node by cannot.
+//! Records of clients that are neither this node's pods nor the node, seen only on their way
+//! into a pod here (a pod on another node asking this node's DNS pod), are left out: they are
+//! the client's egress, which the client's own node reports.
 
 use outflow_core::report::{rfc3339, Report};
 use std::collections::{HashMap, HashSet};
@@ -90,9 +93,14 @@ pub fn node_report(
             window_end: window_end.clone(),
         }
     };
+    let foreign = |ip: Option<IpAddr>, iface: Option<u32>| {
+        iface.is_none()
+            && ip.is_some_and(|ip| inventory.pod_of(ip).is_none() && !inventory.is_host(ip))
+    };
     let connections = report
         .connections
         .into_iter()
+        .filter(|c| !foreign(Some(c.src), c.ingress_iface))
         .map(|c| Scoped {
             scope: scope(Some(c.src), c.ingress_iface, true),
             record: c,
@@ -101,6 +109,7 @@ pub fn node_report(
     let dns = report
         .dns
         .into_iter()
+        .filter(|d| !foreign(Some(d.client), d.ingress_iface))
         .map(|d| Scoped {
             scope: scope(Some(d.client), d.ingress_iface, true),
             record: d,
@@ -109,6 +118,7 @@ pub fn node_report(
     let findings = report
         .findings
         .into_iter()
+        .filter(|f| !foreign(f.src, f.ingress_iface))
         .map(|f| Scoped {
             scope: scope(f.src, f.ingress_iface, false),
             record: f,
@@ -379,5 +389,24 @@ mod tests {
             .connections
             .iter()
             .all(|c| c.scope.host && c.scope.pod.is_none()));
+    }
+
+    #[test]
+    fn a_client_from_elsewhere_seen_only_going_into_a_pod_is_left_out() {
+        let inv = pods();
+        // A pod on another node asks db: its packets came through no pod's interface here.
+        let report = Report {
+            connections: vec![conn("10.244.2.10", None), conn(WEB, None)],
+            dns: vec![
+                lookup("10.244.2.10", None),
+                lookup("10.244.2.11", Some(UPLINK)),
+            ],
+            findings: vec![finding("10.244.2.10", None)],
+            ..Report::default()
+        };
+        let r = scoped(&inv, report, &mut Mismatches::default());
+        assert_eq!(names(&r.connections), [Some("web")]);
+        assert_eq!(names(&r.dns), [None], "seen coming in by the uplink: kept");
+        assert!(r.findings.is_empty());
     }
 }

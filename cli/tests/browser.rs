@@ -122,7 +122,7 @@ fn healthy_node() -> NodeReport {
 }
 
 /// The text of the element whose opening tag holds `attr`, tags stripped.
-fn element_text<'a>(dom: &'a str, attr: &str) -> String {
+fn element_text(dom: &str, attr: &str) -> String {
     let at = dom
         .find(attr)
         .unwrap_or_else(|| panic!("no element with {attr} in the page:\n{dom}"));

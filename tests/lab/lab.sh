@@ -31,17 +31,12 @@
 
 set -euo pipefail
 
+readonly LAB_NAME=lab
+# shellcheck source=tests/lab/netns.sh
+source "${BASH_SOURCE[0]%/*}/netns.sh"
+
 readonly PROXY_USER=user
 readonly PROXY_PASS=pass
-
-log() {
-	printf '%s lab: %s\n' "$(date +%T.%3N)" "$*" >&2
-}
-
-die() {
-	log "error: $*"
-	exit 1
-}
 
 usage() {
 	cat >&2 <<-EOF
@@ -67,60 +62,6 @@ set_prefix() {
 	DST=$P-dst
 	STATE=/tmp/$P-lab
 	POD_ETC=/etc/netns/$POD
-}
-
-nsx() {
-	local ns=$1
-	shift
-	ip netns exec "$ns" "$@"
-}
-
-ns_exists() {
-	[[ -e /run/netns/$1 ]]
-}
-
-# wait_until TENTHS CMD...: run CMD every 0.1 s until it succeeds, at most TENTHS times.
-wait_until() {
-	local tries=$1 i
-	shift
-	for ((i = 0; i < tries; i++)); do
-		if "$@"; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	return 1
-}
-
-listening() {
-	local ns=$1 proto=$2 port=$3
-	[[ -n $(nsx "$ns" ss -Hln"$proto" "sport = :$port") ]]
-}
-
-# A zombie counts as gone: daemons are reparented to PID 1, which may take its time reaping them.
-pid_alive() {
-	local stat
-	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	stat=${stat##*) }
-	[[ ${stat%% *} != Z ]]
-}
-
-# Stops the process named in a pid file, provided it still is the program we started.
-stop_pidfile() {
-	local file=$1 comm=$2 pid
-	[[ -s $file ]] || {
-		rm -f "$file"
-		return 0
-	}
-	pid=$(<"$file")
-	if [[ $pid =~ ^[0-9]+$ ]] && pid_alive "$pid" && [[ $(<"/proc/$pid/comm") == "$comm" ]]; then
-		log "stopping $comm ($pid)"
-		kill -TERM "$pid" 2>/dev/null || true
-		if ! wait_until 50 eval "! pid_alive $pid"; then
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-	fi
-	rm -f "$file"
 }
 
 sysctl_ns() {
@@ -157,35 +98,14 @@ write_configs() {
 		server=/dead.example/10.0.0.99
 	EOF
 
-	mkdir -p "$STATE/nginx-tmp"
-	cat >"$STATE/nginx.conf" <<-EOF
-		daemon on;
-		worker_processes 1;
-		pid $STATE/nginx.pid;
-		error_log $STATE/nginx-error.log info;
-		events {
-		    worker_connections 64;
-		}
-		http {
-		    access_log $STATE/nginx-access.log;
-		    client_body_temp_path $STATE/nginx-tmp/body;
-		    proxy_temp_path $STATE/nginx-tmp/proxy;
-		    fastcgi_temp_path $STATE/nginx-tmp/fastcgi;
-		    uwsgi_temp_path $STATE/nginx-tmp/uwsgi;
-		    scgi_temp_path $STATE/nginx-tmp/scgi;
-		    default_type text/plain;
-		    server {
-		        listen 198.51.100.80:80;
-		        listen [fd00:80::80]:80;
-		        listen 10.244.2.20:80;
-		        listen 10.10.0.5:80;
-		        server_name _;
-		        location = / { return 200 "ok\n"; }
-		        location = /forbidden { return 403; }
-		        location = /broken { return 503; }
-		    }
-		}
-	EOF
+	nginx_conf "$STATE" '
+        listen 198.51.100.80:80;
+        listen [fd00:80::80]:80;
+        listen 10.244.2.20:80;
+        listen 10.10.0.5:80;
+        location = / { return 200 "ok\n"; }
+        location = /forbidden { return 403; }
+        location = /broken { return 503; }'
 
 	# No User/Group: tinyproxy opens its log after dropping privileges and could not write to
 	# the root-owned state directory.
@@ -304,12 +224,6 @@ start_servers() {
 	fi
 }
 
-expect() {
-	local what=$1 want=$2 got=$3
-	[[ $got == "$want" ]] || die "check failed: $what: expected '$want', got '$got'"
-	log "ok: $what: $got"
-}
-
 # Checks the servers and, on the wire, that the node drops 198.51.100.20 silently and answers
 # 203.0.113.7 with ICMP type 3 code 13.
 verify() {
@@ -366,22 +280,10 @@ verify() {
 	fi
 }
 
-cmd_up() {
-	local t0=$SECONDS
-	cmd_down 2>/dev/null
-	rm -rf "$STATE"
-	mkdir -p "$STATE"
-	write_configs
-	build_topology
-	start_servers
-	verify
-	log "lab $P is up ($((SECONDS - t0)) s), state in $STATE"
-}
-
 # --- down --------------------------------------------------------------------------------------
 
 cmd_down() {
-	local f ns pid
+	local f
 	# Captures left behind by an interrupted "capture".
 	for f in "$STATE"/capture-*.pid; do
 		[[ -e $f ]] || continue
@@ -390,22 +292,7 @@ cmd_down() {
 	stop_pidfile "$STATE/tinyproxy.pid" tinyproxy
 	stop_pidfile "$STATE/nginx.pid" nginx
 	stop_pidfile "$STATE/dnsmasq.pid" dnsmasq
-	# Whatever else still runs in the lab's namespaces (dnsmasq's TCP children, nginx workers of
-	# a master whose pid file is gone) was started by this lab.
-	for ns in "$POD" "$NODE" "$NET"; do
-		ns_exists "$ns" || continue
-		for pid in $(ip netns pids "$ns" 2>/dev/null); do
-			log "killing $(cat "/proc/$pid/comm" 2>/dev/null || echo '?') ($pid) left in $ns"
-			kill -KILL "$pid" 2>/dev/null || true
-		done
-	done
-	for ns in "$POD" "$NODE" "$NET"; do
-		if ns_exists "$ns"; then
-			ip netns del "$ns"
-		fi
-	done
-	rm -rf "$POD_ETC"
-	rmdir /etc/netns 2>/dev/null || true
+	delete_namespaces "$POD" "$NODE" "$NET"
 	log "lab $P is down"
 }
 

@@ -66,46 +66,62 @@ pub fn pod_connect(prefix: &str, secs: u32, url: &str) {
     );
 }
 
-/// A lab of network namespaces (tests/lab/lab.sh), torn down when dropped.
+/// A lab of network namespaces (tests/lab/lab.sh, or another script there), torn down when
+/// dropped.
 pub struct Lab {
     prefix: String,
+    script: &'static str,
 }
 
 impl Lab {
     /// Builds the lab under a prefix of its own.
     pub fn up(prefix: &str) -> Lab {
+        Lab::up_from("lab.sh", prefix)
+    }
+
+    /// Builds the lab of `script` in tests/lab/ (`cluster.sh`) under a prefix of its own.
+    pub fn up_from(script: &'static str, prefix: &str) -> Lab {
         let lab = Lab {
             prefix: prefix.to_string(),
+            script,
         };
-        lab.script(&["down"]);
-        assert!(lab.script(&["up"]), "lab.sh up {prefix} failed");
+        lab.run(&["down"]);
+        assert!(lab.run(&["up"]), "{script} up {prefix} failed");
         lab
+    }
+
+    /// The prefix its namespaces' names start with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// Runs the lab's traffic while capturing into `out`.
     pub fn capture(&self, out: &Path) {
         std::fs::create_dir_all(out).expect("creating the capture directory");
-        let status = Command::new(root().join("tests/lab/lab.sh"))
-            .args(["capture", &self.prefix])
+        let status = self
+            .command(&["capture"])
             .arg(out)
             .status()
             .expect("running lab.sh");
         assert!(status.success(), "lab.sh capture failed");
     }
 
-    fn script(&self, args: &[&str]) -> bool {
-        Command::new(root().join("tests/lab/lab.sh"))
-            .args(&args[..1])
-            .arg(&self.prefix)
-            .args(&args[1..])
-            .status()
-            .is_ok_and(|s| s.success())
+    /// Runs `SCRIPT CMD PREFIX ARGS...` for `[CMD, ARGS...]`; whether it succeeded.
+    pub fn run(&self, args: &[&str]) -> bool {
+        self.command(args).status().is_ok_and(|s| s.success())
+    }
+
+    /// The command `SCRIPT CMD PREFIX ARGS...` for `[CMD, ARGS...]`.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(root().join("tests/lab").join(self.script));
+        command.args(&args[..1]).arg(&self.prefix).args(&args[1..]);
+        command
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        self.script(&["down"]);
+        self.run(&["down"]);
     }
 }
 

@@ -6,13 +6,18 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{by_pod, interfaces_by_route, Inventory, PodInterface, PodRef, RoutedInterfaces};
+use super::{
+    by_pod, interfaces_by_route, Inventory, PodDetails, PodInterface, PodRef, RoutedInterfaces,
+};
 use crate::netlink::Link;
 
-/// Pods from a file: `pods: [{namespace, name, ips: [...]}]` (YAML or JSON).
+/// Pods from a file: `pods: [{namespace, name, ips: [...], workload}]` (YAML or JSON);
+/// `workload` (`deployment/web`) is optional and names what runs the pod, as the Kubernetes
+/// API would.
 #[derive(Debug, Default)]
 pub struct FileInventory {
     pods: HashMap<IpAddr, PodRef>,
+    workloads: HashMap<PodRef, String>,
     routed: RoutedInterfaces,
 }
 
@@ -29,6 +34,9 @@ struct PodEntry {
     namespace: String,
     name: String,
     ips: Vec<IpAddr>,
+    /// `kind/name` of what runs the pod (`deployment/coredns`).
+    #[serde(default)]
+    workload: Option<String>,
 }
 
 fn default_namespace() -> String {
@@ -82,19 +90,22 @@ impl FileInventory {
     fn from_yaml(text: &str) -> Result<Self, serde_yaml_ng::Error> {
         let file: InventoryFile = serde_yaml_ng::from_str(text)?;
         let mut pods = HashMap::new();
+        let mut workloads = HashMap::new();
         for p in file.pods {
+            let pod = PodRef {
+                namespace: p.namespace,
+                name: p.name,
+            };
             for ip in p.ips {
-                pods.insert(
-                    ip,
-                    PodRef {
-                        namespace: p.namespace.clone(),
-                        name: p.name.clone(),
-                    },
-                );
+                pods.insert(ip, pod.clone());
+            }
+            if let Some(w) = p.workload {
+                workloads.insert(pod, w);
             }
         }
         Ok(FileInventory {
             pods,
+            workloads,
             routed: RoutedInterfaces::default(),
         })
     }
@@ -122,5 +133,12 @@ impl Inventory for FileInventory {
     /// bridge the port the pod's Ethernet address was learnt on.
     fn interfaces_of(&self, pod: &PodRef) -> Result<Vec<PodInterface>, String> {
         interfaces_by_route(pod, &self.pods, "is not in the inventory file")
+    }
+
+    fn details(&self, pod: &PodRef) -> PodDetails {
+        PodDetails {
+            uid: None,
+            workload: self.workloads.get(pod).cloned(),
+        }
     }
 }

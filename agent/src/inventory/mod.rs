@@ -150,6 +150,20 @@ mod tests {
             "default"
         );
         assert!(inv.pod_of("10.244.1.7".parse().unwrap()).is_none());
+        assert_eq!(inv.details(web).workload, None, "the workload is optional");
+    }
+
+    #[test]
+    fn an_inventory_file_may_name_each_pods_workload() {
+        let inv = FileInventory::parse(
+            "pods:\n  - {namespace: kube-system, name: coredns-1, ips: [10.244.1.53], workload: deployment/coredns}\n",
+        )
+        .expect("valid");
+        let dns = inv.pod_of("10.244.1.53".parse().unwrap()).expect("known");
+        assert_eq!(
+            inv.details(dns).workload.as_deref(),
+            Some("deployment/coredns")
+        );
     }
 
     fn link(index: u32, name: &str, peer_netnsid: Option<i32>) -> Link {

@@ -4,6 +4,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 use super::Traffic;
+use crate::capfile::Direction;
 use crate::decode::tcp_flags::{ACK, SYN};
 use crate::testutil::{dns_query, dns_response, tcp, udp};
 use crate::{Config, Engine, Profile};
@@ -102,6 +103,40 @@ fn dns_records_and_their_findings_carry_the_interface_of_the_query() {
         .find(|f| f.kind == "dns_nxdomain")
         .unwrap_or_else(|| panic!("no nxdomain finding in {:#?}", r.findings));
     assert_eq!(finding.ingress_iface, Some(POD_VETH));
+}
+
+#[test]
+fn a_query_sent_out_through_a_pods_interface_is_not_that_pods() {
+    let mut e = engine();
+    let name = "api.example.com";
+    // A pod on another node asks this node's DNS pod: the query leaves through the DNS pod's
+    // veth towards it, and the answer comes in there.
+    let query = udp(
+        "10.244.2.10",
+        33001,
+        "10.244.1.53",
+        53,
+        &dns_query(5, name, RecordType::A),
+    )
+    .on_iface(POD_VETH);
+    let mut sent = query.packet();
+    sent.direction = Direction::Outbound;
+    e.observe(&sent);
+    let answer = udp(
+        "10.244.1.53",
+        53,
+        "10.244.2.10",
+        33001,
+        &dns_response(5, name, RecordType::A, ResponseCode::NoError, &[]),
+    )
+    .on_iface(POD_VETH)
+    .at_ms(1);
+    let mut received = answer.packet();
+    received.direction = Direction::Inbound;
+    e.observe(&received);
+    let r = e.finish();
+    assert_eq!(r.dns.len(), 1, "{:#?}", r.dns);
+    assert_eq!(r.dns[0].ingress_iface, None, "{:#?}", r.dns[0]);
 }
 
 #[test]

@@ -23,7 +23,7 @@ pub use live::Traffic;
 pub use notes::Note;
 
 use crate::app::AppEvent;
-use crate::capfile::{LinkType, Packet};
+use crate::capfile::{Direction, LinkType, Packet};
 use crate::category::Classifier;
 use crate::conn::group::Groups;
 use crate::conn::table::FlowTable;
@@ -190,13 +190,20 @@ impl Engine {
             }
         }
         self.stats.ip_packets += 1;
+        // A packet the interface sent came from elsewhere: on a pod's host-side veth, it goes
+        // to the pod (a query from a pod on another node to this node's DNS pod), so it names
+        // no interface its client came through.
+        let iface = match packet.direction {
+            Direction::Outbound => 0,
+            Direction::Inbound | Direction::Unknown => packet.iface,
+        };
         match &d.l4 {
-            L4::Tcp(seg) => self.on_tcp(ts, packet.iface, &d, seg),
+            L4::Tcp(seg) => self.on_tcp(ts, iface, &d, seg),
             L4::Udp {
                 sport,
                 dport,
                 payload,
-            } => self.on_udp(ts, packet.iface, &d, *sport, *dport, payload),
+            } => self.on_udp(ts, iface, &d, *sport, *dport, payload),
             L4::IcmpError(r) => self.on_icmp(ts, r),
             L4::Other => {}
         }

@@ -86,16 +86,16 @@ pub(crate) struct Controller {
 }
 
 impl Controller {
-    /// With `--retention 24h` unless `extra` says otherwise (later flags win).
+    /// With `--retention 24h` unless `extra` gives one.
     pub(crate) fn start(outflow: &Path, db: &Path, extra: &[&str]) -> Result<Controller> {
+        let retention: &[&str] = if extra.contains(&"--retention") {
+            &[]
+        } else {
+            &["--retention", "24h"]
+        };
         let child = Command::new(outflow)
-            .args([
-                "controller",
-                "--listen",
-                &format!("127.0.0.1:{PORT}"),
-                "--retention",
-                "24h",
-            ])
+            .args(["controller", "--listen", &format!("127.0.0.1:{PORT}")])
+            .args(retention)
             .arg("--db")
             .arg(db)
             .args(extra)

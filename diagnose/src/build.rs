@@ -21,12 +21,11 @@ pub(crate) struct Verdict<'a> {
     pub kind: DiagnosisKind,
     /// What it is about, for the id (`public/203.0.113.5:443`).
     pub key: String,
-    pub summary: String,
-    pub fault: String,
     pub category: Option<Category>,
     /// The failing facts it explains, and successes that show the contrast.
     pub facts: Vec<&'a Fact>,
-    pub next_checks: Vec<String>,
+    /// Its summary, fault and next checks.
+    pub words: words::Words,
 }
 
 fn sorted(it: impl Iterator<Item = String>) -> Vec<String> {
@@ -90,8 +89,8 @@ pub(crate) fn diagnosis(v: Verdict<'_>, input: &Input) -> Diagnosis {
     Diagnosis {
         id: format!("{}:{}", v.kind.as_str(), v.key),
         kind: v.kind,
-        summary: v.summary,
-        fault: v.fault,
+        summary: v.words.summary,
+        fault: v.words.fault,
         scope,
         since: rfc3339(since),
         last_seen: rfc3339(last),
@@ -105,6 +104,6 @@ pub(crate) fn diagnosis(v: Verdict<'_>, input: &Input) -> Diagnosis {
                 .collect(),
             capture,
         },
-        next_checks: v.next_checks,
+        next_checks: v.words.next_checks,
     }
 }

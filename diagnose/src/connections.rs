@@ -103,11 +103,9 @@ fn egress(input: &Input, explained: &mut [bool], out: &mut Vec<Diagnosis>) {
         Verdict {
             kind: DiagnosisKind::Egress,
             key: "public".into(),
-            summary: w.summary,
-            fault: w.fault,
             category: Some(Category::Public),
             facts,
-            next_checks: w.next_checks,
+            words: w,
         },
         input,
     ));
@@ -135,8 +133,12 @@ fn nodes(input: &Input, category: Category, explained: &mut [bool], out: &mut Ve
         by_node.entry(&f.node).or_default().add(f);
     }
     for (node, tally) in &by_node {
-        let others_work = by_node.iter().any(|(n, t)| n != node && t.working());
-        if !tally.failing() || tally.failed < MIN_FAILURES || !others_work {
+        let working: Vec<&str> = by_node
+            .iter()
+            .filter(|(n, t)| n != &node && t.working())
+            .map(|(n, _)| *n)
+            .collect();
+        if !tally.failing() || tally.failed < MIN_FAILURES || working.is_empty() {
             continue;
         }
         let idx = open_failures(input, explained, |f| of(f) && f.node == *node);
@@ -148,22 +150,15 @@ fn nodes(input: &Input, category: Category, explained: &mut [bool], out: &mut Ve
             .iter()
             .filter(|f| of(f) && f.node == *node)
             .collect();
-        let working: Vec<&str> = by_node
-            .iter()
-            .filter(|(n, t)| n != &node && t.working())
-            .map(|(n, _)| *n)
-            .collect();
         let w = words::node(node, category, &working, &facts);
         mark(explained, &idx);
         out.push(diagnosis(
             Verdict {
                 kind: DiagnosisKind::Node,
                 key: format!("{node}/{}", category.as_str()),
-                summary: w.summary,
-                fault: w.fault,
                 category: Some(category),
                 facts,
-                next_checks: w.next_checks,
+                words: w,
             },
             input,
         ));
@@ -224,11 +219,9 @@ fn policies(input: &Input, explained: &mut [bool], out: &mut Vec<Diagnosis>) {
             Verdict {
                 kind: DiagnosisKind::NetworkPolicy,
                 key: ns.to_string(),
-                summary: w.summary,
-                fault: w.fault,
                 category,
                 facts,
-                next_checks: w.next_checks,
+                words: w,
             },
             input,
         ));
@@ -279,11 +272,9 @@ fn destinations(input: &Input, explained: &mut [bool], out: &mut Vec<Diagnosis>)
             Verdict {
                 kind: DiagnosisKind::Destination,
                 key: format!("{}/{dest}", category.as_str()),
-                summary: w.summary,
-                fault: w.fault,
                 category: Some(category),
                 facts,
-                next_checks: w.next_checks,
+                words: w,
             },
             input,
         ));

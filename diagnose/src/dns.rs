@@ -130,11 +130,9 @@ pub(crate) fn diagnose(input: &Input, explained: &mut [bool]) -> Vec<Diagnosis> 
                 } else {
                     key
                 },
-                summary: words.summary,
-                fault: words.fault,
                 category: None,
                 facts,
-                next_checks: words.next_checks,
+                words,
             },
             input,
         ));

@@ -1,8 +1,6 @@
 //! `GET /api/v1/view` (the matrix), `GET /api/v1/view/destinations` (one cell) and
 //! `GET /api/v1/diagnoses`, read from the rollups over the range asked for.
 
-use std::sync::PoisonError;
-
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -64,14 +62,9 @@ async fn matrix(
         namespace: q.namespace,
         search: q.search.filter(|s| !s.is_empty()),
     };
-    let store = state.reader.clone();
-    let view = blocking("reading the view", move || {
-        store
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .matrix(&query)
-    })
-    .await?;
+    let view = state
+        .read("reading the view", move |store| store.matrix(&query))
+        .await?;
     Ok(Json(view))
 }
 
@@ -90,14 +83,11 @@ async fn destinations(
         workload: q.workload,
         category: q.category,
     };
-    let store = state.reader.clone();
-    let list = blocking("reading a cell's destinations", move || {
-        store
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .destinations(&query)
-    })
-    .await?;
+    let list = state
+        .read("reading a cell's destinations", move |store| {
+            store.destinations(&query)
+        })
+        .await?;
     Ok(Json(list))
 }
 
@@ -107,14 +97,11 @@ async fn diagnoses(
 ) -> Result<Json<Diagnoses>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let (from_ns, to_ns) = range(q.since)?;
-    let store = state.reader.clone();
-    let input = blocking("reading the diagnoses' facts", move || {
-        store
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .diagnosis_input(from_ns, to_ns, to_ns)
-    })
-    .await?;
+    let input = state
+        .read("reading the diagnoses' facts", move |store| {
+            store.diagnosis_input(from_ns, to_ns, to_ns)
+        })
+        .await?;
     // The rules run outside the store's lock: they read only what was taken out.
     let diagnoses = blocking("diagnosing", move || Ok(outflow_diagnose::diagnose(&input))).await?;
     Ok(Json(Diagnoses { diagnoses }))

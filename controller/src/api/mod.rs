@@ -194,14 +194,9 @@ async fn records(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let filter = filter_of(q, kind)?;
-    let store = state.reader.clone();
-    let rows = blocking("reading records", move || {
-        store
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .query(kind, &filter)
-    })
-    .await?;
+    let rows = state
+        .read("reading records", move |store| store.query(kind, &filter))
+        .await?;
     Ok(Json(serde_json::Value::Array(rows)))
 }
 
@@ -230,11 +225,9 @@ use outflow_core::wire::health::Health;
 
 /// `GET /api/v1/health`.
 async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    let store = state.reader.clone();
-    let mut nodes = blocking("reading node health", move || {
-        store.lock().unwrap_or_else(PoisonError::into_inner).nodes()
-    })
-    .await?;
+    let mut nodes = state
+        .read("reading node health", |store| store.nodes())
+        .await?;
     let now = now_ns();
     for n in &mut nodes {
         n.stale =

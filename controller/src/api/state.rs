@@ -120,13 +120,23 @@ impl AppState {
         namespace: &str,
         name: &str,
     ) -> Result<Option<String>, ApiError> {
-        let store = self.reader.clone();
         let (namespace, name) = (namespace.to_string(), name.to_string());
-        blocking("finding the pod's node", move || {
-            store
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .node_of_pod(&namespace, &name)
+        self.read("finding the pod's node", move |store| {
+            store.node_of_pod(&namespace, &name)
+        })
+        .await
+    }
+
+    /// Runs `work` on the store as queries read it, off the async threads; a failure in it is a
+    /// server fault while doing `what`.
+    pub(super) async fn read<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        work: impl FnOnce(&Store) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = self.reader.clone();
+        blocking(what, move || {
+            work(&store.lock().unwrap_or_else(PoisonError::into_inner))
         })
         .await
     }

@@ -24,7 +24,8 @@ pub struct ViewRetention {
 }
 
 const HOUR_NS: u64 = 3_600_000_000_000;
-const COARSE_BUCKET_S: u64 = 3_600;
+/// The width of the buckets old minutes are merged into (seconds).
+pub(super) const COARSE_BUCKET_S: u64 = 3_600;
 
 impl Default for ViewRetention {
     /// Six hours of minutes, seven days of hours and of evidence.
@@ -38,7 +39,7 @@ impl Default for ViewRetention {
 }
 
 /// The largest count a row holds: sums stop here rather than leave SQLite's integers.
-const MAX_COUNT: i64 = 1 << 53;
+pub(super) const MAX_COUNT: i64 = 1 << 53;
 
 /// Creates the tables when missing.
 pub(super) fn create(db: &Connection) -> rusqlite::Result<()> {
@@ -142,7 +143,7 @@ pub(super) fn write(tx: &Transaction, r: &NodeReport, rollup: &Rollup) -> rusqli
             e.json,
         ])?;
     }
-    Ok(())
+    super::cells::write(tx, &r.node, rollup)
 }
 
 /// Merges old minutes into hours and deletes what is past the retention, as of `now_ns`.
@@ -175,14 +176,16 @@ pub(super) fn age(tx: &Transaction, now_ns: u64, keep: &ViewRetention) -> rusqli
         &format!("DELETE FROM rollups WHERE bucket_s < ?1 AND width_s = {FINE_BUCKET_S}"),
         params![fine_until as i64],
     )?;
-    let rollups_until = now_s.saturating_sub(keep.rollups_ns / 1_000_000_000);
+    let rollups_until = (now_s.saturating_sub(keep.rollups_ns / 1_000_000_000))
+        .min(i64::MAX as u64) as i64;
     let expired = tx.execute(
         "DELETE FROM rollups WHERE bucket_s < ?1",
-        params![rollups_until.min(i64::MAX as u64) as i64],
+        params![rollups_until],
     )?;
+    let cells = super::cells::age(tx, fine_until as i64, rollups_until)?;
     tx.execute(
         "DELETE FROM evidence WHERE last_ns < ?1",
         params![ns(now_ns.saturating_sub(keep.evidence_ns))],
     )?;
-    Ok(merged + expired)
+    Ok(merged + expired + cells)
 }

@@ -57,6 +57,7 @@ pub use buckets::ViewRetention;
 pub use view::{CellQuery, MatrixQuery};
 
 mod buckets;
+mod cells;
 mod facts;
 mod nodes;
 mod records;
@@ -120,6 +121,7 @@ impl Store {
              CREATE INDEX IF NOT EXISTS node_pods_by_pod ON node_pods(namespace, pod);",
         )?;
         buckets::create(&db)?;
+        cells::create(&db)?;
         // Stores made before reports had ids gain the column.
         let has_id: bool = db
             .prepare("SELECT 1 FROM pragma_table_info('reports') WHERE name = 'report_id'")?

@@ -403,13 +403,18 @@ fn old_minutes_become_hours_and_the_retention_drops_whole_buckets() {
         )];
         s.insert(&r).unwrap();
     }
+    // The rollups and the matrix's cells age alike.
     let rows = |s: &Store, width: i64| -> i64 {
-        s.db.query_row(
-            "SELECT count(*) FROM rollups WHERE width_s = ?1",
-            [width],
-            |r| r.get(0),
-        )
-        .unwrap()
+        let n = |table: &str| -> i64 {
+            s.db.query_row(
+                &format!("SELECT count(*) FROM {table} WHERE width_s = ?1"),
+                [width],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(n("rollups"), n("cells"), "one destination, one node: alike");
+        n("rollups")
     };
     assert_eq!((rows(&s, 60), rows(&s, 3600)), (3, 0));
     // Two hours later the whole hour is past the minutes' retention.
@@ -433,6 +438,10 @@ fn old_minutes_become_hours_and_the_retention_drops_whole_buckets() {
     // Past the retention: gone, and the evidence with it.
     s.expire(hour0 + 26 * 3600 * S).unwrap();
     assert_eq!((rows(&s, 60), rows(&s, 3600)), (0, 0));
+    let nodes: i64 =
+        s.db.query_row("SELECT count(*) FROM cell_nodes", [], |r| r.get(0))
+            .unwrap();
+    assert_eq!(nodes, 0, "the cells' nodes go with them");
     let evidence: i64 =
         s.db.query_row("SELECT count(*) FROM evidence", [], |r| r.get(0))
             .unwrap();
@@ -535,4 +544,128 @@ fn past_its_size_bound_the_store_drops_the_oldest_first() {
     s.trim_to(0).unwrap();
     let view = matrix(&s, T0 - 60 * S, T0 + 200 * 60 * S, GroupBy::Namespace);
     assert!(view.rows.is_empty() || view.rows[0].cells[0].total < 200 * 20);
+}
+
+/// Sums of `table` by (bucket, width, namespace, workload, kind, category, outcome).
+fn sums(s: &Store, table: &str) -> Vec<(i64, i64, String, String, String, String, String, i64)> {
+    let mut stmt = s
+        .db
+        .prepare(&format!(
+            "SELECT bucket_s, width_s, namespace, workload, kind, category, outcome, sum(count)
+             FROM {table} GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7"
+        ))
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        })
+        .unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+/// Three nodes, two namespaces, many destinations, lookups, over two hours: the matrix's cells
+/// hold exactly the rollups' sums without node and destination, before and after ageing, and a
+/// cell's node count is the nodes its traffic came from.
+#[test]
+fn the_matrix_cells_are_the_rollups_without_node_and_destination() {
+    let keep = ViewRetention {
+        fine_ns: 3600 * S,
+        ..ViewRetention::default()
+    };
+    let mut s = store().with_view_retention(keep);
+    let hour0 = T0 / (3600 * S) * (3600 * S);
+    let shop = scope("shop", "web-1", "deployment/web");
+    let pay = scope("pay", "api-1", "deployment/api");
+    for (i, minute) in [3u64, 17, 42, 65, 90, 118].into_iter().enumerate() {
+        for (n, node) in ["node-a", "node-b", "node-c"].into_iter().enumerate() {
+            let mut r = report(node, &format!("{node}-{i}"), hour0 + minute * 60 * S);
+            // pay only on node-a; shop everywhere, failing on node-c.
+            r.connections = (0..20)
+                .map(|d| {
+                    let outcome = if n == 2 && d % 4 == 0 {
+                        Outcome::Unanswered
+                    } else {
+                        Outcome::Established
+                    };
+                    conn(
+                        &shop,
+                        &format!("203.0.113.{d}"),
+                        None,
+                        Category::Public,
+                        &[(outcome, 1 + d as u64 % 3)],
+                    )
+                })
+                .collect();
+            if n == 0 {
+                r.connections.push(conn(
+                    &pay,
+                    "10.0.5.5",
+                    None,
+                    Category::Internal,
+                    &[(Outcome::Refused, 2)],
+                ));
+            }
+            r.dns = vec![lookup(&shop, "api.example.com", &[], &[(DnsOutcome::Ok, 3)])];
+            s.insert(&r).unwrap();
+        }
+    }
+    assert!(sums(&s, "rollups").len() > 10);
+    assert_eq!(sums(&s, "rollups"), sums(&s, "cells"));
+    s.expire(hour0 + 3 * 3600 * S).unwrap();
+    let aged = sums(&s, "cells");
+    assert!(aged.iter().all(|r| r.1 == 3600), "all hours now: {aged:?}");
+    assert_eq!(sums(&s, "rollups"), aged);
+
+    let m = matrix(&s, hour0, hour0 + 2 * 3600 * S, GroupBy::Namespace);
+    let cell = |ns: &str, c: Category| {
+        let row = m.rows.iter().find(|r| r.namespace == ns).unwrap();
+        row.cells.iter().find(|x| x.category == c).unwrap().clone()
+    };
+    assert_eq!(cell("shop", Category::Public).nodes, 3);
+    assert_eq!(cell("pay", Category::Internal).nodes, 1);
+    assert_eq!(cell("pay", Category::Internal).failures, 12);
+}
+
+/// A store written before the matrix had cells gains them from its rollups when opened.
+#[test]
+fn a_store_from_before_the_cells_gains_them_from_its_rollups() {
+    let dir = std::env::temp_dir().join(format!("outflow-cells-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("store.db");
+    let _ = std::fs::remove_file(&path);
+    let web = scope("shop", "web-1", "deployment/web");
+    let mut s = Store::open(&path, u64::MAX).unwrap();
+    for node in ["node-a", "node-b"] {
+        let mut r = report(node, "1", T0 + 30 * S);
+        r.connections = vec![conn(
+            &web,
+            "203.0.113.5",
+            None,
+            Category::Public,
+            &[(Outcome::Unanswered, 2), (Outcome::Established, 5)],
+        )];
+        s.insert(&r).unwrap();
+    }
+    let before = matrix(&s, T0, T0 + 60 * S, GroupBy::Workload);
+    s.db.execute_batch("DROP TABLE cells; DROP TABLE cell_nodes;")
+        .unwrap();
+    drop(s);
+    let s = Store::open(&path, u64::MAX).unwrap();
+    let after = matrix(&s, T0, T0 + 60 * S, GroupBy::Workload);
+    assert_eq!(
+        serde_json::to_value(&after).unwrap(),
+        serde_json::to_value(&before).unwrap()
+    );
+    assert_eq!(after.rows[0].cells[0].nodes, 2);
+    assert_eq!(after.rows[0].cells[0].failures, 4);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,5 @@
-//! Reading the view: the matrix over a time range and one cell's destinations, summed from the
-//! rollups in SQL (grouped down to timeline slots, so a week costs no more rows than a
-//! quarter hour) and finished here.
+//! Reading the view: the matrix over a time range, summed from the cells (grouped down to
+//! timeline slots in SQL), and one cell's destinations, summed from the rollups; finished here.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -9,6 +8,7 @@ use outflow_core::wire::view::{Cell, DestinationHealth, FlowView, GroupBy, ViewR
 use outflow_core::{DnsOutcome, Outcome};
 use rusqlite::params;
 
+use super::buckets::COARSE_BUCKET_S;
 use super::rollup::{is_failure, RowKind};
 use super::Store;
 
@@ -107,7 +107,7 @@ impl Store {
         let mut stmt = self.db.prepare_cached(&format!(
             "SELECT namespace, CASE WHEN ?4 THEN workload ELSE '' END AS w, kind, category,
                     outcome, max(0, (bucket_s - ?1) / ?5) AS slot, sum(count)
-             FROM rollups WHERE {IN_RANGE} AND (?3 IS NULL OR namespace = ?3)
+             FROM cells WHERE {IN_RANGE} AND (?3 IS NULL OR namespace = ?3)
              GROUP BY namespace, w, kind, category, outcome, slot"
         ))?;
         let mut rows: BTreeMap<(String, String), BTreeMap<Category, Cell>> = BTreeMap::new();
@@ -137,7 +137,9 @@ impl Store {
         let mut nodes = self.db.prepare_cached(&format!(
             "SELECT namespace, CASE WHEN ?4 THEN workload ELSE '' END AS w, category,
                     count(DISTINCT node)
-             FROM rollups WHERE {IN_RANGE} AND (?3 IS NULL OR namespace = ?3)
+             FROM cell_nodes
+             WHERE hour_s > ?1 - {COARSE_BUCKET_S} AND hour_s < ?2
+               AND (?3 IS NULL OR namespace = ?3)
              GROUP BY namespace, w, category"
         ))?;
         let mut query = nodes.query(params![from_s, to_s, q.namespace, by_workload])?;

@@ -124,7 +124,8 @@ pub struct Cell {
     pub failure_share: f64,
     /// Failures per slot of [`FlowView::slot_ns`], oldest first.
     pub timeline: Vec<u64>,
-    /// Nodes the traffic came from.
+    /// Nodes the traffic came from, counted by the hour: those with traffic in any hour the
+    /// range touches.
     pub nodes: u64,
 }
 

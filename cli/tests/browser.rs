@@ -3,64 +3,16 @@
 //! into a failing cell, and the nodes, read back from the DOM the page's script built.
 //! Screenshots go to `target/artifacts/browser/`, kept by CI.
 //!
-//! Chromium reaches only the controller on loopback: every other host is mapped to nothing and
-//! sent to a proxy that is not there, and its background services are off.
+//! Chromium reaches only the controller on loopback (see the `chromium` module).
 
+mod chromium;
 mod controller;
 
-use std::path::PathBuf;
-use std::process::Command;
-
+use chromium::{artifacts, browse, chromium, element_text};
 use controller::{post_lab_window, post_report, Controller};
 use outflow_core::report::{rfc3339, ConnectionRecord};
 use outflow_core::wire::{NodePod, NodeReport, Scope, Scoped};
 use outflow_core::{Category, Outcome};
-
-fn chromium() -> Option<PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-/// Chromium, headless, kept to loopback, with `extra` flags, on `url`.
-fn browse(browser: &PathBuf, url: &str, extra: &[&str]) -> String {
-    let profile = std::env::temp_dir().join(format!("outflow-chromium-{}", std::process::id()));
-    let out = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-default-apps",
-            "--no-pings",
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            "--proxy-server=127.0.0.1:9",
-            "--window-size=1400,1100",
-            "--virtual-time-budget=4000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(url)
-        .output()
-        .expect("running chromium");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn artifacts() -> PathBuf {
-    let dir = outflow_tests::root().join("target/artifacts/browser");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A node whose pod in `pay` reaches public and internal destinations without a failure.
 fn healthy_node() -> NodeReport {
@@ -119,26 +71,6 @@ fn healthy_node() -> NodeReport {
         }],
         ..NodeReport::empty("node-2", (now - 10_000_000_000, now), "ebpf")
     }
-}
-
-/// The text of the element whose opening tag holds `attr`, tags stripped.
-fn element_text(dom: &str, attr: &str) -> String {
-    let at = dom
-        .find(attr)
-        .unwrap_or_else(|| panic!("no element with {attr} in the page:\n{dom}"));
-    let start = dom[at..].find('>').unwrap() + at + 1;
-    let end = dom[start..].find("</td>").map_or(dom.len(), |e| e + start);
-    let mut text = String::new();
-    let mut in_tag = false;
-    for c in dom[start..end].chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => in_tag = false,
-            c if !in_tag => text.push(c),
-            _ => {}
-        }
-    }
-    text
 }
 
 #[test]

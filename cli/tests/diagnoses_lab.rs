@@ -5,8 +5,13 @@
 //!
 //! Rollups are minute buckets, so every scenario gets a controller with a store of its own and
 //! agents of its own (agents queue what they could not deliver). Needs root; in CI it must run.
+//!
+//! While blackhole-one's controller and agents are up, the page at `/` is checked in chromium
+//! over them, and a capture is started from its diagnosis's button (the `lab_page` module).
 
+mod chromium;
 mod controller;
+mod lab_page;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -151,12 +156,20 @@ fn settled_diagnoses(c: &Controller) -> Vec<Value> {
     }
 }
 
-/// Runs one scenario with a fresh controller and agents; returns its diagnoses.
-fn scenario(lab: &Lab, name: &str) -> Vec<Value> {
+/// A scenario's settled diagnoses, with its controller and agents still up.
+struct Run {
+    diagnoses: Vec<Value>,
+    /// Stopped before the controller, so they deliver what they hold.
+    _agents: Vec<Agent>,
+    controller: Controller,
+}
+
+/// Runs one scenario with a fresh controller and agents.
+fn scenario(lab: &Lab, name: &str) -> Run {
     let t0 = Instant::now();
     assert!(lab.run(&["scenario", name]), "cluster.sh scenario {name}");
     let c = Controller::start(&format!("{}-{name}", lab.prefix()));
-    let _agents: Vec<Agent> = NODES
+    let agents: Vec<Agent> = NODES
         .iter()
         .map(|n| Agent::start(lab, n, &c, name))
         .collect();
@@ -168,7 +181,11 @@ fn scenario(lab: &Lab, name: &str) -> Vec<Value> {
         d.len(),
         t0.elapsed().as_secs_f64()
     );
-    d
+    Run {
+        diagnoses: d,
+        _agents: agents,
+        controller: c,
+    }
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -253,22 +270,31 @@ fn each_fault_of_a_two_node_lab_yields_its_one_diagnosis_and_a_healthy_run_none(
     if !privileged("each_fault_of_a_two_node_lab_yields_its_one_diagnosis_and_a_healthy_run_none") {
         return;
     }
+    let page = outflow_tests::required(
+        "each_fault_of_a_two_node_lab_yields_its_one_diagnosis_and_a_healthy_run_none (the page)",
+        "chromium and chromium-driver (cargo xtask setup)",
+        chromium::driver_installed(),
+    );
     let lab = Lab::up_from("cluster.sh", &format!("odl{}", std::process::id() % 1000));
-    let d = scenario(&lab, "healthy");
+    let d = scenario(&lab, "healthy").diagnoses;
     assert!(
         d.is_empty(),
         "healthy: no diagnosis, got {:#}",
         Value::from(d)
     );
     for (name, kind, checks) in FAULTS {
-        let all = scenario(&lab, name);
+        let run = scenario(&lab, name);
+        let all = &run.diagnoses;
         assert!(
             all.len() == 1 && all[0]["kind"] == kind,
             "{name}: expected exactly one {kind} diagnosis, got {:#}",
-            Value::from(all)
+            Value::from(all.clone())
         );
         for (what, ok) in checks {
             assert!(ok(&all[0]), "{name}: {what}: {:#}", all[0]);
+        }
+        if name == "blackhole-one" && page {
+            lab_page::check_blackhole_one(&lab, &run.controller, &all[0]);
         }
     }
 }

@@ -37,6 +37,7 @@ const PACKAGES: &[&str] = &[
     "iproute2",
     "curl",
     "chromium",
+    "chromium-driver",
     "procps",
     "time",
     "python3-venv",

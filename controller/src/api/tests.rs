@@ -400,6 +400,26 @@ async fn with_a_token_set_the_api_and_metrics_refuse_callers_without_it() {
     assert_eq!(text(&app, get("/readyz")).await.0, StatusCode::OK);
 }
 
+/// Found by schemathesis: counters that overflow SQLite's i64 when added up made every later
+/// `GET /api/v1/health` a 500.
+#[tokio::test]
+async fn health_saturates_loss_totals_that_overflow_instead_of_failing() {
+    let app = app(state());
+    for drops in [u64::MAX, i64::MAX as u64, 5] {
+        let mut r = report(vec![]);
+        r.datapath.event_drops = drops;
+        r.capture.undecodable = drops;
+        let (status, _) = call(&app, post(serde_json::to_vec(&r).unwrap())).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let (status, health) = call(&app, get("/api/v1/health")).await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    let totals = &health["nodes"][0]["totals"];
+    assert_eq!(totals["event_drops"], u64::MAX, "{health}");
+    assert_eq!(totals["undecodable"], u64::MAX, "{health}");
+    assert_eq!(totals["flows_evicted"], 0, "{health}");
+}
+
 #[tokio::test]
 async fn metrics_count_attempts_per_pod_category_and_outcome_and_the_datapath_losses() {
     let app = app(state());

@@ -13,19 +13,21 @@ impl Store {
         let mut stmt = self.db.prepare_cached(
             "SELECT node, MAX(window_end_ns), COUNT(*),
                     (SELECT datapath FROM reports r2 WHERE r2.node = r.node ORDER BY window_end_ns DESC LIMIT 1),
-                    SUM(json_extract(datapath, '$.event_drops')),
-                    SUM(json_extract(datapath, '$.flows_evicted')),
-                    SUM(json_extract(datapath, '$.flow_map_full')),
-                    SUM(json_extract(datapath, '$.attach_errors')),
-                    SUM(json_extract(datapath, '$.reports_dropped')),
-                    SUM(json_extract(capture, '$.dns_malformed')),
-                    SUM(json_extract(capture, '$.undecodable')),
-                    SUM(json_extract(datapath, '$.attribution_mismatches'))
+                    TOTAL(json_extract(datapath, '$.event_drops')),
+                    TOTAL(json_extract(datapath, '$.flows_evicted')),
+                    TOTAL(json_extract(datapath, '$.flow_map_full')),
+                    TOTAL(json_extract(datapath, '$.attach_errors')),
+                    TOTAL(json_extract(datapath, '$.reports_dropped')),
+                    TOTAL(json_extract(capture, '$.dns_malformed')),
+                    TOTAL(json_extract(capture, '$.undecodable')),
+                    TOTAL(json_extract(datapath, '$.attribution_mismatches'))
              FROM reports r GROUP BY node ORDER BY node",
         )?;
-        let sum = |row: &rusqlite::Row, i: usize| {
-            row.get::<_, Option<i64>>(i).map(|v| v.unwrap_or(0) as u64)
-        };
+        // TOTAL, not SUM: an agent's counters are u64, and SUM fails the whole query on an
+        // i64 overflow (and a value past i64::MAX is a REAL to SQLite), so one report with huge
+        // counters took /api/v1/health down for good. TOTAL adds as doubles: exact to 2^53,
+        // then saturating at u64::MAX on the way out, as the metrics' counters do.
+        let sum = |row: &rusqlite::Row, i: usize| row.get::<_, f64>(i).map(|v| v as u64);
         let rows = stmt.query_map([], |row| {
             Ok(NodeHealth {
                 node: row.get(0)?,

@@ -14,6 +14,7 @@ use crate::profile::Profile;
 
 /// Where a destination sits relative to the cluster (DESIGN.md §3, a contract).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
     /// Pods, services and nodes of this cluster.

@@ -28,10 +28,13 @@ pub struct Report {
 
 /// One (src, dst, dst_port, proto) group of connections.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectionRecord {
     /// The side that opened the connection.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub src: IpAddr,
     /// The side that was connected to.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub dst: IpAddr,
     /// Destination port.
     pub dst_port: u16,
@@ -58,6 +61,7 @@ pub struct ConnectionRecord {
     pub unreachable_codes: BTreeMap<String, u64>,
     /// Who sent the ICMP errors.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub icmp_from: Vec<IpAddr>,
     /// SYNs sent again for an attempt already under way.
     pub syn_retransmissions: u64,
@@ -93,6 +97,7 @@ pub struct ConnectionRecord {
 
 /// CONNECT requests to one target through a proxy.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProxyConnect {
     /// The `host:port` asked for: the real destination behind the proxy.
     pub target: String,
@@ -102,6 +107,7 @@ pub struct ProxyConnect {
 
 /// Latency summary in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Latency {
     /// Smallest.
     pub min: f64,
@@ -115,8 +121,10 @@ pub struct Latency {
 
 /// One (client, name, qtype) group of DNS lookups.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DnsRecord {
     /// Who asked.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub client: IpAddr,
     /// The name the application asked for, search expansions folded away.
     pub name: String,
@@ -126,6 +134,7 @@ pub struct DnsRecord {
     /// `unreachable`, `truncated`, `incomplete`).
     pub outcomes: BTreeMap<DnsOutcome, u64>,
     /// Servers asked.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub servers: Vec<IpAddr>,
     /// First query to final answer, per lookup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,6 +148,7 @@ pub struct DnsRecord {
     pub resolved_as: Option<String>,
     /// Addresses answered.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub answers: Vec<IpAddr>,
     /// Transport (`udp`, `tcp`, or `udp+tcp`).
     pub transport: String,
@@ -154,6 +164,7 @@ pub struct DnsRecord {
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Something fails every time.
@@ -177,6 +188,7 @@ impl Severity {
 
 /// A problem stated for a person.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Finding {
     /// What kind of problem (`syn_unanswered`, `dns_nxdomain`, …).
     pub kind: String,
@@ -186,6 +198,7 @@ pub struct Finding {
     pub message: String,
     /// Who is affected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub src: Option<IpAddr>,
     /// What they fail to reach (`203.0.113.7:443/tcp`, a DNS name, a server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -207,6 +220,7 @@ pub struct Finding {
 
 /// What was read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CaptureStats {
     /// Frames read.
     pub packets: u64,

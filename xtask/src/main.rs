@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask setup | demo | test | manifests | image | install | bench-analyze`.
+//! Project automation: `cargo xtask setup | demo | test | api-conformance | manifests | image | install | bench-analyze`.
 //!
 //! Everything a fresh machine needs is installed from here (Debian packages with apt-get), so the
 //! README's two commands work on a machine that has only the Rust toolchain.
@@ -7,6 +7,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 
+mod api_conformance;
 mod bench;
 mod bench_concurrent;
 mod bench_controller;
@@ -18,6 +19,7 @@ mod image;
 mod install;
 mod manifests;
 mod syn_gen;
+mod venv;
 
 /// Debian packages the build, the labs and the benchmarks use.
 const PACKAGES: &[&str] = &[
@@ -54,6 +56,9 @@ fn main() -> ExitCode {
         Some("demo") => demo::run_demo(&args[1..]),
         Some("test") => test(),
         Some("manifests") => setup().and_then(|()| manifests::run()),
+        Some("api-conformance") => setup()
+            .and_then(|()| build_debug_outflow())
+            .and_then(|outflow| api_conformance::run(&outflow)),
         Some("bench-analyze") => bench::run(&args[1..]),
         Some("bench-live") => bench_live::run(&args[1..]),
         Some("bench-controller") => bench_controller::run(&args[1..]),
@@ -63,7 +68,7 @@ fn main() -> ExitCode {
         Some("install") => install::run(&args[1..]),
         Some("fuzz") => flag(&args[1..], "--seconds", 300).and_then(fuzz),
         _ => {
-            eprintln!("usage: cargo xtask <setup | demo [--once] | test | manifests | image [--debug] | install [--prefix DIR] | fuzz [--seconds N] | bench-analyze [--packets N] | bench-live [--seconds N] [--rounds N] [--only PART] | bench-controller [--agents 50,100,200] [--seconds N] [--interval N] | bench-view [--nodes N] [--recent-every MIN]>");
+            eprintln!("usage: cargo xtask <setup | demo [--once] | test | api-conformance | manifests | image [--debug] | install [--prefix DIR] | fuzz [--seconds N] | bench-analyze [--packets N] | bench-live [--seconds N] [--rounds N] [--only PART] | bench-controller [--agents 50,100,200] [--seconds N] [--interval N] | bench-view [--nodes N] [--recent-every MIN]>");
             return ExitCode::from(2);
         }
     };
@@ -160,6 +165,8 @@ fn test() -> Result<()> {
         .args(["test", "--workspace", "--no-run"])
         .current_dir(&root))?;
     image::assemble(&root.join("target/debug/outflow"), true)?;
+    // The API against its OpenAPI document, on a real controller on loopback.
+    api_conformance::run(&root.join("target/debug/outflow"))?;
     cargo_test_with_summary(&root)
 }
 
@@ -198,6 +205,16 @@ pub fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Re
             .and_then(|v| v.parse().ok())
             .with_context(|| format!("{name} needs a value of the right kind")),
     }
+}
+
+/// Builds the debug `outflow` binary (as the tests do) and returns its path.
+fn build_debug_outflow() -> Result<std::path::PathBuf> {
+    let root = root_dir();
+    run(Command::new("cargo")
+        .args(["build", "-p", "outflow"])
+        .current_dir(&root))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), Into::into);
+    Ok(target.join("debug/outflow"))
 }
 
 /// Builds the release `outflow` binary and returns its path.

@@ -17,7 +17,11 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 /// kubernetes-validate, pinned: its schemas decide what "valid" means.
-const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+const KUBERNETES_VALIDATE: crate::venv::Tool = crate::venv::Tool {
+    venv: "venv",
+    pin: "kubernetes-validate==1.37.0",
+    bin: "kubernetes-validate",
+};
 
 /// Kubernetes versions AKS supports (standard and LTS) that the pinned kubernetes-validate has
 /// strict schemas for.
@@ -87,7 +91,7 @@ impl std::fmt::Display for Violation {
 pub fn run() -> Result<()> {
     let root = crate::root_dir();
     let kubectl = ensure_kubectl()?;
-    let validate = ensure_kubernetes_validate()?;
+    let validate = crate::venv::ensure(&KUBERNETES_VALIDATE)?;
     let out = root.join("target/manifests");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mut files = Vec::new();
@@ -171,37 +175,6 @@ fn ensure_kubectl() -> Result<String> {
         }
     }
     Ok("kubectl".into())
-}
-
-/// The pinned kubernetes-validate in its venv, installed there when missing or of another version.
-fn ensure_kubernetes_validate() -> Result<PathBuf> {
-    let home = std::env::var_os("HOME").context("HOME is not set: where should the venv go?")?;
-    let venv = Path::new(&home).join(".local/share/outflow/venv");
-    let bin = venv.join("bin/kubernetes-validate");
-    let (_, version) = KUBERNETES_VALIDATE
-        .split_once("==")
-        .expect("the pin is NAME==VERSION");
-    let installed = Command::new(&bin)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(version));
-    if installed {
-        return Ok(bin);
-    }
-    eprintln!("installing {KUBERNETES_VALIDATE} into {}", venv.display());
-    // Debian's python3 (python3-venv is a setup package) over whatever else the PATH has.
-    let python = if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    };
-    crate::run(Command::new(python).args(["-m", "venv"]).arg(&venv))?;
-    crate::run(
-        Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .arg(KUBERNETES_VALIDATE),
-    )?;
-    Ok(bin)
 }
 
 /// Every broken rule in a multi-document render.

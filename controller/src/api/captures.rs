@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use outflow_core::wire::health::CAPTURE_POLL_MAX_WAIT_S;
-use outflow_core::wire::routes;
+use outflow_core::wire::{routes, ErrorBody};
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -99,6 +99,20 @@ fn check_spec(s: &CaptureSpec) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `POST /api/v1/captures`.
+#[utoipa::path(post, path = routes::CAPTURES, tag = "captures",
+    summary = "Starts a capture on a pod, or on a node's interface",
+    request_body(content = CaptureSpec, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created; the node's agent takes it up", body = CaptureInfo),
+        (status = 400, description = "Malformed JSON, a bad pod or interface, or a filter libpcap \
+         cannot compile", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "The pod is on no node", body = ErrorBody),
+        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "JSON that is not a capture request", body = ErrorBody),
+        (status = 503, description = "Captures are not enabled (no `--capture-dir`)", body = ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
     body: Result<Json<CaptureSpec>, JsonRejection>,
@@ -124,10 +138,29 @@ async fn create(
     Ok((StatusCode::CREATED, Json(info)))
 }
 
+/// `GET /api/v1/captures`.
+#[utoipa::path(get, path = routes::CAPTURES, tag = "captures",
+    summary = "Every capture, newest first",
+    responses(
+        (status = 200, body = Vec<CaptureInfo>),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 503, description = "Captures are not enabled (no `--capture-dir`)", body = ErrorBody),
+    ))]
 async fn list(State(state): State<AppState>) -> Result<Json<Vec<CaptureInfo>>, ApiError> {
     Ok(Json(captures(&state)?.list()))
 }
 
+/// `GET /api/v1/captures/{id}`.
+#[utoipa::path(get, path = "/api/v1/captures/{id}", tag = "captures",
+    summary = "One capture",
+    params(("id" = u64, Path, description = "The capture's id, as `POST /api/v1/captures` returned it")),
+    responses(
+        (status = 200, body = CaptureInfo),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "No such capture", body = ErrorBody),
+        (status = 503, description = "Captures are not enabled (no `--capture-dir`)", body = ErrorBody),
+    ))]
 async fn one(
     State(state): State<AppState>,
     id: Result<Path<u64>, PathRejection>,
@@ -136,6 +169,17 @@ async fn one(
     captures(&state)?.get(id).map(Json).map_err(not_found)
 }
 
+/// `DELETE /api/v1/captures/{id}`.
+#[utoipa::path(delete, path = "/api/v1/captures/{id}", tag = "captures",
+    summary = "Stops a capture; what it caught stays downloadable",
+    params(("id" = u64, Path, description = "The capture's id, as `POST /api/v1/captures` returned it")),
+    responses(
+        (status = 200, description = "The capture, stopping or over", body = CaptureInfo),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "No such capture", body = ErrorBody),
+        (status = 503, description = "Captures are not enabled (no `--capture-dir`)", body = ErrorBody),
+    ))]
 async fn stop(
     State(state): State<AppState>,
     id: Result<Path<u64>, PathRejection>,
@@ -147,6 +191,16 @@ async fn stop(
         .map_err(not_found)
 }
 
+#[utoipa::path(get, path = "/api/v1/captures/{id}/pcapng", tag = "captures",
+    summary = "The capture's pcapng, streamed until the capture ends",
+    params(("id" = u64, Path, description = "The capture's id, as `POST /api/v1/captures` returned it")),
+    responses(
+        (status = 200, content_type = "application/x-pcapng", body = Vec<u8>),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "No such capture", body = ErrorBody),
+        (status = 503, description = "Captures are not enabled (no `--capture-dir`)", body = ErrorBody),
+    ))]
 /// The pcapng: what is there, then more as the agent sends it, until the capture ends.
 async fn download(
     State(state): State<AppState>,
@@ -215,6 +269,18 @@ async fn read_at(path: &std::path::Path, offset: u64) -> Bytes {
 }
 
 /// The agent's stream: appended as it comes.
+#[utoipa::path(put, path = "/api/v1/captures/{id}/pcapng", tag = "agents",
+    summary = "The agent streams a running capture's pcapng up",
+    params(("id" = u64, Path, description = "The capture's id, as `POST /api/v1/captures` returned it")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 204, description = "Appended"),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "No such capture", body = ErrorBody),
+        (status = 409, description = "The capture is not running", body = ErrorBody),
+        (status = 503, description = "Captures are not enabled (no `--capture-dir`)", body = ErrorBody),
+    ))]
 async fn upload(
     State(state): State<AppState>,
     id: Result<Path<u64>, PathRejection>,
@@ -239,6 +305,20 @@ async fn upload(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /api/v1/captures/{id}/result`.
+#[utoipa::path(post, path = "/api/v1/captures/{id}/result", tag = "agents",
+    summary = "The agent's summary at a capture's end",
+    params(("id" = u64, Path, description = "The capture's id, as `POST /api/v1/captures` returned it")),
+    request_body(content = CaptureResult, content_type = "application/json"),
+    responses(
+        (status = 204, description = "Recorded"),
+        (status = 400, description = "The id is not a number, or malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "No such capture", body = ErrorBody),
+        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "JSON that is not a result", body = ErrorBody),
+        (status = 503, description = "Captures are not enabled (no `--capture-dir`)", body = ErrorBody),
+    ))]
 async fn result(
     State(state): State<AppState>,
     id: Result<Path<u64>, PathRejection>,
@@ -253,15 +333,28 @@ async fn result(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+/// The long poll's parameters.
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct TaskQuery {
+    /// The agent's node.
     node: String,
-    /// Seconds to wait for a task (at most 30).
+    /// Seconds to wait for a task; more than 30 waits 30.
     wait: Option<u64>,
 }
 
 /// An agent's long poll: its node's new captures, as soon as there is one.
+#[utoipa::path(get, path = routes::AGENT_CAPTURES, tag = "agents",
+    summary = "An agent's long poll for its node's new captures",
+    params(TaskQuery),
+    responses(
+        (status = 200, description = "The node's new captures (empty when none came in time)",
+         body = Vec<CaptureInfo>),
+        (status = 400, description = "A parameter is wrong", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 503, description = "Captures are not enabled (no `--capture-dir`)", body = ErrorBody),
+    ))]
 async fn tasks(
     State(state): State<AppState>,
     q: Result<Query<TaskQuery>, axum::extract::rejection::QueryRejection>,

@@ -5,8 +5,8 @@ use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use outflow_core::wire::diagnosis::{Diagnoses, DiagnosesQuery};
-use outflow_core::wire::routes;
 use outflow_core::wire::view::{DestinationHealth, DestinationsQuery, FlowView, ViewQuery};
+use outflow_core::wire::{routes, ErrorBody};
 
 use super::error::ApiError;
 use super::state::{blocking, AppState};
@@ -47,6 +47,15 @@ fn bounded(what: &str, v: &Option<String>) -> Result<(), ApiError> {
     }
 }
 
+/// `GET /api/v1/view`.
+#[utoipa::path(get, path = routes::VIEW, tag = "health",
+    summary = "The flow health matrix: who (namespaces or workloads) by destination category",
+    params(ViewQuery),
+    responses(
+        (status = 200, body = FlowView),
+        (status = 400, description = "A parameter is wrong (the message says which)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+    ))]
 async fn matrix(
     State(state): State<AppState>,
     q: Result<Query<ViewQuery>, axum::extract::rejection::QueryRejection>,
@@ -68,6 +77,15 @@ async fn matrix(
     Ok(Json(view))
 }
 
+/// `GET /api/v1/view/destinations`.
+#[utoipa::path(get, path = routes::VIEW_DESTINATIONS, tag = "health",
+    summary = "One cell's destinations",
+    params(DestinationsQuery),
+    responses(
+        (status = 200, body = Vec<DestinationHealth>),
+        (status = 400, description = "A parameter is wrong (the message says which)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+    ))]
 async fn destinations(
     State(state): State<AppState>,
     q: Result<Query<DestinationsQuery>, axum::extract::rejection::QueryRejection>,
@@ -91,6 +109,15 @@ async fn destinations(
     Ok(Json(list))
 }
 
+/// `GET /api/v1/diagnoses`.
+#[utoipa::path(get, path = routes::DIAGNOSES, tag = "health",
+    summary = "What is broken, where and since when",
+    params(DiagnosesQuery),
+    responses(
+        (status = 200, body = Diagnoses),
+        (status = 400, description = "A parameter is wrong (the message says which)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+    ))]
 async fn diagnoses(
     State(state): State<AppState>,
     q: Result<Query<DiagnosesQuery>, axum::extract::rejection::QueryRejection>,

@@ -6,13 +6,14 @@
 
 //!
 //! The routes and the report and record handlers are here; the shared state (`state`), the error
-//! type (`error`) and the capture endpoints (`captures`) have their own files, which never import
-//! this one.
+//! type (`error`), the capture endpoints (`captures`) and the OpenAPI document (`openapi`) have
+//! their own files, which never import this one.
 
 mod captures;
 mod checks;
 mod error;
 mod flow_view;
+mod openapi;
 mod state;
 
 use std::sync::PoisonError;
@@ -23,11 +24,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use outflow_core::report::{ConnectionRecord, DnsRecord, Finding};
 use outflow_core::wire::cluster::ClusterProfile;
-use outflow_core::wire::{routes, NodeReport, RecordQuery};
+use outflow_core::wire::{routes, ErrorBody, NodeReport, RecordQuery, Scoped};
 use tower_http::decompression::RequestDecompressionLayer;
 
 pub use error::ApiError;
+pub use openapi::document;
 pub use state::{blocking, AppState, ClusterProfileSource, DestinationNames};
 
 use crate::clock::now_ns;
@@ -65,6 +68,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(guarded)
         .route("/", get(view::page))
+        .route(routes::OPENAPI, get(openapi::serve))
         .merge(crate::probes::router(state.ready.clone()))
         .layer(DefaultBodyLimit::max(MAX_REPORT_BYTES))
         .with_state(state)
@@ -109,6 +113,14 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "controller",
+    summary = "Prometheus metrics of the controller and of the agents' reports",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4",
+         content_type = "text/plain", body = String),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+    ))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let text = state
         .metrics
@@ -125,6 +137,23 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// `POST /api/v1/reports`.
+#[utoipa::path(post, path = routes::REPORTS, tag = "agents",
+    summary = "An agent's window report",
+    description = "Plain JSON or gzip-compressed (`Content-Encoding: gzip`); at most 16 MiB \
+        once decompressed. A report sent again with the same `report_id` is stored once.",
+    request_body(content = NodeReport, content_type = "application/json"),
+    responses(
+        (status = 204, description = "Stored"),
+        (status = 400, description = "Malformed JSON, or a report the controller refuses (bounds, \
+         clock)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 413, description = "Larger than 16 MiB"),
+        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "JSON that is not a report", body = ErrorBody),
+        (status = 503, description = "Overloaded: send it again after `Retry-After` seconds",
+         body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
 async fn post_report(
     State(state): State<AppState>,
     body: Result<Json<NodeReport>, axum::extract::rejection::JsonRejection>,
@@ -150,6 +179,13 @@ async fn post_report(
 const RETRY_AFTER_S: u64 = 2;
 
 /// `GET /api/v1/cluster/profile`: what the Kubernetes API tells of the cluster's network.
+#[utoipa::path(get, path = routes::CLUSTER_PROFILE, tag = "agents",
+    summary = "What the Kubernetes API tells of the cluster's network, for agents' profiles",
+    responses(
+        (status = 200, body = ClusterProfile),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 404, description = "The controller watches no cluster", body = ErrorBody),
+    ))]
 async fn cluster_profile(State(state): State<AppState>) -> Result<Json<ClusterProfile>, ApiError> {
     match &state.cluster_profile {
         Some(p) => Ok(Json(p())),
@@ -200,6 +236,15 @@ async fn records(
     Ok(Json(serde_json::Value::Array(rows)))
 }
 
+/// `GET /api/v1/connections`.
+#[utoipa::path(get, path = routes::CONNECTIONS, tag = "records",
+    summary = "Connection groups with their pod, node and window, newest windows first",
+    params(RecordQuery),
+    responses(
+        (status = 200, body = [Scoped<ConnectionRecord>]),
+        (status = 400, description = "A parameter is wrong (the message says which)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+    ))]
 async fn connections(
     State(s): State<AppState>,
     q: Result<Query<RecordQuery>, axum::extract::rejection::QueryRejection>,
@@ -207,6 +252,15 @@ async fn connections(
     records(s, Kind::Connection, q).await
 }
 
+/// `GET /api/v1/dns`.
+#[utoipa::path(get, path = routes::DNS, tag = "records",
+    summary = "DNS lookups with their pod, node and window, newest windows first",
+    params(RecordQuery),
+    responses(
+        (status = 200, body = [Scoped<DnsRecord>]),
+        (status = 400, description = "A parameter is wrong (the message says which)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+    ))]
 async fn dns(
     State(s): State<AppState>,
     q: Result<Query<RecordQuery>, axum::extract::rejection::QueryRejection>,
@@ -214,6 +268,15 @@ async fn dns(
     records(s, Kind::Dns, q).await
 }
 
+/// `GET /api/v1/findings`.
+#[utoipa::path(get, path = routes::FINDINGS, tag = "records",
+    summary = "Findings with their pod, node and window, newest windows first",
+    params(RecordQuery),
+    responses(
+        (status = 200, body = [Scoped<Finding>]),
+        (status = 400, description = "A parameter is wrong (the message says which)", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+    ))]
 async fn findings(
     State(s): State<AppState>,
     q: Result<Query<RecordQuery>, axum::extract::rejection::QueryRejection>,
@@ -224,6 +287,12 @@ async fn findings(
 use outflow_core::wire::health::Health;
 
 /// `GET /api/v1/health`.
+#[utoipa::path(get, path = routes::HEALTH, tag = "health",
+    summary = "Nodes, their datapaths and pods, and the latest captures",
+    responses(
+        (status = 200, body = Health),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+    ))]
 async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     let mut nodes = state
         .read("reading node health", |store| store.nodes())

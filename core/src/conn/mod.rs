@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// Ordered as [`Outcome::ALL`], so an outcome map lists them in report order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// SYN answered by SYN-ACK.

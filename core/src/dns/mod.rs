@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 /// Outcome of a DNS transaction or lookup (DESIGN.md §3, a contract; `unreachable`,
 /// `incomplete` and `truncated` extend it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DnsOutcome {
     /// NOERROR with an answer.

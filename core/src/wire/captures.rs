@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a person asks for: `POST /api/v1/captures`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CaptureSpec {
     /// `NAMESPACE/NAME`.
@@ -43,6 +44,7 @@ fn yes() -> bool {
 
 /// Where a capture is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum CaptureState {
     /// Waiting for its node's agent.
@@ -83,6 +85,7 @@ impl std::fmt::Display for CaptureState {
 
 /// A capture as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CaptureInfo {
     /// Its id.
     pub id: u64,
@@ -118,6 +121,7 @@ pub struct CaptureInfo {
 
 /// The agent's summary at the end: `POST /api/v1/captures/{id}/result`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CaptureResult {
     /// Packets written.

@@ -11,23 +11,29 @@ use crate::profile::Profile;
 
 /// The cluster's own ranges and DNS, each where the API tells it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterProfile {
     /// Every node's `spec.podCIDRs` (empty with CNIs that do not use them, e.g. Azure CNI
     /// with pods on the VNet).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub pod_cidrs: Vec<IpNet>,
     /// The ServiceCIDR objects' ranges (Kubernetes 1.33 and later).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub service_cidrs: Vec<IpNet>,
     /// The cluster's own Service addresses the ranges must cover: `default/kubernetes` and
     /// `kube-system/kube-dns`. Where no ServiceCIDR says the range, these are still internal.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub service_addresses: Vec<IpAddr>,
     /// Every node's InternalIP: nodes are internal even where the profile names no node subnet.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub node_addresses: Vec<IpAddr>,
     /// `kube-system/kube-dns`'s cluster addresses: the cluster's DNS service.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub cluster_dns: Vec<IpAddr>,
     /// The cluster DNS domain, from the controller pod's resolver search list.
     #[serde(default, skip_serializing_if = "Option::is_none")]

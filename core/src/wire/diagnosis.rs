@@ -10,6 +10,7 @@ use crate::category::Category;
 
 /// What kind of fault a diagnosis names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum DiagnosisKind {
     /// Pods' lookups fail at the cluster DNS (CoreDNS or node-local DNS down or overloaded).
@@ -49,6 +50,7 @@ impl DiagnosisKind {
 
 /// Whether the failures go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DiagnosisState {
     /// Failures in the last minutes.
@@ -59,6 +61,7 @@ pub enum DiagnosisState {
 
 /// Who and what a diagnosis covers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DiagnosisScope {
     /// Namespaces whose traffic fails.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -82,6 +85,7 @@ pub struct DiagnosisScope {
 
 /// What a diagnosis rests on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DiagnosisEvidence {
     /// Attempts and lookups by outcome, over the scope and the range.
     pub counts: BTreeMap<String, u64>,
@@ -96,6 +100,7 @@ pub struct DiagnosisEvidence {
 
 /// A capture to start for a diagnosis.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CaptureHint {
     /// `NAMESPACE/NAME`.
     pub pod: String,
@@ -105,6 +110,7 @@ pub struct CaptureHint {
 
 /// One problem, from when it started to now or to when it stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Diagnosis {
     /// Stable while the problem lasts: its kind and what it is about.
     pub id: String,
@@ -130,6 +136,7 @@ pub struct Diagnosis {
 
 /// The answer of `GET /api/v1/diagnoses`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Diagnoses {
     /// Active ones first, then resolved; newest first within each.
     pub diagnoses: Vec<Diagnosis>,
@@ -137,6 +144,7 @@ pub struct Diagnoses {
 
 /// The parameters of `GET /api/v1/diagnoses`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 #[serde(deny_unknown_fields)]
 pub struct DiagnosesQuery {
     /// Look back this many seconds (default [`super::DEFAULT_SINCE`]).

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// The answer of `GET /api/v1/health`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     /// Every node that reported, by name.
     pub nodes: Vec<NodeHealth>,
@@ -16,6 +17,7 @@ pub struct Health {
 
 /// The last report of a node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeHealth {
     /// The node.
     pub node: String,
@@ -71,6 +73,7 @@ pub fn is_poll_stale(last_poll_ns: u64, now_ns: u64) -> bool {
 
 /// A pod on a node and when it last made traffic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PodHealth {
     /// The pod as its node listed it.
     #[serde(flatten)]
@@ -85,6 +88,7 @@ pub struct PodHealth {
 
 /// Datapath counters summed over reports.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatapathTotals {
     /// Events lost in the ring buffer (or libpcap's buffer).
     pub event_drops: u64,

@@ -16,6 +16,7 @@ use crate::report::{CaptureStats, ConnectionRecord, DnsRecord, Finding};
 
 /// Who and when a record is about.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Scope {
     /// The pod's name, when the source is a known pod: the pod behind the node-side interface
     /// the source's packets came through, else the pod holding the source address.
@@ -44,6 +45,7 @@ pub struct Scope {
 
 /// A record with its scope, flattened into one JSON object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Scoped<T> {
     /// Pod, node, window.
     #[serde(flatten)]
@@ -55,6 +57,7 @@ pub struct Scoped<T> {
 
 /// How the agent's datapath is doing (counters over the window).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatapathStats {
     /// `ebpf` or `pcap`.
     pub kind: String,
@@ -93,6 +96,7 @@ pub struct DatapathStats {
 
 /// One agent's report for one window: `POST /api/v1/reports`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeReport {
     /// The node.
     pub node: String,
@@ -144,6 +148,7 @@ impl NodeReport {
 
 /// A pod on the node, whether or not it made traffic.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodePod {
     /// The pod's namespace.
     pub namespace: String,
@@ -157,6 +162,7 @@ pub struct NodePod {
     pub workload: Option<String>,
     /// Its addresses.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub addresses: Vec<std::net::IpAddr>,
     /// The node-side interfaces leading to it.
     #[serde(default)]
@@ -165,6 +171,7 @@ pub struct NodePod {
 
 /// A node-side interface of a pod and since when the datapath watches it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PodLink {
     /// The node-side device.
     pub name: String,
@@ -176,6 +183,7 @@ pub struct PodLink {
 
 /// What the API answers with a 4xx or 5xx: `{"error": "…"}`, a sentence for a person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// What was wrong and what to do.
     pub error: String,
@@ -194,6 +202,7 @@ pub const DEFAULT_SINCE: std::time::Duration = std::time::Duration::from_secs(15
 /// The query parameters of `GET /api/v1/connections`, `/dns` and `/findings`, as the CLI sends
 /// them and the controller reads them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 #[serde(deny_unknown_fields)]
 pub struct RecordQuery {
     /// `NAME` or `NAMESPACE/NAME`.
@@ -261,6 +270,8 @@ pub mod routes {
     pub const CLUSTER_PROFILE: &str = "/api/v1/cluster/profile";
     /// `GET`: an agent's long poll for its node's new captures.
     pub const AGENT_CAPTURES: &str = "/api/v1/agent/captures";
+    /// `GET`: the API's OpenAPI document, made from the code that serves it.
+    pub const OPENAPI: &str = "/api/v1/openapi.json";
 
     /// `GET` one capture, `DELETE` stops it.
     pub fn capture(id: u64) -> String {

@@ -25,6 +25,7 @@ pub const TIMELINE_SLOTS: u64 = 30;
 
 /// What the matrix's rows are.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum GroupBy {
     /// One row per namespace.
@@ -46,6 +47,7 @@ impl GroupBy {
 
 /// The parameters of `GET /api/v1/view`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 #[serde(deny_unknown_fields)]
 pub struct ViewQuery {
     /// Look back this many seconds (default [`super::DEFAULT_SINCE`]).
@@ -79,6 +81,7 @@ impl ViewQuery {
 
 /// The answer of `GET /api/v1/view`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FlowView {
     /// The range aggregated: from (ns since the epoch) …
     pub from_ns: u64,
@@ -94,6 +97,7 @@ pub struct FlowView {
 
 /// A row of the matrix: a namespace, or a workload in its namespace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ViewRow {
     /// The namespace ([`HOST_NAMESPACE`], [`UNKNOWN_NAMESPACE`] for sources that are no pod).
     pub namespace: String,
@@ -106,6 +110,7 @@ pub struct ViewRow {
 
 /// Traffic of one row to one category of destinations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Cell {
     /// Where the destinations sit.
     pub category: Category,
@@ -147,6 +152,7 @@ impl Cell {
 
 /// The parameters of `GET /api/v1/view/destinations`: one cell of the matrix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 #[serde(deny_unknown_fields)]
 pub struct DestinationsQuery {
     /// Look back this many seconds (default [`super::DEFAULT_SINCE`]).
@@ -179,6 +185,7 @@ impl DestinationsQuery {
 /// One destination of a cell: `GET /api/v1/view/destinations` answers a list, failing ones
 /// first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DestinationHealth {
     /// The destination: `name:port` (from DNS, TLS SNI, HTTP Host or the Kubernetes API),
     /// `address:port`, a DNS name for lookups, or [`OTHER_DESTINATIONS`].

@@ -1,11 +1,10 @@
 //! The tables behind the flow health view: rollups in time buckets and the evidence beside
 //! them. Written with each report, in its transaction; aged on the retention timer.
 //!
-//! Rollups are written to minute buckets. Once a whole hour is older than
-//! [`ViewRetention::fine_ns`] its minutes are merged into one hour bucket, so a week of view
-//! costs about as much as a few hours of minutes. Both kinds go when older than
-//! [`ViewRetention::rollups_ns`]; evidence goes when its latest record is older than
-//! [`ViewRetention::evidence_ns`]. Every delete is a range of the tables' first key column.
+//! Rollups are written to minute buckets, folded into coarser tiers as they complete
+//! (`tiers`), and deleted once older than [`ViewRetention::fine_ns`]; the tiers go when older
+//! than [`ViewRetention::rollups_ns`]; evidence goes when its latest record is older than
+//! [`ViewRetention::evidence_ns`]. Every delete is a range of the tables' first key columns.
 
 use outflow_core::wire::NodeReport;
 use rusqlite::{params, Connection, Transaction};
@@ -15,7 +14,7 @@ use super::rollup::{Rollup, FINE_BUCKET_S};
 /// How long the view's tables keep what they hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ViewRetention {
-    /// Minute buckets, before they are merged into hours.
+    /// Minute buckets (the coarser tiers are folded from them as they complete).
     pub fine_ns: u64,
     /// Buckets of either width.
     pub rollups_ns: u64,
@@ -41,23 +40,26 @@ impl Default for ViewRetention {
 /// The largest count a row holds: sums stop here rather than leave SQLite's integers.
 pub(super) const MAX_COUNT: i64 = 1 << 53;
 
+/// The columns of a rollup row, in the minutes' table and in the tiers'.
+pub(super) const ROLLUP_COLUMNS: &str = "bucket_s INTEGER NOT NULL,
+    width_s INTEGER NOT NULL,
+    namespace TEXT NOT NULL,
+    workload TEXT NOT NULL,
+    node TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    category TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    latency_ms_sum REAL NOT NULL,
+    latency_count INTEGER NOT NULL,
+    latency_ms_max REAL NOT NULL,";
+
 /// Creates the tables when missing.
 pub(super) fn create(db: &Connection) -> rusqlite::Result<()> {
-    db.execute_batch(
+    db.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS rollups (
-             bucket_s INTEGER NOT NULL,
-             width_s INTEGER NOT NULL,
-             namespace TEXT NOT NULL,
-             workload TEXT NOT NULL,
-             node TEXT NOT NULL,
-             kind TEXT NOT NULL,
-             category TEXT NOT NULL,
-             destination TEXT NOT NULL,
-             outcome TEXT NOT NULL,
-             count INTEGER NOT NULL,
-             latency_ms_sum REAL NOT NULL,
-             latency_count INTEGER NOT NULL,
-             latency_ms_max REAL NOT NULL,
+             {ROLLUP_COLUMNS}
              PRIMARY KEY (bucket_s, width_s, namespace, workload, node, kind, category,
                           destination, outcome)
          ) WITHOUT ROWID;
@@ -76,8 +78,8 @@ pub(super) fn create(db: &Connection) -> rusqlite::Result<()> {
              json TEXT NOT NULL,
              PRIMARY KEY (namespace, workload, category, destination, kind, outcome, node, pod)
          ) WITHOUT ROWID;
-         CREATE INDEX IF NOT EXISTS evidence_by_time ON evidence(last_ns);",
-    )
+         CREATE INDEX IF NOT EXISTS evidence_by_time ON evidence(last_ns);"
+    ))
 }
 
 fn count(n: u64) -> i64 {
@@ -143,6 +145,7 @@ pub(super) fn write(tx: &Transaction, r: &NodeReport, rollup: &Rollup) -> rusqli
             e.json,
         ])?;
     }
+    super::tiers::add_late(tx, &r.node, rollup)?;
     super::cells::write(tx, &r.node, rollup)
 }
 
@@ -153,39 +156,22 @@ pub(super) fn age(tx: &Transaction, now_ns: u64, keep: &ViewRetention) -> rusqli
     // Only whole hours: the hour bucket then holds all of its minutes at once.
     let fine_until =
         now_s.saturating_sub(keep.fine_ns / 1_000_000_000) / COARSE_BUCKET_S * COARSE_BUCKET_S;
-    tx.execute(
-        &format!(
-            "INSERT INTO rollups (bucket_s, width_s, namespace, workload, node, kind, category,
-                                  destination, outcome, count, latency_ms_sum, latency_count,
-                                  latency_ms_max)
-             SELECT bucket_s / {COARSE_BUCKET_S} * {COARSE_BUCKET_S}, {COARSE_BUCKET_S},
-                    namespace, workload, node, kind, category, destination, outcome,
-                    min(sum(count), {MAX_COUNT}), sum(latency_ms_sum),
-                    min(sum(latency_count), {MAX_COUNT}), max(latency_ms_max)
-             FROM rollups WHERE bucket_s < ?1 AND width_s = {FINE_BUCKET_S}
-             GROUP BY 1, namespace, workload, node, kind, category, destination, outcome
-             ON CONFLICT DO UPDATE SET
-                 count = min(count + excluded.count, {MAX_COUNT}),
-                 latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
-                 latency_count = min(latency_count + excluded.latency_count, {MAX_COUNT}),
-                 latency_ms_max = max(latency_ms_max, excluded.latency_ms_max)"
-        ),
-        params![fine_until as i64],
-    )?;
+    super::tiers::fold(tx, now_s)?;
     let merged = tx.execute(
         &format!("DELETE FROM rollups WHERE bucket_s < ?1 AND width_s = {FINE_BUCKET_S}"),
         params![fine_until as i64],
     )?;
-    let rollups_until = (now_s.saturating_sub(keep.rollups_ns / 1_000_000_000))
-        .min(i64::MAX as u64) as i64;
+    let rollups_until =
+        (now_s.saturating_sub(keep.rollups_ns / 1_000_000_000)).min(i64::MAX as u64) as i64;
     let expired = tx.execute(
         "DELETE FROM rollups WHERE bucket_s < ?1",
         params![rollups_until],
     )?;
     let cells = super::cells::age(tx, fine_until as i64, rollups_until)?;
+    let tiers = super::tiers::expire(tx, now_s, keep)?;
     tx.execute(
         "DELETE FROM evidence WHERE last_ns < ?1",
         params![ns(now_ns.saturating_sub(keep.evidence_ns))],
     )?;
-    Ok(merged + expired + cells)
+    Ok(merged + expired + cells + tiers)
 }

@@ -63,6 +63,7 @@ mod nodes;
 mod records;
 pub mod rollup;
 mod size;
+mod tiers;
 mod view;
 
 /// The cluster domain assumed until the cluster says its own.
@@ -122,6 +123,7 @@ impl Store {
         )?;
         buckets::create(&db)?;
         cells::create(&db)?;
+        tiers::create(&db)?;
         // Stores made before reports had ids gain the column.
         let has_id: bool = db
             .prepare("SELECT 1 FROM pragma_table_info('reports') WHERE name = 'report_id'")?
@@ -158,6 +160,7 @@ impl Store {
         };
         let mut reader = Store::open(path, self.retention_ns)?;
         reader.cluster_domain.clone_from(&self.cluster_domain);
+        reader.view_retention = self.view_retention;
         Ok(Some(reader))
     }
 

@@ -66,6 +66,7 @@ impl Store {
                 let cut = lo + (hi - lo) / 10 + 1;
                 n += tx.execute("DELETE FROM rollups WHERE bucket_s < ?1", params![cut])?;
                 n += super::cells::delete_before(&tx, cut)?;
+                n += super::tiers::delete_before(&tx, cut)?;
                 n += tx.execute(
                     "DELETE FROM evidence WHERE last_ns < ?1",
                     params![cut.saturating_mul(1_000_000_000)],

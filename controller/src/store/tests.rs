@@ -413,8 +413,14 @@ fn old_minutes_become_hours_and_the_retention_drops_whole_buckets() {
             )
             .unwrap()
         };
-        assert_eq!(n("rollups"), n("cells"), "one destination, one node: alike");
-        n("rollups")
+        // Minutes are in the rollups; hours in their tier, which the matrix's cells match.
+        let rollups = n(if width == 60 {
+            "rollups"
+        } else {
+            "rollup_tiers"
+        });
+        assert_eq!(rollups, n("cells"), "one destination, one node: alike");
+        rollups
     };
     assert_eq!((rows(&s, 60), rows(&s, 3600)), (3, 0));
     // Two hours later the whole hour is past the minutes' retention.
@@ -547,10 +553,12 @@ fn past_its_size_bound_the_store_drops_the_oldest_first() {
 }
 
 /// Sums of `table` by (bucket, width, namespace, workload, kind, category, outcome).
-fn sums(s: &Store, table: &str) -> Vec<(i64, i64, String, String, String, String, String, i64)> {
-    let mut stmt = s
-        .db
-        .prepare(&format!(
+/// A bucket's sum: bucket, width, namespace, workload, kind, category, outcome, count.
+type Sum = (i64, i64, String, String, String, String, String, i64);
+
+fn sums(s: &Store, table: &str) -> Vec<Sum> {
+    let mut stmt =
+        s.db.prepare(&format!(
             "SELECT bucket_s, width_s, namespace, workload, kind, category, outcome, sum(count)
              FROM {table} GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7"
         ))
@@ -614,7 +622,12 @@ fn the_matrix_cells_are_the_rollups_without_node_and_destination() {
                     &[(Outcome::Refused, 2)],
                 ));
             }
-            r.dns = vec![lookup(&shop, "api.example.com", &[], &[(DnsOutcome::Ok, 3)])];
+            r.dns = vec![lookup(
+                &shop,
+                "api.example.com",
+                &[],
+                &[(DnsOutcome::Ok, 3)],
+            )];
             s.insert(&r).unwrap();
         }
     }
@@ -623,7 +636,10 @@ fn the_matrix_cells_are_the_rollups_without_node_and_destination() {
     s.expire(hour0 + 3 * 3600 * S).unwrap();
     let aged = sums(&s, "cells");
     assert!(aged.iter().all(|r| r.1 == 3600), "all hours now: {aged:?}");
-    assert_eq!(sums(&s, "rollups"), aged);
+    assert_eq!(
+        sums(&s, "(SELECT * FROM rollup_tiers WHERE width_s = 3600)"),
+        aged
+    );
 
     let m = matrix(&s, hour0, hour0 + 2 * 3600 * S, GroupBy::Namespace);
     let cell = |ns: &str, c: Category| {
@@ -668,4 +684,138 @@ fn a_store_from_before_the_cells_gains_them_from_its_rollups() {
     assert_eq!(after.rows[0].cells[0].nodes, 2);
     assert_eq!(after.rows[0].cells[0].failures, 4);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sums per (namespace, node, destination, outcome) of the rollup rows a range reads at
+/// `width`.
+fn read_at(
+    s: &Store,
+    width: u64,
+    from_ns: u64,
+    to_ns: u64,
+) -> Vec<(String, String, String, String, i64)> {
+    let (from_s, to_s) = view::range_secs(from_ns, to_ns);
+    let mut stmt =
+        s.db.prepare(&format!(
+            "SELECT namespace, node, destination, outcome, sum(count)
+             FROM {} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+            tiers::rows_in_range(width)
+        ))
+        .unwrap();
+    let rows = stmt
+        .query_map(rusqlite::params![from_s, to_s], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+/// Three days of reports from two nodes, aged by the timer as they come: each tier, read over
+/// whole days, counts what the minutes count; a report that comes late for a folded minute is
+/// counted once in every tier; a long range is read from the days.
+#[test]
+fn every_tier_counts_what_the_minutes_count_and_a_late_report_once() {
+    let keep = ViewRetention {
+        fine_ns: 8 * 24 * 3600 * S,
+        ..ViewRetention::default()
+    };
+    let mut s = store().with_view_retention(keep);
+    let day0 = T0 / (86_400 * S) * (86_400 * S);
+    let web = scope("shop", "web-1", "deployment/web");
+    let mut seq = 0;
+    let mut send = |s: &mut Store, node: &str, end_ns: u64, outcome: Outcome| {
+        seq += 1;
+        let mut r = report(node, &format!("r-{seq}"), end_ns);
+        r.connections = vec![
+            conn(&web, "203.0.113.5", None, Category::Public, &[(outcome, 2)]),
+            conn(
+                &web,
+                "198.51.100.9",
+                None,
+                Category::Public,
+                &[(Outcome::Established, 1)],
+            ),
+        ];
+        s.insert(&r).unwrap();
+    };
+    for step in 0..(3 * 24 * 2) {
+        let end = day0 + step * 1800 * S + 45 * S;
+        for node in ["node-a", "node-b"] {
+            let outcome = if step % 3 == 0 {
+                Outcome::Unanswered
+            } else {
+                Outcome::Established
+            };
+            send(&mut s, node, end, outcome);
+        }
+        s.expire(end + 61 * S).unwrap();
+    }
+    let (from, to) = (day0, day0 + 3 * 86_400 * S);
+    let minutes = read_at(&s, 60, from, to);
+    assert!(!minutes.is_empty());
+    for w in tiers::TIERS {
+        assert_eq!(read_at(&s, w, from, to), minutes, "the {w} s tier");
+    }
+    // Late: a report for the first day, after it was folded.
+    send(&mut s, "node-a", day0 + 600 * S + 10 * S, Outcome::Refused);
+    let minutes = read_at(&s, 60, from, to);
+    assert!(minutes.iter().any(|r| r.3 == "refused" && r.4 == 2));
+    for w in tiers::TIERS {
+        assert_eq!(
+            read_at(&s, w, from, to),
+            minutes,
+            "the {w} s tier, late report"
+        );
+    }
+    assert_eq!(tiers::width_for(7 * 86_400, &keep), 86_400);
+    assert_eq!(tiers::width_for(86_400, &keep), 3_600);
+    assert_eq!(tiers::width_for(3_600, &keep), 600);
+    assert_eq!(tiers::width_for(900, &keep), 60);
+}
+
+/// Over a week read from the day tier, a failure that stopped half an hour ago is not taken
+/// for one still happening, and one failing this minute keeps its last time to the minute.
+#[test]
+fn a_long_range_tells_a_failure_that_stopped_from_one_still_failing() {
+    let mut s = store();
+    let now = T0 + 12 * 3600 * S + 30 * S;
+    let web = scope("shop", "web-1", "deployment/web");
+    for (id, end, dst) in [
+        ("old", now - 1800 * S, "203.0.113.5"),
+        ("new", now - 20 * S, "203.0.113.6"),
+    ] {
+        let mut r = report("node-a", id, end);
+        r.connections = vec![conn(
+            &web,
+            dst,
+            None,
+            Category::Public,
+            &[(Outcome::Unanswered, 3)],
+        )];
+        s.insert(&r).unwrap();
+    }
+    s.expire(now).unwrap();
+    let input = s.diagnosis_input(now - 7 * 86_400 * S, now, now).unwrap();
+    let last = |dst: &str| {
+        input
+            .facts
+            .iter()
+            .find(|f| f.destination.starts_with(dst))
+            .map(|f| (f.last_ns, f.count))
+            .unwrap()
+    };
+    let (old_last, old_count) = last("203.0.113.5");
+    let (new_last, new_count) = last("203.0.113.6");
+    assert_eq!((old_count, new_count), (3, 3));
+    assert!(
+        old_last <= now - 600 * S,
+        "stopped: {}",
+        (now - old_last) / S
+    );
+    assert!(
+        new_last >= now - 120 * S,
+        "still failing: {}",
+        (now - new_last) / S
+    );
+    assert!(new_last <= now);
 }

@@ -96,6 +96,13 @@ fn category(s: &str) -> Option<Category> {
 }
 
 impl Store {
+    /// The rollup rows of `[from_s, to_s)` as a table to select from (bound as `?1` and `?2`),
+    /// read at the coarsest width that still gives the range several buckets.
+    pub(super) fn rollups_of(&self, from_s: i64, to_s: i64) -> String {
+        let span_s = to_s.saturating_sub(from_s).max(0) as u64;
+        super::tiers::rows_in_range(super::tiers::width_for(span_s, &self.view_retention))
+    }
+
     /// The matrix of `q`.
     pub fn matrix(&self, q: &MatrixQuery) -> anyhow::Result<FlowView> {
         let (from_s, to_s) = range_secs(q.from_ns, q.to_ns);
@@ -194,10 +201,11 @@ impl Store {
     /// The destinations of one cell, failing ones first.
     pub fn destinations(&self, q: &CellQuery) -> anyhow::Result<Vec<DestinationHealth>> {
         let (from_s, to_s) = range_secs(q.from_ns, q.to_ns);
+        let rows = self.rollups_of(from_s, to_s);
         let mut stmt = self.db.prepare_cached(&format!(
             "SELECT destination, kind, outcome, sum(count), min(bucket_s),
                     max(bucket_s + width_s), group_concat(DISTINCT node)
-             FROM rollups WHERE {IN_RANGE} AND namespace = ?3
+             FROM {rows} WHERE namespace = ?3
                AND (?4 IS NULL OR workload = ?4) AND category = ?5
              GROUP BY destination, kind, outcome"
         ))?;
@@ -215,8 +223,9 @@ impl Store {
             let kind = row_kind(&r.get::<_, String>(1)?);
             let outcome: String = r.get(2)?;
             let n = r.get::<_, i64>(3)?.max(0) as u64;
-            let first = r.get::<_, i64>(4)?.max(0) as u64 * 1_000_000_000;
-            let last = r.get::<_, i64>(5)?.max(0) as u64 * 1_000_000_000;
+            // A coarse bucket may begin before the range and end after it.
+            let first = r.get::<_, i64>(4)?.max(from_s).max(0) as u64 * 1_000_000_000;
+            let last = r.get::<_, i64>(5)?.min(to_s).max(0) as u64 * 1_000_000_000;
             let d = by_dest
                 .entry(destination.clone())
                 .or_insert_with(|| DestinationHealth {

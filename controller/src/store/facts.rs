@@ -79,7 +79,12 @@ impl Store {
     pub fn diagnosis_input(&self, from_ns: u64, to_ns: u64, now_ns: u64) -> anyhow::Result<Input> {
         let (from_s, to_s) = range_secs(from_ns, to_ns);
         let rows = self.rollups_of(from_s, to_s);
-        let recent = self.recently_seen(from_s, to_s)?;
+        // Minutes end when their traffic did; only coarser buckets need the minutes' word.
+        let recent = if self.width_of(from_s, to_s) == super::rollup::FINE_BUCKET_S {
+            None
+        } else {
+            Some(self.recently_seen(from_s, to_s)?)
+        };
         let recent_from_s = recent_from(from_s, to_s);
         let mut stmt = self.db.prepare_cached(&format!(
             "SELECT namespace, workload, node, kind, category, destination, outcome, sum(count),
@@ -98,9 +103,10 @@ impl Store {
             // A coarse bucket ends after the range, or long after the last of its traffic: the
             // last time is the minutes' when they saw it, else before them.
             let bucket_last = r.get::<_, i64>(9)?;
-            let last_s = match recent.get(&key) {
-                Some(last) => *last,
-                None => bucket_last.min(recent_from_s),
+            let last_s = match recent.as_ref().map(|r| r.get(&key)) {
+                None => bucket_last,
+                Some(Some(last)) => *last,
+                Some(None) => bucket_last.min(recent_from_s),
             };
             facts.push(Fact {
                 count: r.get::<_, i64>(7)?.max(0) as u64,

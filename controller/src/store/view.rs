@@ -99,8 +99,13 @@ impl Store {
     /// The rollup rows of `[from_s, to_s)` as a table to select from (bound as `?1` and `?2`),
     /// read at the coarsest width that still gives the range several buckets.
     pub(super) fn rollups_of(&self, from_s: i64, to_s: i64) -> String {
+        super::tiers::rows_in_range(self.width_of(from_s, to_s))
+    }
+
+    /// The width `[from_s, to_s)` is read at.
+    pub(super) fn width_of(&self, from_s: i64, to_s: i64) -> u64 {
         let span_s = to_s.saturating_sub(from_s).max(0) as u64;
-        super::tiers::rows_in_range(super::tiers::width_for(span_s, &self.view_retention))
+        super::tiers::width_for(span_s, &self.view_retention)
     }
 
     /// The matrix of `q`.

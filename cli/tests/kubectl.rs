@@ -280,8 +280,8 @@ fn without_the_right_to_read_the_token_the_controllers_refusal_says_what_is_miss
         &format!("http://{}", c.addr),
     );
     let plugin = plugin(&dir);
-    // RBAC refuses the Secret (the first request), not the proxy.
-    api.refuse_next(1);
+    // RBAC refuses the Secret, not the proxy.
+    api.refuse_next_matching(1, "GET /api/v1/namespaces/outflow/secrets/outflow-token");
     let out = kubectl_outflow(&plugin, &kubeconfig, &["health"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);

@@ -69,6 +69,8 @@ pub(crate) struct Cluster {
     requests: Vec<String>,
     /// Requests still to refuse with 403.
     refuse: u32,
+    /// Refuse only requests whose method and URI hold this; none: any request.
+    refuse_only: Option<String>,
     /// Serve ServiceCIDRs, as an API server of Kubernetes 1.33 or later does; else `404`, as
     /// the recorded cluster's 1.31 does.
     serves_service_cidrs: bool,
@@ -250,7 +252,18 @@ impl ApiReplay {
 
     /// Answers the next `n` requests `403 Forbidden`, as a missing RBAC rule does.
     pub fn refuse_next(&self, n: u32) {
-        self.cluster().refuse = n;
+        let mut c = self.cluster();
+        c.refuse = n;
+        c.refuse_only = None;
+    }
+
+    /// Answers the next `n` requests whose method and URI hold `request` (`GET /api/v1/…`)
+    /// `403 Forbidden`, leaving other clients of the same server (a controller's watches)
+    /// answered.
+    pub fn refuse_next_matching(&self, n: u32, request: &str) {
+        let mut c = self.cluster();
+        c.refuse = n;
+        c.refuse_only = Some(request.to_string());
     }
 
     /// The requests so far, as method, path and query (`GET /api/v1/pods?watch=true…`).
@@ -310,8 +323,13 @@ impl Cluster {
 
     /// Records a request; answers 403 instead when refusals are due.
     pub(crate) fn admit(&mut self, method: &str, uri: &Uri, who: &str) -> Option<Response> {
-        self.requests.push(format!("{method} {uri}"));
-        if self.refuse == 0 {
+        let request = format!("{method} {uri}");
+        let matches = self
+            .refuse_only
+            .as_ref()
+            .is_none_or(|only| request.contains(only.as_str()));
+        self.requests.push(request);
+        if self.refuse == 0 || !matches {
             return None;
         }
         self.refuse -= 1;

@@ -23,7 +23,7 @@ pub struct ViewRetention {
 }
 
 const HOUR_NS: u64 = 3_600_000_000_000;
-/// The width of the buckets old minutes are merged into (seconds).
+/// An hour (seconds): the cells' coarse buckets, and the hour tier's width.
 pub(super) const COARSE_BUCKET_S: u64 = 3_600;
 
 impl Default for ViewRetention {
@@ -153,7 +153,7 @@ pub(super) fn write(tx: &Transaction, r: &NodeReport, rollup: &Rollup) -> rusqli
 /// Returns the rollup rows deleted or merged away.
 pub(super) fn age(tx: &Transaction, now_ns: u64, keep: &ViewRetention) -> rusqlite::Result<usize> {
     let now_s = now_ns / 1_000_000_000;
-    // Only whole hours: the hour bucket then holds all of its minutes at once.
+    // Only whole hours: the cells' hour bucket then holds all of its minutes at once.
     let fine_until =
         now_s.saturating_sub(keep.fine_ns / 1_000_000_000) / COARSE_BUCKET_S * COARSE_BUCKET_S;
     super::tiers::fold(tx, now_s)?;

@@ -774,7 +774,8 @@ fn every_tier_counts_what_the_minutes_count_and_a_late_report_once() {
 }
 
 /// Over a week read from the day tier, a failure that stopped half an hour ago is not taken
-/// for one still happening, and one failing this minute keeps its last time to the minute.
+/// for one still happening, and one failing this minute keeps its last time to the minute, in
+/// the diagnoses' facts and in the drill-down.
 #[test]
 fn a_long_range_tells_a_failure_that_stopped_from_one_still_failing() {
     let mut s = store();
@@ -818,4 +819,14 @@ fn a_long_range_tells_a_failure_that_stopped_from_one_still_failing() {
         (now - new_last) / S
     );
     assert!(new_last <= now);
+    // The drill-down over the week says the same.
+    let cell = cell_of(&s, "shop", Category::Public, now - 7 * 86_400 * S, now);
+    let last_failure = |dst: &str| {
+        cell.iter()
+            .find(|d| d.destination.starts_with(dst))
+            .and_then(|d| d.last_failure_ns)
+            .unwrap()
+    };
+    assert!(last_failure("203.0.113.5") <= now - 600 * S);
+    assert!(last_failure("203.0.113.6") >= now - 120 * S);
 }

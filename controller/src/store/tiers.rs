@@ -4,13 +4,15 @@
 //! minute into 10-minute, hour and day buckets (`rollup_tiers`, keyed by width first so each
 //! tier is a range of its own) and notes how far it folded. A range is read from the coarsest
 //! tier that still gives it several buckets, plus the minutes not folded yet; a report that
-//! arrives for a minute already folded is added to the tiers as it is written. So the
-//! drill-down and the diagnoses over a week read days, not every node's every minute, at the
-//! price of a range's start being counted to its tier's width.
+//! arrives for a minute already folded is added to the tiers as it is written. Each tier bucket
+//! keeps the first and last minute of its traffic, so first and last times stay exact to the
+//! minute (what tells a failure that stopped from one still happening). So the drill-down and
+//! the diagnoses over a week read days, not every node's every minute, at the price of a
+//! range's start being counted to its tier's width.
 
 use rusqlite::{params, Connection, Transaction};
 
-use super::buckets::{ViewRetention, MAX_COUNT, ROLLUP_COLUMNS};
+use super::buckets::{ViewRetention, COARSE_BUCKET_S, MAX_COUNT, ROLLUP_COLUMNS};
 use super::rollup::{Rollup, FINE_BUCKET_S};
 
 /// The tiers' widths (seconds), finest first.
@@ -26,9 +28,11 @@ const COLUMNS: &str = "namespace, workload, node, kind, category, destination, o
 fn upsert(select: &str) -> String {
     format!(
         "INSERT INTO rollup_tiers (width_s, bucket_s, {COLUMNS}, count, latency_ms_sum,
-                                   latency_count, latency_ms_max)
+                                   latency_count, latency_ms_max, first_s, last_s)
          {select}
          ON CONFLICT DO UPDATE SET
+             first_s = min(first_s, excluded.first_s),
+             last_s = max(last_s, excluded.last_s),
              count = min(count + excluded.count, {MAX_COUNT}),
              latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum,
              latency_count = min(latency_count + excluded.latency_count, {MAX_COUNT}),
@@ -40,7 +44,8 @@ fn upsert(select: &str) -> String {
 fn fold_sql(w: u64, from_width: u64) -> String {
     upsert(&format!(
         "SELECT {w}, bucket_s / {w} * {w}, {COLUMNS}, min(sum(count), {MAX_COUNT}),
-                sum(latency_ms_sum), min(sum(latency_count), {MAX_COUNT}), max(latency_ms_max)
+                sum(latency_ms_sum), min(sum(latency_count), {MAX_COUNT}), max(latency_ms_max),
+                min(bucket_s), max(bucket_s + width_s)
          FROM rollups WHERE width_s = {from_width} AND bucket_s >= ?1 AND bucket_s < ?2
          GROUP BY 2, {COLUMNS}"
     ))
@@ -56,6 +61,8 @@ pub(super) fn create(db: &Connection) -> rusqlite::Result<()> {
     db.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS rollup_tiers (
              {ROLLUP_COLUMNS}
+             first_s INTEGER NOT NULL,
+             last_s INTEGER NOT NULL,
              PRIMARY KEY (width_s, bucket_s, {COLUMNS})
          ) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS rollup_folds (
@@ -64,10 +71,13 @@ pub(super) fn create(db: &Connection) -> rusqlite::Result<()> {
     ))?;
     if !existed {
         let tx = db.unchecked_transaction()?;
-        for w in [3_600, 86_400] {
-            tx.execute(&fold_sql(w, 3_600), params![0, i64::MAX])?;
+        for w in &TIERS[1..] {
+            tx.execute(&fold_sql(*w, COARSE_BUCKET_S), params![0, i64::MAX])?;
         }
-        tx.execute("DELETE FROM rollups WHERE width_s = 3600", [])?;
+        tx.execute(
+            "DELETE FROM rollups WHERE width_s = ?1",
+            params![COARSE_BUCKET_S as i64],
+        )?;
         tx.commit()?;
     }
     Ok(())
@@ -111,7 +121,7 @@ pub(super) fn add_late(tx: &Transaction, node: &str, rollup: &Rollup) -> rusqlit
             continue;
         }
         let mut put = tx.prepare_cached(&upsert(
-            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         ))?;
         for row in &rollup.rows {
             put.execute(params![
@@ -128,6 +138,8 @@ pub(super) fn add_late(tx: &Transaction, node: &str, rollup: &Rollup) -> rusqlit
                 row.latency.sum_ms,
                 row.latency.count.min(MAX_COUNT as u64) as i64,
                 row.latency.max_ms,
+                b,
+                b + FINE_BUCKET_S as i64,
             ])?;
         }
     }
@@ -143,21 +155,22 @@ pub(super) fn expire(
     let mut n = 0;
     for w in TIERS {
         let until = now_s.saturating_sub(kept_s(w, keep)).min(i64::MAX as u64) as i64;
-        n += tx
-            .prepare_cached("DELETE FROM rollup_tiers WHERE width_s = ?1 AND bucket_s < ?2")?
-            .execute(params![w as i64, until])?;
+        n += delete_tier_before(tx, w, until)?;
     }
     Ok(n)
+}
+
+/// Deletes tier `w`'s buckets that start before `until`.
+fn delete_tier_before(tx: &Transaction, w: u64, until: i64) -> rusqlite::Result<usize> {
+    tx.prepare_cached("DELETE FROM rollup_tiers WHERE width_s = ?1 AND bucket_s < ?2")?
+        .execute(params![w as i64, until])
 }
 
 /// Deletes every tier's buckets that start before `until` (seconds since the epoch).
 pub(super) fn delete_before(tx: &Transaction, until: i64) -> rusqlite::Result<usize> {
     let mut n = 0;
     for w in TIERS {
-        n += tx.execute(
-            "DELETE FROM rollup_tiers WHERE width_s = ?1 AND bucket_s < ?2",
-            params![w as i64, until],
-        )?;
+        n += delete_tier_before(tx, w, until)?;
     }
     Ok(n)
 }
@@ -185,17 +198,19 @@ pub(super) fn width_for(span_s: u64, keep: &ViewRetention) -> u64 {
 }
 
 /// The rollup rows of `[?1, ?2)` (seconds) at width `w`, as a table to select from: the tier's
-/// buckets overlapping the range, and the minutes it has not folded yet.
+/// buckets overlapping the range, and the minutes it has not folded yet. `first_s` and
+/// `last_s` are when each row's traffic began and ended, to the minute.
 pub(super) fn rows_in_range(w: u64) -> String {
     let minutes = format!(
-        "SELECT bucket_s, width_s, {COLUMNS}, count FROM rollups
+        "SELECT bucket_s, width_s, {COLUMNS}, count, bucket_s AS first_s,
+                bucket_s + width_s AS last_s FROM rollups
          WHERE bucket_s > ?1 - {FINE_BUCKET_S} AND bucket_s < ?2"
     );
     if w == FINE_BUCKET_S {
         return format!("({minutes})");
     }
     format!(
-        "(SELECT bucket_s, width_s, {COLUMNS}, count FROM rollup_tiers
+        "(SELECT bucket_s, width_s, {COLUMNS}, count, first_s, last_s FROM rollup_tiers
           WHERE width_s = {w} AND bucket_s > ?1 - {w} AND bucket_s < ?2
           UNION ALL
           {minutes} AND bucket_s >= coalesce(

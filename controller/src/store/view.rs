@@ -99,13 +99,8 @@ impl Store {
     /// The rollup rows of `[from_s, to_s)` as a table to select from (bound as `?1` and `?2`),
     /// read at the coarsest width that still gives the range several buckets.
     pub(super) fn rollups_of(&self, from_s: i64, to_s: i64) -> String {
-        super::tiers::rows_in_range(self.width_of(from_s, to_s))
-    }
-
-    /// The width `[from_s, to_s)` is read at.
-    pub(super) fn width_of(&self, from_s: i64, to_s: i64) -> u64 {
         let span_s = to_s.saturating_sub(from_s).max(0) as u64;
-        super::tiers::width_for(span_s, &self.view_retention)
+        super::tiers::rows_in_range(super::tiers::width_for(span_s, &self.view_retention))
     }
 
     /// The matrix of `q`.
@@ -208,8 +203,8 @@ impl Store {
         let (from_s, to_s) = range_secs(q.from_ns, q.to_ns);
         let rows = self.rollups_of(from_s, to_s);
         let mut stmt = self.db.prepare_cached(&format!(
-            "SELECT destination, kind, outcome, sum(count), min(bucket_s),
-                    max(bucket_s + width_s), group_concat(DISTINCT node)
+            "SELECT destination, kind, outcome, sum(count), min(first_s), max(last_s),
+                    group_concat(DISTINCT node)
              FROM {rows} WHERE namespace = ?3
                AND (?4 IS NULL OR workload = ?4) AND category = ?5
              GROUP BY destination, kind, outcome"
@@ -228,7 +223,7 @@ impl Store {
             let kind = row_kind(&r.get::<_, String>(1)?);
             let outcome: String = r.get(2)?;
             let n = r.get::<_, i64>(3)?.max(0) as u64;
-            // A coarse bucket may begin before the range and end after it.
+            // A bucket at the range's start may have begun before it.
             let first = r.get::<_, i64>(4)?.max(from_s).max(0) as u64 * 1_000_000_000;
             let last = r.get::<_, i64>(5)?.min(to_s).max(0) as u64 * 1_000_000_000;
             let d = by_dest

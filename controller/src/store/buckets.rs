@@ -91,7 +91,7 @@ fn ns(n: u64) -> i64 {
 }
 
 /// Adds a report's rollup rows and evidence to the tables, in the report's transaction.
-pub(super) fn write(tx: &Transaction, r: &NodeReport, rollup: &Rollup) -> rusqlite::Result<()> {
+pub(super) fn write(tx: &Connection, r: &NodeReport, rollup: &Rollup) -> rusqlite::Result<()> {
     let mut put = tx.prepare_cached(&format!(
         "INSERT INTO rollups (bucket_s, width_s, namespace, workload, node, kind, category,
                               destination, outcome, count, latency_ms_sum, latency_count,

@@ -55,7 +55,7 @@ pub(super) fn create(db: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Adds a report's rollup, summed over nodes and destinations, in the report's transaction.
-pub(super) fn write(tx: &Transaction, node: &str, rollup: &Rollup) -> rusqlite::Result<()> {
+pub(super) fn write(tx: &Connection, node: &str, rollup: &Rollup) -> rusqlite::Result<()> {
     let mut sums: BTreeMap<_, u64> = BTreeMap::new();
     let mut cells = BTreeSet::new();
     for row in &rollup.rows {

@@ -1,9 +1,10 @@
 //! The SQLite store of window reports.
 //!
-//! One row per record (connection group, DNS lookup, finding) with the columns the API filters
-//! on, and the record's JSON as the agent sent it; one row per report for the health view.
-//! Rows older than the retention are deleted by [`Store::expire`], which the controller runs on
-//! a timer by its own clock: never on the ingest path, and never moved by a report's dates.
+//! The record log ([`log`]: each report's records in compressed blocks by pod, for the records
+//! API), one row per report for the health view, and the view's rollups, cells and tiers.
+//! Reports are written in batches, one transaction for many ([`Store::insert_batch`]). What is
+//! older than the retention is deleted by [`Store::expire`], which the controller runs on a
+//! timer by its own clock: never on the ingest path, and never moved by a report's dates.
 
 use std::path::Path;
 
@@ -59,6 +60,7 @@ pub use view::{CellQuery, MatrixQuery};
 mod buckets;
 mod cells;
 mod facts;
+mod log;
 mod nodes;
 mod records;
 pub mod rollup;
@@ -86,23 +88,11 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store at `path`; `:memory:` for one in memory.
     pub fn open(path: &Path, retention_ns: u64) -> anyhow::Result<Store> {
-        let db = Connection::open(path)
+        let mut db = Connection::open(path)
             .map_err(|e| anyhow::anyhow!("cannot open the store {}: {e}", path.display()))?;
         db.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=NORMAL;
-             CREATE TABLE IF NOT EXISTS records (
-                 id INTEGER PRIMARY KEY,
-                 kind TEXT NOT NULL,
-                 node TEXT NOT NULL,
-                 namespace TEXT,
-                 pod TEXT,
-                 category TEXT,
-                 outcomes TEXT NOT NULL,
-                 window_end_ns INTEGER NOT NULL,
-                 json TEXT NOT NULL);
-             CREATE INDEX IF NOT EXISTS records_by_kind_time ON records(kind, window_end_ns);
-             CREATE INDEX IF NOT EXISTS records_by_pod ON records(namespace, pod, window_end_ns);
              CREATE TABLE IF NOT EXISTS reports (
                  id INTEGER PRIMARY KEY,
                  node TEXT NOT NULL,
@@ -121,6 +111,7 @@ impl Store {
                  PRIMARY KEY (node, namespace, pod));
              CREATE INDEX IF NOT EXISTS node_pods_by_pod ON node_pods(namespace, pod);",
         )?;
+        log::create(&db)?;
         buckets::create(&db)?;
         cells::create(&db)?;
         tiers::create(&db)?;
@@ -135,6 +126,7 @@ impl Store {
             "CREATE UNIQUE INDEX IF NOT EXISTS reports_by_id ON reports(node, report_id)
                  WHERE report_id IS NOT NULL",
         )?;
+        log::migrate(&mut db)?;
         Ok(Store {
             db,
             retention_ns,
@@ -183,100 +175,38 @@ impl Store {
         self.retention_ns
     }
 
-    /// Stores a report in one transaction: all of it or none. A report whose id this node's
-    /// reports already hold is not stored again (`Stored::Again`): the agent sent it again
-    /// because the answer to the first send was lost.
+    /// Stores a report in a transaction of its own: all of it or none. A report whose id this
+    /// node's reports already hold is not stored again (`Stored::Again`): the agent sent it
+    /// again because the answer to the first send was lost.
     pub fn insert(&mut self, r: &NodeReport) -> anyhow::Result<Stored> {
-        let tx = self.db.transaction()?;
-        if let Some(id) = &r.report_id {
-            let seen = tx
-                .prepare_cached("SELECT 1 FROM reports WHERE node = ?1 AND report_id = ?2")?
-                .exists(params![r.node, id])?;
-            if seen {
-                return Ok(Stored::Again);
+        self.insert_batch(std::slice::from_ref(r))?
+            .pop()
+            .unwrap_or_else(|| Err(anyhow::anyhow!("a batch of one gave no answer")))
+    }
+
+    /// Stores reports in one transaction, each all or none: a report that fails is rolled back
+    /// alone and its error is its answer, the others stored. One commit for many reports is
+    /// what lets the store keep up with thousands of agents: the pages they share (indexes,
+    /// the minute's rollups) are written once per batch, not once per report. Fails as a whole
+    /// (nothing stored) only when the transaction itself cannot begin or commit.
+    pub fn insert_batch(
+        &mut self,
+        reports: &[NodeReport],
+    ) -> anyhow::Result<Vec<anyhow::Result<Stored>>> {
+        let mut tx = self.db.transaction()?;
+        let mut answers = Vec::with_capacity(reports.len());
+        for r in reports {
+            let mut one = tx.savepoint()?;
+            let answer = write_report(&one, r, &self.cluster_domain);
+            if matches!(answer, Ok(Stored::New)) {
+                one.commit()?;
+            } else {
+                one.rollback()?;
             }
+            answers.push(answer);
         }
-        {
-            let mut rec = tx.prepare_cached(
-                "INSERT INTO records (kind, node, namespace, pod, category, outcomes, window_end_ns, json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            let mut put = |kind: Kind,
-                           scope: &outflow_core::wire::Scope,
-                           category: Option<String>,
-                           outcomes: String,
-                           json: String| {
-                rec.execute(params![
-                    kind.as_str(),
-                    scope.node,
-                    scope.namespace,
-                    scope.pod,
-                    category,
-                    outcomes,
-                    r.window_end_ns as i64,
-                    json
-                ])
-            };
-            for c in &r.connections {
-                put(
-                    Kind::Connection,
-                    &c.scope,
-                    Some(c.record.category.as_str().to_string()),
-                    keys(c.record.outcomes.keys()),
-                    serde_json::to_string(c)?,
-                )?;
-            }
-            for d in &r.dns {
-                put(
-                    Kind::Dns,
-                    &d.scope,
-                    None,
-                    keys(d.record.outcomes.keys()),
-                    serde_json::to_string(d)?,
-                )?;
-            }
-            for f in &r.findings {
-                put(
-                    Kind::Finding,
-                    &f.scope,
-                    f.record.category.map(|c| c.as_str().to_string()),
-                    keys([f.record.severity.as_str().to_string()].iter()),
-                    serde_json::to_string(f)?,
-                )?;
-            }
-        }
-        tx.execute(
-            "INSERT INTO reports (node, report_id, window_start_ns, window_end_ns, datapath, capture)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                r.node,
-                r.report_id,
-                r.window_start_ns as i64,
-                r.window_end_ns as i64,
-                serde_json::to_string(&r.datapath)?,
-                serde_json::to_string(&r.capture)?
-            ],
-        )?;
-        // Each report lists all of the node's pods: the list replaces the one before.
-        tx.execute("DELETE FROM node_pods WHERE node = ?1", params![r.node])?;
-        {
-            let mut put = tx.prepare_cached(
-                "INSERT OR REPLACE INTO node_pods (node, namespace, pod, reported_ns, json)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for p in &r.pods {
-                put.execute(params![
-                    r.node,
-                    p.namespace,
-                    p.pod,
-                    r.window_end_ns as i64,
-                    serde_json::to_string(p)?
-                ])?;
-            }
-        }
-        buckets::write(&tx, r, &rollup::rollup(r, &self.cluster_domain)?)?;
         tx.commit()?;
-        Ok(Stored::New)
+        Ok(answers)
     }
 
     /// Deletes what is older than the retention as of `now_ns` (the controller's clock), merges
@@ -287,12 +217,7 @@ impl Store {
             .saturating_sub(self.retention_ns)
             .min(i64::MAX as u64) as i64;
         let tx = self.db.transaction()?;
-        // By kind, so the (kind, window_end_ns) index finds the old rows without a scan.
-        let records = tx.execute(
-            "DELETE FROM records WHERE kind IN ('connection', 'dns', 'finding')
-               AND window_end_ns < ?1",
-            params![cutoff],
-        )?;
+        let records = log::delete_before(&tx, cutoff)?;
         tx.execute(
             "DELETE FROM reports WHERE window_end_ns < ?1",
             params![cutoff],
@@ -304,15 +229,51 @@ impl Store {
     }
 }
 
-/// Space-delimited on both sides, so `LIKE '% key %'` matches whole keys.
-fn keys<'a, S: AsRef<str> + 'a>(it: impl Iterator<Item = &'a S>) -> String {
-    let mut s = String::from(" ");
-    for k in it {
-        s.push_str(k.as_ref());
-        s.push(' ');
+/// Writes one report: its id, its records into the log, the node's pods, and the view's
+/// rollups.
+fn write_report(tx: &Connection, r: &NodeReport, cluster_domain: &str) -> anyhow::Result<Stored> {
+    if let Some(id) = &r.report_id {
+        let seen = tx
+            .prepare_cached("SELECT 1 FROM reports WHERE node = ?1 AND report_id = ?2")?
+            .exists(params![r.node, id])?;
+        if seen {
+            return Ok(Stored::Again);
+        }
     }
-    s
+    log::write(tx, r)?;
+    tx.prepare_cached(
+        "INSERT INTO reports (node, report_id, window_start_ns, window_end_ns, datapath, capture)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        r.node,
+        r.report_id,
+        r.window_start_ns as i64,
+        r.window_end_ns as i64,
+        serde_json::to_string(&r.datapath)?,
+        serde_json::to_string(&r.capture)?
+    ])?;
+    // Each report lists all of the node's pods: the list replaces the one before.
+    tx.prepare_cached("DELETE FROM node_pods WHERE node = ?1")?
+        .execute(params![r.node])?;
+    let mut put = tx.prepare_cached(
+        "INSERT OR REPLACE INTO node_pods (node, namespace, pod, reported_ns, json)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for p in &r.pods {
+        put.execute(params![
+            r.node,
+            p.namespace,
+            p.pod,
+            r.window_end_ns as i64,
+            serde_json::to_string(p)?
+        ])?;
+    }
+    buckets::write(tx, r, &rollup::rollup(r, cluster_domain)?)?;
+    Ok(Stored::New)
 }
 
+#[cfg(test)]
+mod log_tests;
 #[cfg(test)]
 mod tests;

@@ -58,7 +58,7 @@ impl Store {
     /// The pods a node listed last, each with its last traffic as of `now_ns`.
     fn pods_of(&self, node: &str, now_ns: u64) -> anyhow::Result<Vec<PodHealth>> {
         let mut stmt = self.db.prepare_cached(
-            "SELECT json, (SELECT MAX(window_end_ns) FROM records r
+            "SELECT json, (SELECT MAX(window_end_ns) FROM record_blocks r
                             WHERE r.namespace = p.namespace AND r.pod = p.pod AND r.node = p.node)
              FROM node_pods p WHERE node = ?1 ORDER BY namespace, pod",
         )?;

@@ -49,11 +49,7 @@ impl Store {
         let mut n = 0;
         if let (Some(lo), Some(hi)) = span {
             let cut = lo + (hi - lo) / 10 + 1;
-            n += tx.execute(
-                "DELETE FROM records WHERE kind IN ('connection', 'dns', 'finding')
-                   AND window_end_ns < ?1",
-                params![cut],
-            )?;
+            n += super::log::delete_before(&tx, cut)?;
             n += tx.execute("DELETE FROM reports WHERE window_end_ns < ?1", params![cut])?;
         }
         if n == 0 {

@@ -114,7 +114,7 @@ pub(super) fn fold(tx: &Transaction, now_s: u64) -> rusqlite::Result<()> {
 
 /// Adds a report's rows to the tiers that have folded its minute already: it came late (an
 /// agent sending what it queued while the controller was away).
-pub(super) fn add_late(tx: &Transaction, node: &str, rollup: &Rollup) -> rusqlite::Result<()> {
+pub(super) fn add_late(tx: &Connection, node: &str, rollup: &Rollup) -> rusqlite::Result<()> {
     let b = rollup.bucket_s.min(i64::MAX as u64) as i64;
     for (w, until) in folded(tx)? {
         if b >= until || !TIERS.contains(&w) {

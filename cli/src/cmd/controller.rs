@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use outflow_controller::api::{AgentAuth, TokenReviews};
 use outflow_controller::captures::Captures;
 use outflow_controller::store::ViewRetention;
 use outflow_controller::ConnectionLimits;
@@ -44,6 +45,25 @@ pub struct ControllerArgs {
     /// with a random token when it is missing: agents mount it, `kubectl outflow` reads it.
     #[arg(long, value_name = "NAME", conflicts_with = "token_file")]
     pub token_secret: Option<String>,
+    /// How agents prove which node they are. `shared`: they send the shared token and may
+    /// report as any node. `tokenreview` (in a cluster): each sends its pod's projected service
+    /// account token (audience --agent-audience), which the Kubernetes API reviews and which
+    /// names the pod's node; the agent reports only as that node, and the shared token may no
+    /// longer post reports.
+    #[arg(long, value_enum, default_value = "shared")]
+    pub agent_auth: AgentAuthMode,
+    /// The audience of the agents' projected tokens (--agent-auth tokenreview).
+    #[arg(long, value_name = "AUDIENCE", default_value = "outflow")]
+    pub agent_audience: String,
+    /// The agents' service account, `[NAMESPACE/]NAME` (--agent-auth tokenreview); without a
+    /// namespace, the controller's (POD_NAMESPACE, else `outflow`).
+    #[arg(long, value_name = "[NS/]NAME", default_value = "outflow-agent")]
+    pub agent_service_account: String,
+    /// A file of `NODE TOKEN` lines (outside a cluster): each agent reports only as its node,
+    /// with its node's token, and the shared token may no longer post reports. Read again
+    /// when it changes.
+    #[arg(long, value_name = "FILE", conflicts_with = "agent_auth")]
+    pub agent_tokens: Option<PathBuf>,
     /// The kubeconfig for --token-secret: the command's own `--kubeconfig` (`outflow up`
     /// shares the agent's).
     #[arg(skip)]
@@ -110,9 +130,13 @@ impl ControllerArgs {
         });
         let captures = Captures::open(&dir, self.capture_budget)
             .with_context(|| format!("opening the capture directory {}", dir.display()))?;
+        let agents = self.agent_auth(token.as_deref())?;
         let mut state = AppState::new(store)
             .with_token(token)
             .with_captures(captures);
+        if let Some(agents) = agents {
+            state = state.with_agent_auth(agents);
+        }
         if self.metrics_pods {
             state = state.with_pod_metrics();
         }
@@ -131,6 +155,43 @@ impl ControllerArgs {
             .with_cluster_profile(Arc::new(move || facts.profile()))
             .with_destination_names(Arc::new(move |ip| names.name_of(ip)))
             .with_ready_check(Arc::new(move || synced.status())))
+    }
+
+    /// How agents' tokens bind them to their node, when they do; `shared` is the people's
+    /// token, which no agent's may be.
+    fn agent_auth(&self, shared: Option<&str>) -> anyhow::Result<Option<AgentAuth>> {
+        if let Some(file) = &self.agent_tokens {
+            let tokens = outflow_controller::api::NodeTokens::open(file, shared)?;
+            info!(file = %file.display(), "agents report with their node's token from the file");
+            return Ok(Some(AgentAuth::NodeTokens(tokens)));
+        }
+        if self.agent_auth == AgentAuthMode::Shared {
+            return Ok(None);
+        }
+        let reviewer = outflow_kube::TokenReviewer::new(&self.access(), &self.agent_audience)
+            .context("--agent-auth tokenreview")?;
+        let (namespace, name) = match self.agent_service_account.split_once('/') {
+            Some((ns, name)) => (ns.to_string(), name.to_string()),
+            None => (
+                std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "outflow".into()),
+                self.agent_service_account.clone(),
+            ),
+        };
+        info!(
+            service_account = %format!("{namespace}/{name}"),
+            audience = %self.agent_audience,
+            "agents report with their pod's token, reviewed by the Kubernetes API"
+        );
+        let review: outflow_controller::api::ReviewToken = Arc::new(move |token| {
+            let review = reviewer.review(token);
+            Box::pin(async move { review.await.map_err(Into::into) })
+        });
+        Ok(Some(AgentAuth::TokenReview(TokenReviews::new(
+            review,
+            &self.agent_audience,
+            &namespace,
+            &name,
+        ))))
     }
 
     fn access(&self) -> outflow_kube::ClusterAccess {
@@ -171,6 +232,15 @@ impl ControllerArgs {
         info!(listen = %self.listen, "API listening");
         Ok(listener)
     }
+}
+
+/// How agents prove which node they are (`--agent-auth`).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AgentAuthMode {
+    /// The shared token, as people send it: an agent may report as any node.
+    Shared,
+    /// The agent pod's service account token, reviewed by the Kubernetes API (TokenReview).
+    Tokenreview,
 }
 
 /// The controller's runtime: two workers, what this machine class has.

@@ -20,6 +20,15 @@ pub enum ApiError {
     /// Too many reports are being stored: try again after this many seconds.
     #[error("overloaded: too many reports at once; send it again in {0} s")]
     Overloaded(u64),
+    /// Something the request needs is down for now (the Kubernetes API that reviews agents'
+    /// tokens): try again after `retry_after_s` seconds.
+    #[error("{why}; send it again in {retry_after_s} s")]
+    Unavailable {
+        /// Seconds to wait.
+        retry_after_s: u64,
+        /// What is down, for the client.
+        why: String,
+    },
     /// The server failed: what it was doing, and why. The cause goes to the log, never to the
     /// client.
     #[error("internal error: {what}")]
@@ -50,7 +59,11 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Rejected(status, _) => *status,
-            ApiError::Overloaded(after) => {
+            ApiError::Overloaded(after)
+            | ApiError::Unavailable {
+                retry_after_s: after,
+                ..
+            } => {
                 let body = ErrorBody {
                     error: self.to_string(),
                 };

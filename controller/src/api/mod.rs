@@ -6,9 +6,10 @@
 
 //!
 //! The routes and the report and record handlers are here; the shared state (`state`), the error
-//! type (`error`), the capture endpoints (`captures`) and the OpenAPI document (`openapi`) have
-//! their own files, which never import this one.
+//! type (`error`), who may call what (`auth`), the capture endpoints (`captures`) and the OpenAPI
+//! document (`openapi`) have their own files, which never import this one.
 
+mod auth;
 mod captures;
 mod checks;
 mod error;
@@ -18,9 +19,9 @@ mod state;
 
 use std::sync::PoisonError;
 
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{header, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -29,6 +30,9 @@ use outflow_core::wire::cluster::ClusterProfile;
 use outflow_core::wire::{routes, ErrorBody, NodeReport, RecordQuery, Scoped};
 use tower_http::decompression::RequestDecompressionLayer;
 
+pub use auth::{
+    AgentAuth, NodeTokens, NodeTokensError, ReviewToken, TokenReviews, MAX_TOKEN_BYTES,
+};
 pub use error::ApiError;
 pub use openapi::document;
 pub use state::{blocking, AppState, ClusterProfileSource, DestinationNames};
@@ -64,7 +68,10 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(captures::routes())
         .merge(flow_view::routes())
-        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ));
     Router::new()
         .merge(guarded)
         .route("/", get(view::page))
@@ -72,45 +79,6 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::probes::router(state.ready.clone()))
         .layer(DefaultBodyLimit::max(MAX_REPORT_BYTES))
         .with_state(state)
-}
-
-/// Lets a request through when no token is set or it carries the right one.
-async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(token) = &state.token else {
-        return next.run(req).await;
-    };
-    // Through the API server's service proxy the token comes in its own header: the API
-    // server keeps `Authorization` for itself.
-    let headers = req.headers();
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .or_else(|| {
-            headers
-                .get(outflow_core::wire::TOKEN_HEADER)
-                .and_then(|v| v.to_str().ok())
-        });
-    if given.is_some_and(|g| same_secret(g.trim().as_bytes(), token.as_bytes())) {
-        return next.run(req).await;
-    }
-    let mut resp = ApiError::Rejected(
-        StatusCode::UNAUTHORIZED,
-        "missing or wrong token: send `Authorization: Bearer TOKEN` (or `X-Outflow-Token: \
-         TOKEN` through the Kubernetes API's service proxy) with the controller's token \
-         (outflow commands read it from --token-file or OUTFLOW_TOKEN; kubectl outflow from \
-         the Secret outflow-token)"
-            .into(),
-    )
-    .into_response();
-    resp.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    resp
-}
-
-/// Compares in time independent of where the inputs differ.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// `GET /metrics`.
@@ -122,11 +90,16 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
     ))]
 async fn metrics(State(state): State<AppState>) -> Response {
-    let text = state
+    let mut text = state
         .metrics
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .render_at(now_ns());
+    if let Some(agents) = &state.agent_auth {
+        // Before the exposition's end line, which closes it.
+        let end = text.rfind("# EOF").unwrap_or(text.len());
+        text.insert_str(end, &agents.render_metrics());
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -147,19 +120,29 @@ async fn metrics(State(state): State<AppState>) -> Response {
         (status = 204, description = "Stored"),
         (status = 400, description = "Malformed JSON, or a report the controller refuses (bounds, \
          clock)", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token, or an agent's token the controller \
+         does not take (not in --agent-tokens, not accepted by the Kubernetes API's TokenReview)",
+         body = ErrorBody),
+        (status = 403, description = "The token may not post this report: an agent's token is for \
+         another node than the report's `node`, a service account token is not the agents' or \
+         names no node, or the shared token while agents have their own", body = ErrorBody),
         (status = 413, description = "Larger than 16 MiB"),
         (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
         (status = 422, description = "JSON that is not a report", body = ErrorBody),
-        (status = 503, description = "Overloaded: send it again after `Retry-After` seconds",
+        (status = 503, description = "Overloaded, or the Kubernetes API cannot review the agent's \
+         token now (--agent-auth tokenreview): send it again after `Retry-After` seconds",
          body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ))]
 async fn post_report(
     State(state): State<AppState>,
+    agent: Option<axum::Extension<auth::AgentNode>>,
     body: Result<Json<NodeReport>, axum::extract::rejection::JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Json(report) =
         body.map_err(|e| ApiError::Rejected(e.status(), format!("report: {}", e.body_text())))?;
+    if let Some(axum::Extension(agent)) = &agent {
+        agent.check(&report.node)?;
+    }
     // Full: say so now. Holding the request would only make the agent's request time out,
     // and a report stored after its request failed would be counted once more on the retry.
     let Ok(_slot) = state.ingest_slots.clone().try_acquire_owned() else {

@@ -24,6 +24,8 @@ pub struct AppState {
     pub(super) reader: Arc<Mutex<Store>>,
     /// When set, every API call must carry it as a bearer token.
     pub(super) token: Option<Arc<str>>,
+    /// How agents prove their node; none: they send the shared token, as people do.
+    pub(super) agent_auth: Option<Arc<super::auth::AgentAuth>>,
     pub(super) metrics: Arc<Mutex<Metrics>>,
     captures: Option<Arc<Captures>>,
     /// How long records are kept (reports older than that are refused).
@@ -68,6 +70,7 @@ impl AppState {
             reader: reader.map_or_else(|| store.clone(), |r| Arc::new(Mutex::new(r))),
             store,
             token: None,
+            agent_auth: None,
             metrics: Arc::default(),
             captures: None,
             ready: None,
@@ -156,6 +159,13 @@ impl AppState {
     /// Requires `Authorization: Bearer TOKEN` on the API and `/metrics`.
     pub fn with_token(mut self, token: Option<String>) -> AppState {
         self.token = token.map(Arc::from);
+        self
+    }
+
+    /// Takes agents' reports only with a token of their own that names their node (see
+    /// [`super::auth`]); the shared token may then not post reports.
+    pub fn with_agent_auth(mut self, auth: super::auth::AgentAuth) -> AppState {
+        self.agent_auth = Some(Arc::new(auth));
         self
     }
 

@@ -353,14 +353,14 @@ async fn hostile_requests_get_a_400_that_says_what_was_wrong_and_nothing_is_stor
     );
 }
 
-async fn text(app: &Router, req: Request<Body>) -> (StatusCode, String) {
+pub(super) async fn text(app: &Router, req: Request<Body>) -> (StatusCode, String) {
     let resp = app.clone().oneshot(req).await.expect("infallible");
     let status = resp.status();
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn with_token(mut req: Request<Body>, token: &str) -> Request<Body> {
+pub(super) fn with_token(mut req: Request<Body>, token: &str) -> Request<Body> {
     req.headers_mut().insert(
         "authorization",
         format!("Bearer {token}").parse().expect("header value"),

@@ -10,6 +10,7 @@ pub mod captures;
 pub mod cluster;
 pub mod diagnosis;
 pub mod health;
+pub mod identity;
 pub mod view;
 
 use crate::report::{CaptureStats, ConnectionRecord, DnsRecord, Finding};

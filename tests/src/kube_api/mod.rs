@@ -1,13 +1,16 @@
 //! An API replay server: the Kubernetes API's list and watch protocol over HTTP, serving
-//! recorded objects (Pods, Services, Nodes, EndpointSlices), Secrets to get and create, and the
-//! service proxy subresource, so the real kube client and watcher can be tested without a
-//! cluster.
+//! recorded objects (Pods, Services, Nodes, EndpointSlices), Secrets to get and create,
+//! TokenReviews of the tokens a test issues, and the service proxy subresource, so the real kube
+//! client and watcher can be tested without a cluster.
 //!
 //! The test moves the cluster on (objects added, changed, deleted), sends bookmarks, expires
 //! resource versions (a watch then gets `410 Gone` and the client must relist), drops
 //! connections and refuses requests, and reads back what the client asked for.
 
 mod proxy;
+mod token_review;
+
+pub use token_review::PodToken;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -76,6 +79,11 @@ pub(crate) struct Cluster {
     serves_service_cidrs: bool,
     /// Services whose proxy subresource forwards to a backend: (namespace, name) → base URL.
     pub(crate) backends: BTreeMap<(String, String), String>,
+    /// The tokens the API server accepts, by their text.
+    tokens: BTreeMap<String, token_review::IssuedToken>,
+    /// TokenReviews still to answer with `failing_code`.
+    failing_reviews: u32,
+    failing_code: u16,
 }
 
 /// The running server; it stops with the test process.
@@ -106,6 +114,10 @@ impl ApiReplay {
             .route(
                 "/api/v1/namespaces/{namespace}/secrets",
                 post(create_secret),
+            )
+            .route(
+                "/apis/authentication.k8s.io/v1/tokenreviews",
+                post(token_review::create),
             )
             .route(
                 "/api/v1/namespaces/{namespace}/services/{service}/proxy",

@@ -1,7 +1,6 @@
 //! The record log's blocks: queries find exactly the records a row per record found, and a
 //! store of the older layout keeps its records.
 
-
 use outflow_core::wire::NodeReport;
 use outflow_core::{Category, DnsOutcome, Outcome};
 use rusqlite::params;

@@ -192,7 +192,7 @@ fn a_review_names_the_pods_node_and_says_why_a_token_is_refused() {
 
 #[test]
 fn an_agent_writes_as_its_own_node_only() {
-    let (api, dir, app) = started("own-node");
+    let (_api, dir, app) = started("own-node");
     runtime().block_on(async {
         let (status, _, err) = call(&app, bearer(report("aks-np1-0"), "tok-node-1")).await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{err}");

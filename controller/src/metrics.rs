@@ -63,6 +63,8 @@ pub struct Metrics {
     last_report: Family<NodeLabels, Gauge>,
     stale: Family<NodeLabels, Gauge>,
     overloaded: Counter,
+    batches: Counter,
+    abandoned: Counter,
     attempts: Family<ConnectionLabels, Counter>,
     lookups: Family<DnsLabels, Counter>,
     findings: Family<FindingLabels, Counter>,
@@ -167,6 +169,19 @@ impl Default for Metrics {
             "Reports refused because the controller was storing as many as it may at once",
             overloaded.clone(),
         );
+        let batches = Counter::default();
+        registry.register(
+            "store_batches",
+            "Transactions that stored reports; reports over batches is how many share a commit",
+            batches.clone(),
+        );
+        let abandoned = Counter::default();
+        registry.register(
+            "reports_abandoned",
+            "Reports not stored because their request was gone before their turn (the agent \
+             timed out and sends them again)",
+            abandoned.clone(),
+        );
         let attempts = Family::<ConnectionLabels, Counter>::default();
         registry.register(
             "connection_attempts",
@@ -201,6 +216,8 @@ impl Default for Metrics {
             last_report,
             stale,
             overloaded,
+            batches,
+            abandoned,
             attempts,
             lookups,
             findings,
@@ -309,6 +326,16 @@ impl Metrics {
     /// Counts a report refused because ingest was full.
     pub fn refused_overloaded(&self) {
         self.overloaded.inc();
+    }
+
+    /// Counts a transaction that stored reports.
+    pub fn stored_batch(&self) {
+        self.batches.inc();
+    }
+
+    /// Counts reports not stored because their request was gone.
+    pub fn abandoned(&self, reports: u64) {
+        self.abandoned.inc_by(reports);
     }
 
     /// Drops the series of nodes, pods and namespaces not reported for [`SERIES_TTL_NS`]: a

@@ -82,6 +82,11 @@ pub struct ControllerArgs {
     /// 5,000 nodes a series per pod and outcome is millions of series.
     #[arg(long)]
     pub metrics_pods: bool,
+    /// Reports that may wait to be stored at once; more are answered 503 with `Retry-After`
+    /// at once and the agents send them again. Bounds the memory reports take while waiting
+    /// (a 170 KB report is about a megabyte parsed).
+    #[arg(long, value_name = "N", default_value_t = outflow_controller::api::MAX_INGEST_IN_FLIGHT)]
+    pub ingest_queue: usize,
 }
 
 impl ControllerArgs {
@@ -133,7 +138,8 @@ impl ControllerArgs {
         let agents = self.agent_auth(token.as_deref())?;
         let mut state = AppState::new(store)
             .with_token(token)
-            .with_captures(captures);
+            .with_captures(captures)
+            .with_ingest_limit(self.ingest_queue);
         if let Some(agents) = agents {
             state = state.with_agent_auth(agents);
         }

@@ -16,6 +16,7 @@ mod error;
 mod flow_view;
 mod openapi;
 mod state;
+mod writer;
 
 use std::sync::PoisonError;
 
@@ -35,7 +36,9 @@ pub use auth::{
 };
 pub use error::ApiError;
 pub use openapi::document;
-pub use state::{blocking, AppState, ClusterProfileSource, DestinationNames};
+pub use state::{
+    blocking, AppState, ClusterProfileSource, DestinationNames, MAX_INGEST_IN_FLIGHT,
+};
 
 use crate::clock::now_ns;
 use crate::store::{Filter, Kind};
@@ -297,3 +300,5 @@ async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError>
 mod tests;
 #[cfg(test)]
 mod tests_view;
+#[cfg(test)]
+mod tests_writer;

@@ -13,7 +13,7 @@ use super::error::ApiError;
 use crate::captures::Captures;
 use crate::clock::now_ns;
 use crate::metrics::Metrics;
-use crate::store::{Store, Stored};
+use crate::store::Store;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -33,6 +33,8 @@ pub struct AppState {
     /// Reports being stored at once; when none is free a report is refused at once (503 with
     /// `Retry-After`) rather than held: the agent keeps it queued and sends it again.
     pub(super) ingest_slots: Arc<tokio::sync::Semaphore>,
+    /// The thread that writes reports, many to a transaction.
+    writer: super::writer::Writer,
     /// What `/readyz` asks; none: ready as soon as it serves.
     pub(super) ready: Option<crate::probes::ReadyCheck>,
     /// Who a destination address is in the cluster; none outside Kubernetes.
@@ -45,8 +47,9 @@ pub struct AppState {
 pub type ClusterProfileSource =
     Arc<dyn Fn() -> outflow_core::wire::cluster::ClusterProfile + Send + Sync>;
 
-/// Reports stored at once by default: more only queue on the store's lock.
-pub const MAX_INGEST_IN_FLIGHT: usize = 32;
+/// Reports waiting to be stored at once by default: two batches of the writer's, so one
+/// fills while the other is written. More are refused with 503 and `Retry-After`.
+pub const MAX_INGEST_IN_FLIGHT: usize = 2 * super::writer::MAX_BATCH;
 
 /// Names a destination address (`service shop/web`), from what the cluster says now.
 pub type DestinationNames = Arc<dyn Fn(std::net::IpAddr) -> Option<String> + Send + Sync>;
@@ -64,14 +67,16 @@ impl AppState {
         };
         let retention_ns = store.retention_ns();
         let store = Arc::new(Mutex::new(store));
+        let metrics: Arc<Mutex<Metrics>> = Arc::default();
         AppState {
+            writer: super::writer::Writer::spawn(store.clone(), metrics.clone()),
             retention_ns,
             ingest_slots: Arc::new(tokio::sync::Semaphore::new(MAX_INGEST_IN_FLIGHT)),
             reader: reader.map_or_else(|| store.clone(), |r| Arc::new(Mutex::new(r))),
             store,
             token: None,
             agent_auth: None,
-            metrics: Arc::default(),
+            metrics,
             captures: None,
             ready: None,
             names: None,
@@ -144,15 +149,16 @@ impl AppState {
         .await
     }
 
-    /// Stores at most `n` reports at once; more are refused with 503 and `Retry-After`.
+    /// Lets at most `n` reports wait to be stored at once; more are refused with 503 and
+    /// `Retry-After`.
     pub fn with_ingest_limit(mut self, n: usize) -> AppState {
         self.ingest_slots = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
         self
     }
 
     /// Labels connection and DNS metrics by node and pod too (a series per pod and outcome).
-    pub fn with_pod_metrics(mut self) -> AppState {
-        self.metrics = Arc::new(Mutex::new(Metrics::with_pod_labels()));
+    pub fn with_pod_metrics(self) -> AppState {
+        *self.metrics.lock().unwrap_or_else(PoisonError::into_inner) = Metrics::with_pod_labels();
         self
     }
 
@@ -200,22 +206,8 @@ impl AppState {
         for c in &mut report.connections {
             c.record.destination = self.names.as_ref().and_then(|names| names(c.record.dst));
         }
-        let store = self.store.clone();
-        let metrics = self.metrics.clone();
-        blocking("storing a report", move || {
-            let stored = store
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(&report)?;
-            if stored == Stored::New {
-                metrics
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .count(&report, now_ns());
-            }
-            anyhow::Ok(())
-        })
-        .await
+        // Counted in the metrics by the writer, once stored: a report sent again is not.
+        self.writer.store(report).await.map(|_| ())
     }
 
     /// Deletes what is older than the retention every `period`, by the controller's clock.

@@ -36,9 +36,7 @@ pub use auth::{
 };
 pub use error::ApiError;
 pub use openapi::document;
-pub use state::{
-    blocking, AppState, ClusterProfileSource, DestinationNames, MAX_INGEST_IN_FLIGHT,
-};
+pub use state::{blocking, AppState, ClusterProfileSource, DestinationNames, MAX_INGEST_IN_FLIGHT};
 
 use crate::clock::now_ns;
 use crate::store::{Filter, Kind};

@@ -949,15 +949,7 @@ async fn a_full_ingest_refuses_at_once_with_retry_after_and_stores_nothing_of_it
     second.node = "node-2".into();
     // The store is busy (held by another thread): the first report takes the one slot and
     // waits on it.
-    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let store = state.store.clone();
-    let holder = std::thread::spawn(move || {
-        let _busy = store.lock().unwrap();
-        locked_tx.send(()).unwrap();
-        let _ = release_rx.recv();
-    });
-    locked_rx.recv().unwrap();
+    let (release_tx, holder) = super::tests_writer::hold_store(&state);
     let pending = tokio::spawn({
         let (app, body) = (app.clone(), serde_json::to_vec(&first).unwrap());
         async move { call(&app, post(body)).await.0 }

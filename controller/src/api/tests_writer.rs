@@ -12,7 +12,9 @@ use super::*;
 
 /// Holds the store's lock from another thread until the returned sender is sent to (or
 /// dropped): the writer waits on it as on a slow disk.
-fn hold_store(state: &AppState) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+pub(super) fn hold_store(
+    state: &AppState,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
     let (locked_tx, locked_rx) = std::sync::mpsc::channel();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let store = state.store.clone();
@@ -67,7 +69,10 @@ async fn reports_waiting_together_share_a_commit_and_each_is_answered() {
     let (_, m) = text(&app, get("/metrics")).await;
     // The first report may be taken alone before the others arrive; the rest wait together.
     let batches = metric(&m, "outflow_store_batches_total");
-    assert!((1..=2).contains(&batches), "20 reports in {batches} commits");
+    assert!(
+        (1..=2).contains(&batches),
+        "20 reports in {batches} commits"
+    );
     assert_eq!(m.matches("outflow_reports_total{").count(), 20, "{m}");
 }
 
@@ -102,7 +107,11 @@ async fn a_report_whose_request_is_gone_before_its_turn_is_not_stored() {
         .iter()
         .map(|n| n["node"].as_str().unwrap())
         .collect();
-    assert_eq!(nodes, ["node-a", "node-c"], "the abandoned report was stored");
+    assert_eq!(
+        nodes,
+        ["node-a", "node-c"],
+        "the abandoned report was stored"
+    );
     let (_, m) = text(&app, get("/metrics")).await;
     assert_eq!(metric(&m, "outflow_reports_abandoned_total"), 1);
     // Sent again, as its agent does, it is stored.

@@ -98,7 +98,7 @@ pub fn build(debug: bool) -> Result<()> {
         run(Command::new("cargo")
             .args(["build", "-p", "outflow"])
             .current_dir(&root))?;
-        root.join("target/debug/outflow")
+        crate::target_dir().join("debug/outflow")
     } else {
         crate::build_outflow()?
     };

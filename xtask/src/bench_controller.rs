@@ -150,7 +150,7 @@ pub(crate) fn report(node: usize, seq: u64, end_ns: u64, interval: Duration) -> 
         window_end: rfc(end_ns),
     };
     let src = |pod: usize| {
-        format!("10.{}.{}.{}", 244 + node / 250, node % 250, pod + 10)
+        format!("10.{}.{}.{}", node / 250, node % 250, pod + 10)
             .parse()
             .unwrap()
     };

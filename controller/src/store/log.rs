@@ -20,6 +20,12 @@ use super::{Filter, Kind};
 /// zstd's level for blocks: its fastest that still compresses JSON about tenfold.
 const LEVEL: i32 = 1;
 
+thread_local! {
+    /// The writer's compressor, kept: making one costs more than compressing a block.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// A decompressed block larger than this is refused on read rather than trusted.
 const MAX_BLOCK_BYTES: usize = 64 << 20;
 
@@ -82,7 +88,14 @@ impl Block {
     /// The columns of its row: the union of its keys, its count and its compressed body.
     fn finish(mut self) -> std::io::Result<(String, i64, Vec<u8>)> {
         self.json.push(b']');
-        let body = zstd::bulk::compress(&self.json, LEVEL)?;
+        let body = COMPRESSOR.with(|c| -> std::io::Result<Vec<u8>> {
+            let mut c = c.borrow_mut();
+            let c = match &mut *c {
+                Some(c) => c,
+                None => c.insert(zstd::bulk::Compressor::new(LEVEL)?),
+            };
+            c.compress(&self.json)
+        })?;
         let keys = keys_of(None, self.keys.iter().map(String::as_str));
         Ok((keys, self.count as i64, body))
     }

@@ -93,6 +93,8 @@ impl Store {
         db.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=NORMAL;
+             PRAGMA cache_size=-65536;
+             PRAGMA temp_store=MEMORY;
              CREATE TABLE IF NOT EXISTS reports (
                  id INTEGER PRIMARY KEY,
                  node TEXT NOT NULL,

@@ -1,4 +1,5 @@
-//! `cargo xtask bench-controller [--agents 50,100,200] [--seconds 60] [--interval 10]`: the
+//! `cargo xtask bench-controller [--agents 50,100,200] [--batches 64] [--seconds 60]
+//! [--interval 10]`: the
 //! controller under many agents, on loopback. Each simulated agent posts a realistic report
 //! every interval (30 pods, 200 connection groups, 100 DNS lookups, 20 findings; gzip, as
 //! agents send them; a fresh report id each time), spread evenly over the interval. Per step:
@@ -25,6 +26,8 @@ const PORT: u16 = 17897;
 /// One step's figures.
 struct Step {
     agents: usize,
+    /// The controller's `--ingest-batch`.
+    batch: usize,
     accepted: u64,
     refused: u64,
     failed: u64,
@@ -40,40 +43,55 @@ struct Step {
     report_kb: (f64, f64),
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let steps: Vec<usize> = match args.iter().position(|a| a == "--agents") {
+/// A comma-separated list of numbers after `name`, or `default`.
+fn list_flag(args: &[String], name: &str, default: &[usize]) -> Result<Vec<usize>> {
+    match args.iter().position(|a| a == name) {
         Some(i) => args
             .get(i + 1)
-            .context("--agents needs a list, e.g. 50,100,200")?
+            .with_context(|| format!("{name} needs a list, e.g. 50,100,200"))?
             .split(',')
             .map(|n| {
                 n.trim()
                     .parse()
-                    .context("--agents: numbers, e.g. 50,100,200")
+                    .with_context(|| format!("{name}: numbers, e.g. 50,100,200"))
             })
-            .collect::<Result<_>>()?,
-        None => vec![50, 100, 200],
-    };
+            .collect(),
+        None => Ok(default.to_vec()),
+    }
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let steps = list_flag(args, "--agents", &[50, 100, 200])?;
+    // Each batch size gets a controller and a store of its own, the same steps in the same run.
+    let batches = list_flag(args, "--batches", &[64])?;
     let seconds: u64 = crate::flag(args, "--seconds", 60)?;
     let interval: u64 = crate::flag(args, "--interval", 10)?;
     let outflow = crate::build_outflow()?;
     let dir = std::env::temp_dir().join(format!("outflow-bench-controller-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let db = dir.join("bench.db");
-    let mut controller = Controller::start(&outflow, &db, &[])?;
     let mut out = Vec::new();
-    for agents in steps {
-        eprintln!("step: {agents} agents for {seconds} s, a report each {interval} s");
-        out.push(step(
-            &controller,
-            &db,
-            agents,
-            Duration::from_secs(seconds),
-            Duration::from_secs(interval),
-        )?);
+    for batch in batches {
+        let db = dir.join(format!("bench-{batch}.db"));
+        let batch_flag = batch.to_string();
+        let mut controller = Controller::start(&outflow, &db, &["--ingest-batch", &batch_flag])?;
+        for &agents in &steps {
+            eprintln!(
+                "step: {agents} agents for {seconds} s, a report each {interval} s, \
+                 at most {batch} reports a commit"
+            );
+            let mut s = step(
+                &controller,
+                &db,
+                agents,
+                Duration::from_secs(seconds),
+                Duration::from_secs(interval),
+            )?;
+            s.batch = batch;
+            out.push(s);
+        }
+        controller.stop();
     }
-    controller.stop();
     let _ = std::fs::remove_dir_all(&dir);
     print_table(&out, interval);
     Ok(())
@@ -414,6 +432,7 @@ fn step(
     .max(1) as f64;
     Ok(Step {
         agents,
+        batch: 0,
         accepted: accepted.load(Ordering::Relaxed),
         refused: refused.load(Ordering::Relaxed),
         failed: failed.load(Ordering::Relaxed),
@@ -474,12 +493,12 @@ pub(crate) fn dir_size(db: &Path) -> u64 {
 }
 
 fn print_table(steps: &[Step], interval: u64) {
-    println!("| agents (a report each {interval} s) | due / accepted | refused (503) | failed | post p50 / p99 | records p50 / max | view p50 / max | diagnoses p50 / max | controller CPU (of 2 cores) | load generator CPU | RSS | store | report JSON → gzip |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| agents (a report each {interval} s) | reports a commit (at most) | due / accepted | refused (503) | failed | post p50 / p99 | records p50 / max | view p50 / max | diagnoses p50 / max | controller CPU (of 2 cores) | load generator CPU | RSS | store | report JSON → gzip |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for s in steps {
         println!(
-            "| {} | {} / {} | {} | {} | {:.1} / {:.1} ms | {:.0} / {:.0} ms | {:.0} / {:.0} ms | {:.0} / {:.0} ms | {:.0} % | {:.0} % | {:.0} MB | {:.0} MB | {:.0} KB → {:.0} KB |",
-            s.agents, s.expected, s.accepted, s.refused, s.failed, s.p50_ms, s.p99_ms,
+            "| {} | {} | {} / {} | {} | {} | {:.1} / {:.1} ms | {:.0} / {:.0} ms | {:.0} / {:.0} ms | {:.0} / {:.0} ms | {:.0} % | {:.0} % | {:.0} MB | {:.0} MB | {:.0} KB → {:.0} KB |",
+            s.agents, s.batch, s.expected, s.accepted, s.refused, s.failed, s.p50_ms, s.p99_ms,
             s.queries_ms[0].0, s.queries_ms[0].1, s.queries_ms[1].0, s.queries_ms[1].1,
             s.queries_ms[2].0, s.queries_ms[2].1, s.cpu_share * 100.0, s.generator_cpu_share * 100.0,
             s.rss_mb, s.db_mb, s.report_kb.0, s.report_kb.1

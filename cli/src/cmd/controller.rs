@@ -87,6 +87,10 @@ pub struct ControllerArgs {
     /// (a 170 KB report is about a megabyte parsed).
     #[arg(long, value_name = "N", default_value_t = outflow_controller::api::MAX_INGEST_IN_FLIGHT)]
     pub ingest_queue: usize,
+    /// Reports stored in one transaction at most: the waiting reports share a commit.
+    #[arg(long, value_name = "N", default_value_t = outflow_controller::api::MAX_BATCH as u16,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub ingest_batch: u16,
 }
 
 impl ControllerArgs {
@@ -139,7 +143,8 @@ impl ControllerArgs {
         let mut state = AppState::new(store)
             .with_token(token)
             .with_captures(captures)
-            .with_ingest_limit(self.ingest_queue);
+            .with_ingest_limit(self.ingest_queue)
+            .with_ingest_batch(self.ingest_batch.into());
         if let Some(agents) = agents {
             state = state.with_agent_auth(agents);
         }

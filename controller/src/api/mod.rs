@@ -37,6 +37,7 @@ pub use auth::{
 pub use error::ApiError;
 pub use openapi::document;
 pub use state::{blocking, AppState, ClusterProfileSource, DestinationNames, MAX_INGEST_IN_FLIGHT};
+pub use writer::MAX_BATCH;
 
 use crate::clock::now_ns;
 use crate::store::{Filter, Kind};

@@ -69,7 +69,11 @@ impl AppState {
         let store = Arc::new(Mutex::new(store));
         let metrics: Arc<Mutex<Metrics>> = Arc::default();
         AppState {
-            writer: super::writer::Writer::spawn(store.clone(), metrics.clone()),
+            writer: super::writer::Writer::spawn(
+                store.clone(),
+                metrics.clone(),
+                super::writer::MAX_BATCH,
+            ),
             retention_ns,
             ingest_slots: Arc::new(tokio::sync::Semaphore::new(MAX_INGEST_IN_FLIGHT)),
             reader: reader.map_or_else(|| store.clone(), |r| Arc::new(Mutex::new(r))),
@@ -153,6 +157,12 @@ impl AppState {
     /// `Retry-After`.
     pub fn with_ingest_limit(mut self, n: usize) -> AppState {
         self.ingest_slots = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        self
+    }
+
+    /// Stores at most `n` reports in one transaction (at least 1).
+    pub fn with_ingest_batch(mut self, n: usize) -> AppState {
+        self.writer = super::writer::Writer::spawn(self.store.clone(), self.metrics.clone(), n);
         self
     }
 

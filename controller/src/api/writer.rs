@@ -3,7 +3,7 @@
 //! A commit is what a report costs most: the pages every report touches (the indexes, the
 //! minute's rollups) are written and synced once per commit. So each report's request hands
 //! its report to this thread and waits for the answer; the thread takes every report waiting
-//! (up to [`MAX_BATCH`]) and stores them together with [`Store::insert_batch`]. A report is
+//! (up to [`MAX_BATCH`] by default) and stores them together with [`Store::insert_batch`]. A report is
 //! acknowledged only after its batch commits. One whose request is gone before its batch
 //! begins (the agent timed out and will send it again) is not written: a report stored after
 //! its agent was told it failed would be counted again when it is sent again. How many wait
@@ -21,7 +21,7 @@ use crate::clock::now_ns;
 use crate::metrics::Metrics;
 use crate::store::{Store, Stored};
 
-/// Reports stored in one transaction at most: enough that a commit serves a second of a
+/// Reports stored in one transaction at most by default: enough that a commit serves a second of a
 /// large cluster's reports, few enough that the store's lock is not held from queries long.
 pub const MAX_BATCH: usize = 64;
 
@@ -38,12 +38,18 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the thread that writes to `store` and counts what it stored in `metrics`.
-    pub(super) fn spawn(store: Arc<Mutex<Store>>, metrics: Arc<Mutex<Metrics>>) -> Writer {
+    /// Starts the thread that writes to `store`, at most `max_batch` reports to a
+    /// transaction, and counts what it stored in `metrics`.
+    pub(super) fn spawn(
+        store: Arc<Mutex<Store>>,
+        metrics: Arc<Mutex<Metrics>>,
+        max_batch: usize,
+    ) -> Writer {
         let (jobs, queue) = mpsc::channel();
+        let max_batch = max_batch.max(1);
         let started = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || write_batches(&queue, &store, &metrics));
+            .spawn(move || write_batches(&queue, &store, &metrics, max_batch));
         if let Err(e) = started {
             // Without the thread every report is answered 500 with this reason, not lost
             // silently: the agents keep them queued.
@@ -72,10 +78,15 @@ impl Writer {
 
 /// The thread's loop: a batch of every report waiting, stored, answered; until no one can
 /// send any more.
-fn write_batches(queue: &mpsc::Receiver<Job>, store: &Mutex<Store>, metrics: &Mutex<Metrics>) {
+fn write_batches(
+    queue: &mpsc::Receiver<Job>,
+    store: &Mutex<Store>,
+    metrics: &Mutex<Metrics>,
+    max_batch: usize,
+) {
     while let Ok(first) = queue.recv() {
         let mut jobs = vec![first];
-        jobs.extend(queue.try_iter().take(MAX_BATCH - 1));
+        jobs.extend(queue.try_iter().take(max_batch - 1));
         let waiting = jobs.len();
         jobs.retain(|j| !j.answer.is_closed());
         let lock = || metrics.lock().unwrap_or_else(PoisonError::into_inner);

@@ -55,6 +55,7 @@ pub use outflow_core::wire::health::{DatapathTotals, NodeHealth, PodHealth};
 pub use records::Filter;
 
 pub use buckets::ViewRetention;
+pub use tiers::TIERS;
 pub use view::{CellQuery, MatrixQuery};
 
 mod buckets;
@@ -209,6 +210,16 @@ impl Store {
         }
         tx.commit()?;
         Ok(answers)
+    }
+
+    /// Folds the finished minutes into the next tier that has not folded them, in a
+    /// transaction of its own; false when every tier is up to date. [`Store::expire`] folds
+    /// whatever is left, so calling this first only splits the work.
+    pub fn fold_step(&mut self, now_ns: u64) -> anyhow::Result<bool> {
+        let tx = self.db.transaction()?;
+        let folded = tiers::fold_one(&tx, now_ns / 1_000_000_000)?;
+        tx.commit()?;
+        Ok(folded)
     }
 
     /// Deletes what is older than the retention as of `now_ns` (the controller's clock), merges

@@ -749,6 +749,14 @@ fn every_tier_counts_what_the_minutes_count_and_a_late_report_once() {
             };
             send(&mut s, node, end, outcome);
         }
+        // Every other time a tier at a time first, as the retention timer does.
+        if step % 2 == 0 {
+            let mut folds = 0;
+            while s.fold_step(end + 61 * S).unwrap() {
+                folds += 1;
+            }
+            assert!((1..=tiers::TIERS.len()).contains(&folds), "{folds} folds");
+        }
         s.expire(end + 61 * S).unwrap();
     }
     let (from, to) = (day0, day0 + 3 * 86_400 * S);

@@ -92,6 +92,14 @@ fn folded(tx: &Connection) -> rusqlite::Result<Vec<(u64, i64)>> {
 
 /// Folds every complete minute before `now_s` not folded yet into each tier.
 pub(super) fn fold(tx: &Transaction, now_s: u64) -> rusqlite::Result<()> {
+    while fold_one(tx, now_s)? {}
+    Ok(())
+}
+
+/// Folds the complete minutes before `now_s` into the first tier that has not folded them
+/// yet; false when every tier is up to date. One tier at a time, so the retention timer can
+/// let the writer in between tiers rather than hold the store for all three.
+pub(super) fn fold_one(tx: &Transaction, now_s: u64) -> rusqlite::Result<bool> {
     let cut = (now_s / FINE_BUCKET_S * FINE_BUCKET_S).min(i64::MAX as u64) as i64;
     let done = folded(tx)?;
     for w in TIERS {
@@ -108,8 +116,9 @@ pub(super) fn fold(tx: &Transaction, now_s: u64) -> rusqlite::Result<()> {
             "INSERT OR REPLACE INTO rollup_folds (width_s, until_s) VALUES (?1, ?2)",
             params![w as i64, cut],
         )?;
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Adds a report's rows to the tiers that have folded its minute already: it came late (an

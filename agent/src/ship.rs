@@ -203,7 +203,7 @@ fn deliver(cfg: &ShipConfig, shared: &Shared) {
             }
             Delivery::Retry(why, after) => {
                 if !failing {
-                    warn!(%why, url = %url, "controller unreachable: reports are queued and retried");
+                    warn!(%why, url = %url, "reports not delivered: queued and retried");
                 }
                 failing = true;
                 let closing = {
@@ -254,7 +254,14 @@ fn post(agent: &ureq::Agent, url: &str, token: Option<&str>, report: &NodeReport
             let why = format!("{status}: {}", text.trim());
             if status.is_success() {
                 Delivery::Accepted
-            } else if status.is_server_error() || matches!(status.as_u16(), 401 | 403 | 408 | 429) {
+            } else if matches!(status.as_u16(), 401 | 403) {
+                // Reachable, but not taking this agent's reports: its token, its node, or the
+                // controller's RBAC. Queued still: a fixed token or role lets them through.
+                Delivery::Retry(
+                    format!("the controller does not take this agent's reports ({why})"),
+                    after,
+                )
+            } else if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
                 Delivery::Retry(why, after)
             } else {
                 Delivery::Refused(why)

@@ -123,6 +123,11 @@ pub fn decide(target: &CheckTarget, pod: &SideResult, node: &SideResult) -> Verd
             evidence.push(dns_fact(&format!("{who} → upstream"), d));
         }
     }
+    // Reach by address is evidence for the DNS verdicts too: the pod connects to what the node
+    // resolved, so DNS alone is to blame.
+    for (who, side) in [("pod", pod), ("node", node)] {
+        evidence.extend(side.connects.iter().map(|c| connect_fact(who, c)));
+    }
     let upstream = node.upstream.as_ref().or(pod.upstream.as_ref());
     let (pod_dns, node_dns) = (
         resolved(pod.resolver.as_ref()),
@@ -176,9 +181,6 @@ pub fn decide(target: &CheckTarget, pod: &SideResult, node: &SideResult) -> Verd
                 &["the DNS servers' logs for this name"],
             ),
         };
-    }
-    for (who, side) in [("pod", pod), ("node", node)] {
-        evidence.extend(side.connects.iter().map(|c| connect_fact(who, c)));
     }
     let port = target.port;
     if pod.connects.is_empty() {

@@ -258,6 +258,19 @@ fn rand_id() -> u16 {
     h.finish() as u16
 }
 
+/// The mnemonic of a response code, as dig prints it (`NXDOMAIN`).
+pub fn rcode_name(rcode: u16) -> String {
+    match rcode {
+        0 => "NOERROR".to_string(),
+        1 => "FORMERR".to_string(),
+        2 => "SERVFAIL".to_string(),
+        3 => "NXDOMAIN".to_string(),
+        4 => "NOTIMP".to_string(),
+        5 => "REFUSED".to_string(),
+        n => format!("RCODE{n}"),
+    }
+}
+
 /// Milliseconds with a tenth's precision.
 pub(crate) fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 10_000.0).round() / 10.0

@@ -181,6 +181,32 @@ fn https(
     exchange(rustls::Stream::new(&mut conn, &mut stream), head)
 }
 
+/// Why a certificate is not trusted, in words rather than rustls's enum names.
+fn untrusted_because(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => "issued by a CA this machine does not trust".to_string(),
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                "not issued for this name".to_string()
+            }
+            C::Expired | C::ExpiredContext { .. } => "expired".to_string(),
+            C::NotValidYet | C::NotValidYetContext { .. } => "not valid yet".to_string(),
+            C::Revoked => "revoked".to_string(),
+            C::Other(o)
+                if matches!(
+                    o.0.downcast_ref::<webpki::Error>(),
+                    Some(webpki::Error::CaUsedAsEndEntity)
+                ) =>
+            {
+                "self-signed (a CA certificate presented as the server's)".to_string()
+            }
+            other => format!("{other:?}"),
+        },
+        other => other.to_string(),
+    }
+}
+
 /// ring's provider: the workspace builds rustls with ring, as aws-lc-rs needs cmake. rustls
 /// 0.23.48 deprecates it for lacking post-quantum key exchange, which a reachability check
 /// does not need (the server picks a classical group it also offers).
@@ -239,7 +265,7 @@ impl ServerCertVerifier for Recording {
             Ok(v) => v
                 .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
                 .map(|_| ())
-                .map_err(|e| format!("certificate not trusted: {e}")),
+                .map_err(|e| format!("certificate not trusted: {}", untrusted_because(&e))),
             Err(e) => Err(e.clone()),
         };
         if let Ok(mut slot) = self.verdict.lock() {

@@ -18,7 +18,8 @@
 #                  upstream, except corp.example, which it wrongly claims (NXDOMAIN): the pods
 #                  cannot resolve db.corp.example, the node (which asks the upstream) can
 #   10.1.0.53      upstream DNS (dnsmasq), authoritative for example.com and corp.example
-#   198.51.100.80  nginx (web.example.com, db.corp.example)
+#   198.51.100.80  nginx on 80 and 443 (web.example.com, db.corp.example), a self-signed
+#                  certificate for web.example.com and www.example.com
 #   192.168.50.5   nothing listens: TCP is answered with RST (closed.example.com)
 #   198.51.100.20  blackholed in PREFIX-net, beyond the node (blackhole.example.com)
 # On the node: 203.0.113.7 is a prohibit route (prohibited.example.com), and a FORWARD rule drops
@@ -79,8 +80,16 @@ write_configs() {
 		host-record=blackhole.example.com,198.51.100.20
 		host-record=prohibited.example.com,203.0.113.7
 	EOF
-	nginx_conf "$STATE" '
+	# A self-signed certificate for web.example.com: the check must show its names and say it
+	# is not trusted, as it would for a TLS-inspecting firewall's.
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+		-subj /CN=web.example.com -addext subjectAltName=DNS:web.example.com,DNS:www.example.com \
+		-keyout "$STATE/web.key" -out "$STATE/web.crt" 2>"$STATE/openssl.log"
+	nginx_conf "$STATE" "
         listen 198.51.100.80:80;
+        listen 198.51.100.80:443 ssl;
+        ssl_certificate $STATE/web.crt;
+        ssl_certificate_key $STATE/web.key;"'
         location = / { return 200 "ok\n"; }
         location = /broken { return 503; }'
 }

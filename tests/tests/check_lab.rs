@@ -103,6 +103,21 @@ fn each_lab_scenario_gets_its_verdict_and_evidence() {
     let r = check(p, "a", "http://web.example.com/broken");
     assert_eq!(r.pod.http.as_ref().unwrap().status, Some(503));
 
+    // HTTPS to a self-signed certificate: the handshake, the certificate's names, and why it
+    // is not trusted.
+    let r = check(p, "a", "web.example.com");
+    assert_eq!(r.verdict.kind, "untrusted_certificate", "{:#?}", r);
+    let http = r.pod.http.as_ref().unwrap();
+    let tls = http.tls.as_ref().unwrap();
+    assert!(tls.is_established && !tls.is_trusted);
+    assert_eq!(tls.cert_names, ["web.example.com", "www.example.com"]);
+    assert!(
+        tls.error.as_ref().unwrap().contains("self-signed"),
+        "{tls:?}"
+    );
+    assert_eq!(http.status, Some(200));
+    assert!(has(&r, "certificate for web.example.com, www.example.com"));
+
     // The cluster DNS claims corp.example and has no such name; the node asks the upstream.
     let r = check(p, "a", "db.corp.example:80");
     assert_eq!(r.verdict.kind, "pod_dns", "{:#?}", r);

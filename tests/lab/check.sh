@@ -40,7 +40,7 @@ usage() {
 
 set_prefix() {
 	P=$1
-	[[ $P =~ ^[a-z][a-z0-9]{0,6}$ ]] || die "prefix must be 1-7 characters of [a-z0-9], starting with a letter: '$P'"
+	check_prefix "$P"
 	NODE=$P-node
 	POD_A=$P-pod-a
 	POD_B=$P-pod-b
@@ -48,30 +48,33 @@ set_prefix() {
 	STATE=/tmp/$P-check
 }
 
+# dnsmasq_conf NAME ADDRESS: the start of STATE/NAME.conf, a dnsmasq that reads neither
+# /etc/hosts nor /etc/resolv.conf and listens only on ADDRESS; the zone lines follow on stdin.
+dnsmasq_conf() {
+	local name=$1 address=$2
+	{
+		cat <<-EOF
+			no-resolv
+			no-hosts
+			no-poll
+			bind-interfaces
+			listen-address=$address
+			pid-file=$STATE/$name.pid
+			log-facility=$STATE/$name.log
+			log-queries
+		EOF
+		cat
+	} >"$STATE/$name.conf"
+}
+
 write_configs() {
-	cat >"$STATE/cluster-dns.conf" <<-EOF
-		no-resolv
-		no-hosts
-		no-poll
-		bind-interfaces
-		listen-address=10.0.0.10
-		pid-file=$STATE/cluster-dns.pid
-		log-facility=$STATE/cluster-dns.log
-		log-queries
+	dnsmasq_conf cluster-dns 10.0.0.10 <<-EOF
 		local=/cluster.local/
 		host-record=api.default.svc.cluster.local,10.244.2.20
 		local=/corp.example/
 		server=10.1.0.53
 	EOF
-	cat >"$STATE/upstream-dns.conf" <<-EOF
-		no-resolv
-		no-hosts
-		no-poll
-		bind-interfaces
-		listen-address=10.1.0.53
-		pid-file=$STATE/upstream-dns.pid
-		log-facility=$STATE/upstream-dns.log
-		log-queries
+	dnsmasq_conf upstream-dns 10.1.0.53 <<-EOF
 		local=/example.com/
 		local=/corp.example/
 		host-record=web.example.com,198.51.100.80

@@ -168,7 +168,7 @@ fn https(
             check.version = conn
                 .protocol_version()
                 .and_then(|v| v.as_str())
-                .map(str::to_string);
+                .map(|v| v.replace('_', "."));
         }
         Err(e) => {
             let error = format!("TLS handshake failed: {e}");

@@ -110,6 +110,10 @@ fn each_lab_scenario_gets_its_verdict_and_evidence() {
     let http = r.pod.http.as_ref().unwrap();
     let tls = http.tls.as_ref().unwrap();
     assert!(tls.is_established && !tls.is_trusted);
+    assert!(
+        tls.version.as_ref().unwrap().starts_with("TLSv1."),
+        "{tls:?}"
+    );
     assert_eq!(tls.cert_names, ["web.example.com", "www.example.com"]);
     assert!(
         tls.error.as_ref().unwrap().contains("self-signed"),

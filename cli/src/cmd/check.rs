@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use outflow_check::{Plan, SidePlan};
-use outflow_core::wire::check::{CheckResult, DnsCheck, SideResult};
+use outflow_core::wire::check::{CheckResult, DnsCheck, Protocol, SideResult};
 
 /// Azure's DNS (and wireserver) address, the upstream a cluster's DNS forwards to by default.
 const AZURE_DNS: &str = "168.63.129.16";
@@ -199,16 +199,26 @@ fn render(r: &CheckResult, wide: bool) -> String {
     }
     let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
     let w1 = rows.iter().map(|r| r[1].chars().count()).max().unwrap_or(0);
-    let path = r.target.path.as_deref().unwrap_or("");
-    let mut out = format!(
-        "target {}:{}{path} ({})\n",
-        r.target.host,
-        r.target.port,
-        serde_json::to_value(r.target.protocol)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    );
+    let t = &r.target;
+    let host = match t.host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(a)) => format!("[{a}]"),
+        _ => t.host.clone(),
+    };
+    let mut out = match (t.protocol, t.port) {
+        (Protocol::Tcp, port) => format!("target {host}:{port} (TCP only)\n"),
+        (Protocol::Http, 80) | (Protocol::Https, 443) => {
+            format!(
+                "target {}://{host}{}\n",
+                scheme(t.protocol),
+                t.path.as_deref().unwrap_or("/")
+            )
+        }
+        (protocol, port) => format!(
+            "target {}://{host}:{port}{}\n",
+            scheme(protocol),
+            t.path.as_deref().unwrap_or("/")
+        ),
+    };
     for row in &rows {
         out.push_str(
             &format!("{:w0$}  {:w1$}  {}\n", row[0], row[1], row[2])
@@ -234,6 +244,13 @@ fn render(r: &CheckResult, wide: bool) -> String {
         }
     }
     out
+}
+
+fn scheme(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Https => "https",
+        _ => "http",
+    }
 }
 
 /// "ok 198.51.100.80 (4 queries, 1.2 ms)"; wide lists each query.

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use outflow_core::wire::check::{CheckResult, CheckTarget, DnsCheck, Protocol, SideResult};
+use outflow_core::wire::check::{CheckResult, CheckTarget, Protocol, SideResult};
 use outflow_core::DnsOutcome;
 
 pub use target::TargetError;
@@ -147,7 +147,7 @@ impl Plan {
 /// same addresses (the pod's answers, else the node's, else the upstream's), so the two sides
 /// are compared on one destination.
 pub fn run(plan: &Plan) -> CheckResult {
-    let (mut pod, mut node) = both(plan, |p, side| lookups(p, side));
+    let (mut pod, mut node) = both(plan, lookups);
     let addrs: Vec<IpAddr> = match target::host_addr(&plan.target) {
         Some(a) => vec![a],
         None => [&pod.resolver, &node.resolver, &node.upstream, &pod.upstream]
@@ -250,9 +250,4 @@ fn reach_all(plan: &Plan, addrs: &[IpAddr], r: &mut SideResult) {
             }
         }
     }
-}
-
-/// The lookup a side's verdict rests on, for printing.
-pub fn lookup_of(side: &SideResult) -> Option<&DnsCheck> {
-    side.resolver.as_ref()
 }

@@ -220,11 +220,7 @@ fn render(r: &CheckResult, wide: bool) -> String {
         ),
     };
     for row in &rows {
-        out.push_str(
-            &format!("{:w0$}  {:w1$}  {}\n", row[0], row[1], row[2])
-                .trim_end()
-                .to_string(),
-        );
+        out.push_str(format!("{:w0$}  {:w1$}  {}", row[0], row[1], row[2]).trim_end());
         out.push('\n');
     }
     out.push_str(&format!(

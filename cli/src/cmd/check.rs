@@ -82,6 +82,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let pod = SidePlan::new(Some(netns), args.resolv_conf.as_deref())?;
     let node = SidePlan::new(args.node_netns.as_deref(), args.node_resolv_conf.as_deref())?;
+    let upstream = (!args.no_upstream).then_some(args.upstream);
+    let plan = Plan::new(&target, pod, node, upstream, args.timeout)?;
+    // The target and the timeout first: a bad one is said even where no namespace exists.
     for name in [Some(netns), args.node_netns.as_deref()]
         .into_iter()
         .flatten()
@@ -94,8 +97,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let upstream = (!args.no_upstream).then_some(args.upstream);
-    let plan = Plan::new(&target, pod, node, upstream, args.timeout)?;
     let result = outflow_check::run(&plan);
     let mut out = std::io::stdout().lock();
     match args.output.format() {

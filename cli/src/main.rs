@@ -38,6 +38,9 @@ enum Command {
     Controller(cmd::controller::Args),
     /// Capture a pod's or an interface's packets as pcapng (tcpdump filter syntax).
     Capture(cmd::capture::Args),
+    /// DNS, TCP and HTTP(S) to a target from a pod's network namespace and the node's, with a
+    /// verdict.
+    Check(cmd::check::Args),
     /// The controller's captures: list, stop, download.
     Captures(cmd::captures::Args),
     /// Connection groups per pod, from the controller.
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => cmd::agent::run(args),
         Command::Controller(args) => cmd::controller::run(args),
         Command::Capture(args) => cmd::capture::run(args),
+        Command::Check(args) => cmd::check::run(args),
         Command::Captures(args) => cmd::captures::run(args),
         Command::Connections(args) => cmd::query::run(cmd::query::What::Connections, args),
         Command::Dns(args) => cmd::query::run(cmd::query::What::Dns, args),

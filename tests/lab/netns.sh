@@ -13,6 +13,12 @@ die() {
 	exit 1
 }
 
+# Interface names are at most 15 characters and the longest a lab makes is PREFIX-to-node or
+# PREFIX-vdns, hence at most 7 characters of prefix.
+check_prefix() {
+	[[ $1 =~ ^[a-z][a-z0-9]{0,6}$ ]] || die "prefix must be 1-7 characters of [a-z0-9], starting with a letter: '$1'"
+}
+
 nsx() {
 	local ns=$1
 	shift

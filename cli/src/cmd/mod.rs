@@ -4,6 +4,7 @@ pub mod agent;
 pub mod analyze;
 pub mod capture;
 pub mod captures;
+pub mod check;
 pub mod client;
 pub mod controller;
 pub mod health;

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod captures;
+pub mod check;
 pub mod cluster;
 pub mod diagnosis;
 pub mod health;

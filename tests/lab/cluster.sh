@@ -70,7 +70,7 @@ readonly PODS=(
 # is PREFIX-vdns, hence at most 7 characters of prefix.
 set_prefix() {
 	P=$1
-	[[ $P =~ ^[a-z][a-z0-9]{0,6}$ ]] || die "prefix must be 1-7 characters of [a-z0-9], starting with a letter: '$P'"
+	check_prefix "$P"
 	NET=$P-net
 	STATE=/tmp/$P-lab
 }

@@ -52,7 +52,7 @@ usage() {
 # is PREFIX-to-node, hence at most 7 characters of prefix.
 set_prefix() {
 	P=$1
-	[[ $P =~ ^[a-z][a-z0-9]{0,6}$ ]] || die "prefix must be 1-7 characters of [a-z0-9], starting with a letter: '$P'"
+	check_prefix "$P"
 	NODE=$P-node
 	POD=$P-pod-a
 	NET=$P-net

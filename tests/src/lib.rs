@@ -81,12 +81,18 @@ impl Lab {
 
     /// Builds the lab of `script` in tests/lab/ (`cluster.sh`) under a prefix of its own.
     pub fn up_from(script: &'static str, prefix: &str) -> Lab {
+        Lab::up_from_with(script, prefix, &[])
+    }
+
+    /// Builds the lab of `script` with more arguments to its `up` (`tunnels.sh up PREFIX vxlan`).
+    pub fn up_from_with(script: &'static str, prefix: &str, args: &[&str]) -> Lab {
         let lab = Lab {
             prefix: prefix.to_string(),
             script,
         };
         lab.run(&["down"]);
-        assert!(lab.run(&["up"]), "{script} up {prefix} failed");
+        let up: Vec<&str> = std::iter::once("up").chain(args.iter().copied()).collect();
+        assert!(lab.run(&up), "{script} up {prefix} {args:?} failed");
         lab
     }
 

@@ -213,8 +213,12 @@ fn build_debug_outflow() -> Result<std::path::PathBuf> {
     run(Command::new("cargo")
         .args(["build", "-p", "outflow"])
         .current_dir(&root))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), Into::into);
-    Ok(target.join("debug/outflow"))
+    Ok(target_dir().join("debug/outflow"))
+}
+
+/// Where cargo puts what it builds: CARGO_TARGET_DIR when set, else the workspace's target/.
+fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or(root_dir().join("target"), Into::into)
 }
 
 /// Builds the release `outflow` binary and returns its path.
@@ -223,7 +227,7 @@ pub fn build_outflow() -> Result<std::path::PathBuf> {
     run(Command::new("cargo")
         .args(["build", "--release", "-p", "outflow"])
         .current_dir(&root))?;
-    Ok(root.join("target/release/outflow"))
+    Ok(target_dir().join("release/outflow"))
 }
 
 /// Runs each cargo-fuzz target for `seconds` (stable toolchain, no sanitizer), seeded with the

@@ -115,6 +115,13 @@ fn vxlan_carries_a_refused_connection_between_pods_on_two_nodes() {
             )
         );
         assert_eq!((r.capture.tunnelled, r.capture.ip_packets), (2, 2));
+        let f = &r.findings[0];
+        assert_eq!(f.kind, "connection_refused");
+        assert!(
+            f.evidence
+                .contains(&"carried in vxlan 42 from node 10.224.0.4 to node 10.224.0.5".into()),
+            "{f:#?}"
+        );
     }
 }
 

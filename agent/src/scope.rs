@@ -257,6 +257,7 @@ mod tests {
             names: vec![],
             http_statuses: BTreeMap::new(),
             proxy_connects: vec![],
+            tunnel: None,
             first_seen: String::new(),
             last_seen: String::new(),
             ingress_iface: iface,

@@ -48,12 +48,11 @@ fn json(out: &Output) -> serde_json::Value {
     })
 }
 
-#[test]
-fn unanswered_syns_are_reported_in_json() {
-    let path = temp("syn.pcap", &syn_capture(3));
+/// `outflow analyze FILE --json`, which must succeed, as JSON.
+fn analyze_json(path: &std::path::Path) -> serde_json::Value {
     let out = outflow()
         .arg("analyze")
-        .arg(&path)
+        .arg(path)
         .arg("--json")
         .output()
         .unwrap();
@@ -62,7 +61,13 @@ fn unanswered_syns_are_reported_in_json() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v = json(&out);
+    json(&out)
+}
+
+#[test]
+fn unanswered_syns_are_reported_in_json() {
+    let path = temp("syn.pcap", &syn_capture(3));
+    let v = analyze_json(&path);
     let c = &v["connections"][0];
     assert_eq!(c["dst"], "198.51.100.20");
     assert_eq!(c["dst_port"], 443);
@@ -245,5 +250,41 @@ fn a_closed_stdout_is_not_an_error() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_vxlan_underlay_capture_shows_the_pods_connections_and_the_nodes_between() {
+    let fixture = outflow_tests::root().join("core/tests/fixtures/vxlan-underlay.pcap");
+    let v = analyze_json(&fixture);
+    let blackholed = v["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["dst"] == "10.244.2.99")
+        .expect("the blackholed connection");
+    assert_eq!(blackholed["src"], "10.244.1.10");
+    assert_eq!(blackholed["outcomes"]["unanswered"], 1);
+    assert_eq!(
+        blackholed["tunnel"],
+        serde_json::json!({"kind": "vxlan", "outer_src": "10.224.0.4",
+                           "outer_dst": "10.224.0.5", "id": 42, "depth": 1})
+    );
+    assert_eq!(v["capture"]["tunnelled"], 20);
+
+    let out = outflow().arg("analyze").arg(&fixture).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("(20 IP, 20 of them from tunnels,"),
+        "{table}"
+    );
+    let row = table
+        .lines()
+        .skip_while(|l| !l.starts_with("CONNECTIONS"))
+        .find(|l| l.contains("10.244.2.99"))
+        .unwrap_or_else(|| panic!("no row for 10.244.2.99 in {table}"));
+    assert!(
+        row.starts_with("10.244.1.10  vxlan 42 10.224.0.4→10.224.0.5  10.244.2.99"),
+        "{row}"
     );
 }

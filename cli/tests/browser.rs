@@ -52,6 +52,7 @@ fn healthy_node() -> NodeReport {
             names: vec![],
             http_statuses: Default::default(),
             proxy_connects: vec![],
+            tunnel: None,
             first_seen: String::new(),
             last_seen: String::new(),
             ingress_iface: None,

@@ -58,6 +58,7 @@ fn report(sender: usize, seq: u64) -> NodeReport {
                 names: vec![],
                 http_statuses: BTreeMap::new(),
                 proxy_connects: vec![],
+                tunnel: None,
                 first_seen: rfc(end - 1_000_000_000),
                 last_seen: rfc(end),
                 ingress_iface: None,

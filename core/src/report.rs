@@ -85,6 +85,10 @@ pub struct ConnectionRecord {
     /// CONNECT requests through an HTTP proxy, by the host:port asked for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub proxy_connects: Vec<ProxyConnect>,
+    /// The tunnel the client's packets were captured in (an overlay's VXLAN, Geneve, GRE or
+    /// IP-in-IP between nodes), when they came encapsulated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelRecord>,
     /// First packet of the group (RFC 3339).
     pub first_seen: String,
     /// Last packet of the group (RFC 3339).
@@ -93,6 +97,27 @@ pub struct ConnectionRecord {
     /// it (0, unknown, is `None`). Not part of the contract: the agent decides the pod with it.
     #[serde(skip)]
     pub ingress_iface: Option<u32>,
+}
+
+/// The encapsulation a connection's packets came in: which node (or gateway) sent the client's
+/// packets to which.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TunnelRecord {
+    /// `vxlan`, `geneve`, `gre` or `ipip` (IPv4 or IPv6 inside IPv4 or IPv6).
+    pub kind: String,
+    /// Outer source of the client's packets: the node the client runs on.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub outer_src: IpAddr,
+    /// Outer destination of the client's packets: the node the destination is reached through.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub outer_dst: IpAddr,
+    /// The VXLAN or Geneve network identifier, or the GRE key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u32>,
+    /// Encapsulations around the packet, 1 for one tunnel; when more, the outer addresses are
+    /// the innermost tunnel's.
+    pub depth: u8,
 }
 
 /// CONNECT requests to one target through a proxy.
@@ -234,6 +259,13 @@ pub struct CaptureStats {
     pub undecodable: u64,
     /// Frames of a link type outflow does not read.
     pub unsupported_link: u64,
+    /// IP packets taken out of a tunnel (VXLAN, Geneve, GRE, IP-in-IP) and analysed as the
+    /// packet inside; counted in `ip_packets` too.
+    #[serde(default)]
+    pub tunnelled: u64,
+    /// Tunnelled packets the capture cut before the inner IP header ended; skipped.
+    #[serde(default)]
+    pub tunnel_truncated: u64,
     /// The same packet seen again on another interface, not counted twice.
     pub duplicates: u64,
     /// Frames captured shorter than they were on the wire (the capture's snapshot length).

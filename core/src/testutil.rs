@@ -62,7 +62,8 @@ fn builder(src: &str, dst: &str) -> etherparse::PacketBuilderStep<etherparse::Ip
     }
 }
 
-fn frame(data: Vec<u8>) -> Frame {
+/// An Ethernet frame of `data` at time 0 on no interface.
+pub fn frame(data: Vec<u8>) -> Frame {
     Frame {
         ts_ns: 0,
         iface: 0,

@@ -176,6 +176,7 @@ fn conn_example(
                 names: vec![],
                 http_statuses: BTreeMap::new(),
                 proxy_connects: vec![],
+                tunnel: None,
                 first_seen: String::new(),
                 last_seen: String::new(),
                 ingress_iface: None,

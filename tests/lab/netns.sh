@@ -25,6 +25,11 @@ nsx() {
 	ip netns exec "$ns" "$@"
 }
 
+# check_prefix PREFIX: dies unless PREFIX can start interface names (at most 15 characters).
+check_prefix() {
+	[[ $1 =~ ^[a-z][a-z0-9]{0,6}$ ]] || die "prefix must be 1-7 characters of [a-z0-9], starting with a letter: '$1'"
+}
+
 ns_exists() {
 	[[ -e /run/netns/$1 ]]
 }

@@ -81,12 +81,18 @@ impl Lab {
 
     /// Builds the lab of `script` in tests/lab/ (`cluster.sh`) under a prefix of its own.
     pub fn up_from(script: &'static str, prefix: &str) -> Lab {
+        Lab::up_from_with(script, prefix, &[])
+    }
+
+    /// Builds the lab of `script` with more arguments to its `up` (`tunnels.sh up PREFIX vxlan`).
+    pub fn up_from_with(script: &'static str, prefix: &str, args: &[&str]) -> Lab {
         let lab = Lab {
             prefix: prefix.to_string(),
             script,
         };
         lab.run(&["down"]);
-        assert!(lab.run(&["up"]), "{script} up {prefix} failed");
+        let up: Vec<&str> = std::iter::once("up").chain(args.iter().copied()).collect();
+        assert!(lab.run(&up), "{script} up {prefix} {args:?} failed");
         lab
     }
 
@@ -355,6 +361,84 @@ pub fn analyze_fixtures(names: &[&str]) -> (Report, Vec<usize>) {
     let dir = root().join("core/tests/fixtures");
     let files: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
     analyze_files(&files, &lab_profile())
+}
+
+/// What the tunnel lab's traffic (`tunnels.sh capture PREFIX KIND`) must yield from node A's
+/// underlay: pod A's connections and lookups to pod B, each with the tunnel between the nodes
+/// (none for `vlan`), and no flow between the nodes themselves.
+pub fn assert_tunnel_results(kind: &str, r: &Report) {
+    let tunnelled = kind != "vlan";
+
+    // Every IP packet on the underlay is one of the pods' (IPv6 is off), so all are tunnelled,
+    // and no outer flow between the nodes is left in the report.
+    assert!(r.capture.ip_packets >= 20, "{kind}: {:?}", r.capture);
+    if tunnelled {
+        assert_eq!(
+            r.capture.tunnelled, r.capture.ip_packets,
+            "{kind}: {:?}",
+            r.capture
+        );
+    } else {
+        assert_eq!(r.capture.tunnelled, 0, "{kind}: {:?}", r.capture);
+    }
+    assert_eq!(r.capture.tunnel_truncated, 0);
+    for c in &r.connections {
+        assert_eq!(c.src.to_string(), "10.244.1.10", "{kind}: {c:#?}");
+    }
+
+    let blackholed = conn(r, "10.244.2.99", 80, "tcp");
+    assert_eq!(
+        count(&blackholed.outcomes, "unanswered"),
+        1,
+        "{kind}: {blackholed:#?}"
+    );
+    assert!(
+        blackholed.syn_retransmissions >= 1,
+        "{kind}: {blackholed:#?}"
+    );
+    assert_eq!(blackholed.packets_in, 0);
+
+    let refused = conn(r, "10.244.2.20", 81, "tcp");
+    assert_eq!(refused.outcomes.len(), 1, "{kind}: {refused:#?}");
+    assert_eq!(count(&refused.outcomes, "refused"), 1);
+
+    let web = conn(r, "10.244.2.20", 80, "tcp");
+    assert_eq!(web.outcomes.len(), 1, "{kind}: {web:#?}");
+    assert_eq!(count(&web.outcomes, "established"), 1);
+    assert_eq!(count(&web.http_statuses, "200"), 1);
+    assert_eq!(web.category.as_str(), "internal");
+    // The DNS answer's name, then curl's Host header.
+    assert_eq!(web.names, ["web.lab.test", "10.244.2.20"]);
+
+    let ok = dns(r, "10.244.1.10", "web.lab.test", "A");
+    assert_eq!(count(&ok.outcomes, "ok"), 1, "{kind}: {ok:#?}");
+    assert_eq!(
+        ok.answers,
+        ["10.244.2.20".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let nx = dns(r, "10.244.1.10", "nx.lab.test", "A");
+    assert_eq!(count(&nx.outcomes, "nxdomain"), 1, "{kind}: {nx:#?}");
+
+    for c in [blackholed, refused, web, conn(r, "10.244.2.20", 53, "udp")] {
+        let Some(t) = &c.tunnel else {
+            assert!(!tunnelled, "{kind}: no tunnel on {c:#?}");
+            continue;
+        };
+        assert!(tunnelled, "{kind}: a VLAN is not a tunnel: {c:#?}");
+        let want_kind = kind.trim_end_matches("8472");
+        let want_id = (kind != "ipip").then_some(42);
+        assert_eq!(
+            (
+                t.kind.as_str(),
+                t.outer_src.to_string().as_str(),
+                t.outer_dst.to_string().as_str(),
+                t.id,
+                t.depth
+            ),
+            (want_kind, "10.224.0.4", "10.224.0.5", want_id, 1),
+            "{kind}: {c:#?}"
+        );
+    }
 }
 
 pub mod kube_api;

@@ -3,7 +3,9 @@
 //! same answers: pcap and pcapng, µs and ns, Ethernet and Linux cooked v1/v2 with every forwarded
 //! packet captured three times.
 
-use outflow_tests::{analyze_fixtures as analyze, assert_lab_results, count, dns};
+use outflow_tests::{
+    analyze_fixtures as analyze, assert_lab_results, assert_tunnel_results, count, dns,
+};
 
 #[test]
 fn ethernet_pcap_of_the_pod_veth() {
@@ -101,4 +103,31 @@ fn snapshot_length_cuts_dns_but_not_connection_outcomes() {
         r.dns.iter().map(|d| count(&d.outcomes, "timeout")).sum()
     };
     assert_eq!((timeouts(&full), timeouts(&cut)), (1, 1));
+}
+
+#[test]
+fn vxlan_underlay_is_reported_as_the_pods_traffic() {
+    let (r, _) = analyze(&["vxlan-underlay.pcap"]);
+    assert_eq!((r.capture.packets, r.capture.tunnelled), (20, 20));
+    assert_tunnel_results("vxlan", &r);
+}
+
+#[test]
+fn vxlan_underlay_cut_at_96_bytes_counts_the_cut_inner_packets() {
+    // 96 bytes hold the outer headers, the VXLAN header, the inner Ethernet and IP headers and
+    // 12 bytes more: every inner TCP header is cut, the inner UDP headers are whole.
+    let (r, _) = analyze(&["vxlan-underlay-snap96.pcap"]);
+    assert_eq!(
+        (
+            r.capture.tunnel_truncated,
+            r.capture.tunnelled,
+            r.capture.ip_packets
+        ),
+        (16, 4, 4)
+    );
+    assert!(r
+        .connections
+        .iter()
+        .all(|c| c.proto == "udp" && c.dst_port == 53));
+    assert!(r.connections.iter().all(|c| c.tunnel.is_some()));
 }

@@ -213,6 +213,7 @@ pub(crate) fn report(node: usize, seq: u64, end_ns: u64, interval: Duration) -> 
                     names: vec![format!("api-{i}.example.com")],
                     http_statuses: BTreeMap::new(),
                     proxy_connects: vec![],
+                    tunnel: None,
                     first_seen: rfc(start_ns + 1_000),
                     last_seen: rfc(end_ns - 1_000),
                     ingress_iface: None,

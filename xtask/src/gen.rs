@@ -6,7 +6,9 @@
 //! port, ICMP admin-prohibited from a router. Half the connections are preceded by a DNS lookup
 //! walking the Kubernetes search list (three NXDOMAIN expansions, then the answer); a few lookups
 //! fail on every expansion. Every count the analysis should report is tallied as the packets are
-//! made.
+//! made. The VXLAN mix is the same traffic as a node's uplink in an overlay carries it: each frame
+//! inside VXLAN (VNI 1, UDP 4789) between two nodes, the outer source port a hash of the inner
+//! flow as the kernel picks it.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -16,6 +18,25 @@ use anyhow::Result;
 use etherparse::PacketBuilder;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::DataLink;
+
+/// How the generated traffic is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mix {
+    /// Ethernet frames as a pod's interface sees them.
+    Plain,
+    /// The same frames inside VXLAN between two nodes.
+    Vxlan,
+}
+
+impl Mix {
+    /// The name in file names and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mix::Plain => "mixed",
+            Mix::Vxlan => "vxlan-mixed",
+        }
+    }
+}
 
 /// What the analysis must find.
 #[derive(Debug, Default, Clone, Copy)]
@@ -118,7 +139,7 @@ fn conn(idx: u32, kind: u64) -> Conn {
 }
 
 /// Writes about `target` packets to `path` and returns the ground truth.
-pub fn generate(path: &Path, target: u64) -> Result<Truth> {
+pub fn generate(path: &Path, target: u64, mix: Mix) -> Result<Truth> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut truth = Truth::default();
     let mut packets: Vec<P> = Vec::with_capacity(target as usize + 64);
@@ -233,17 +254,50 @@ pub fn generate(path: &Path, target: u64) -> Result<Truth> {
     };
     let mut writer = PcapWriter::with_header(file, header)?;
     let mut buf = Vec::with_capacity(2048);
+    let mut inner = Vec::with_capacity(2048);
     let payload = [0u8; 1448];
     let t0 = 1_764_000_000u64 * 1_000_000_000;
     for p in &packets {
         buf.clear();
         render(&conns[p.conn as usize], p, &payload, &mut buf)?;
+        if mix == Mix::Vxlan {
+            std::mem::swap(&mut buf, &mut inner);
+            buf.clear();
+            vxlan(&inner, &mut buf)?;
+        }
         truth.packets += 1;
         truth.bytes += buf.len() as u64;
         let ts = std::time::Duration::from_nanos(t0 + p.ts);
         writer.write_packet(&PcapPacket::new(ts, buf.len() as u32, &buf))?;
     }
     Ok(truth)
+}
+
+const NODE_A: [u8; 4] = [10, 224, 0, 4];
+const NODE_B: [u8; 4] = [10, 224, 0, 5];
+
+/// Wraps an Ethernet frame in VXLAN between the nodes: pods' packets leave node A, answers
+/// come back from node B.
+fn vxlan(frame: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    let from_pod = frame.get(26..28) == Some(&[10, 244]);
+    let (src, dst, smac, dmac) = if from_pod {
+        (NODE_A, NODE_B, POD_MAC, GW_MAC)
+    } else {
+        (NODE_B, NODE_A, GW_MAC, POD_MAC)
+    };
+    // The kernel's source port: a hash of the inner flow, so one flow keeps one outer port.
+    let flow = frame.get(26..38).unwrap_or_default();
+    let hash = flow.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ *b as u32).wrapping_mul(0x0100_0193)
+    });
+    let mut payload = Vec::with_capacity(8 + frame.len());
+    payload.extend_from_slice(&[0x08, 0, 0, 0, 0, 0, 1, 0]);
+    payload.extend_from_slice(frame);
+    PacketBuilder::ethernet2(smac, dmac)
+        .ipv4(src, dst, 64)
+        .udp(49152 + (hash % 16384) as u16, 4789)
+        .write(out, &payload)?;
+    Ok(())
 }
 
 const POD_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];

@@ -56,6 +56,14 @@ pub fn connection_columns() -> Vec<Column<ConnectionRecord>> {
         }),
         Column::new("FIRST SEEN", |c: &ConnectionRecord, _| c.first_seen.clone()),
         Column::new("LAST SEEN", |c: &ConnectionRecord, _| c.last_seen.clone()),
+        Column::new("TUNNEL", |c: &ConnectionRecord, _| match &c.tunnel {
+            // Which node sent the client's packets to which: "vxlan 42 10.224.0.4→10.224.0.5".
+            Some(t) => {
+                let id = t.id.map(|id| format!(" {id}")).unwrap_or_default();
+                format!("{}{id} {}→{}", t.kind, t.outer_src, t.outer_dst)
+            }
+            None => "-".into(),
+        }),
         Column::new("NAMES / APP", |c: &ConnectionRecord, wide| {
             // Who the destination is in the cluster first, then what DNS called it.
             let mut app: Vec<String> = c.destination.iter().cloned().collect();

@@ -14,9 +14,14 @@ pub fn write_report(out: &mut impl Write, r: &Report, wide: bool) -> io::Result<
     let c = &r.capture;
     writeln!(
         out,
-        "capture: {} packets ({} IP, {} duplicates, {} not IP, {} undecodable){}",
+        "capture: {} packets ({} IP{}, {} duplicates, {} not IP, {} undecodable){}",
         c.packets,
         c.ip_packets,
+        match (c.tunnelled, c.tunnel_truncated) {
+            (0, 0) => String::new(),
+            (n, 0) => format!(", {n} of them from tunnels"),
+            (n, cut) => format!(", {n} of them from tunnels, {cut} cut inside a tunnel"),
+        },
         c.duplicates,
         c.non_ip,
         c.undecodable + c.truncated_frames + c.unsupported_link,
@@ -37,7 +42,7 @@ pub fn write_report(out: &mut impl Write, r: &Report, wide: bool) -> io::Result<
     writeln!(out)?;
 
     writeln!(out, "CONNECTIONS ({})", r.connections.len())?;
-    let view = [
+    let mut view = vec![
         All("SRC"),
         All("DST"),
         All("PORT"),
@@ -54,6 +59,10 @@ pub fn write_report(out: &mut impl Write, r: &Report, wide: bool) -> io::Result<
         Wide("LAST SEEN"),
         All("NAMES / APP"),
     ];
+    if r.connections.iter().any(|c| c.tunnel.is_some()) {
+        // A capture on an overlay's uplink: the nodes each connection crossed between.
+        view.insert(1, All("TUNNEL"));
+    }
     write_view(out, &connection_columns(), &view, &r.connections, wide)?;
     writeln!(out)?;
 

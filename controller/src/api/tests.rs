@@ -58,6 +58,7 @@ pub(super) fn connection(
             names: vec![],
             http_statuses: BTreeMap::new(),
             proxy_connects: vec![],
+            tunnel: None,
             first_seen: String::new(),
             last_seen: String::new(),
             ingress_iface: None,

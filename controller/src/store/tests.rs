@@ -61,6 +61,7 @@ pub(super) fn conn(
             names: name.into_iter().map(String::from).collect(),
             http_statuses: BTreeMap::new(),
             proxy_connects: vec![],
+            tunnel: None,
             first_seen: String::new(),
             last_seen: String::new(),
             ingress_iface: None,

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 
 use super::Outcome;
+use crate::decode::Tunnel;
 use crate::icmp::Reason;
 use crate::report::LatencyAcc;
 
@@ -64,6 +65,8 @@ pub struct GroupStats {
     /// first client packet); 0 while unknown. A group is one client address, and an address
     /// changes hands only between windows, so one interface holds for the group.
     pub ingress_iface: u32,
+    /// The tunnel the client's packets came in (the first seen), if encapsulated.
+    pub tunnel: Option<Tunnel>,
 }
 
 impl GroupStats {
@@ -85,6 +88,7 @@ impl GroupStats {
             first_ns: ts_ns,
             last_ns: ts_ns,
             ingress_iface: 0,
+            tunnel: None,
         }
     }
 
@@ -184,6 +188,13 @@ impl Groups {
         }
     }
 
+    /// Notes the tunnel a client packet of the group came in, unless one is known.
+    pub fn saw_client_tunnel(&mut self, id: u32, tunnel: Tunnel) {
+        if let Some(g) = self.get_mut(id) {
+            g.tunnel.get_or_insert(tunnel);
+        }
+    }
+
     /// The group with this id, unless it is `NO_GROUP`.
     pub fn get_mut(&mut self, id: u32) -> Option<&mut GroupStats> {
         self.stats.get_mut(id as usize)
@@ -216,6 +227,7 @@ impl Groups {
                 // Kept for an open flow: the same client, so the same interface.
                 let mut renewed = GroupStats::new(g.key, now_ns);
                 renewed.ingress_iface = g.ingress_iface;
+                renewed.tunnel = g.tunnel;
                 self.stats.push(renewed);
                 remap[i] = id;
             }

@@ -168,6 +168,7 @@ impl Engine {
                     DecodeError::Truncated => self.stats.truncated_frames += 1,
                     DecodeError::Undecodable => self.stats.undecodable += 1,
                     DecodeError::UnsupportedLink => self.stats.unsupported_link += 1,
+                    DecodeError::TunnelTruncated => self.stats.tunnel_truncated += 1,
                 }
                 return;
             }
@@ -190,6 +191,9 @@ impl Engine {
             }
         }
         self.stats.ip_packets += 1;
+        if d.tunnel.is_some() {
+            self.stats.tunnelled += 1;
+        }
         // A packet the interface sent came from elsewhere: on a pod's host-side veth, it goes
         // to the pod (a query from a pod on another node to this node's DNS pod), so it names
         // no interface its client came through.
@@ -205,7 +209,7 @@ impl Engine {
                 payload,
             } => self.on_udp(ts, iface, &d, *sport, *dport, payload),
             L4::IcmpError(r) => self.on_icmp(ts, r),
-            L4::Other => {}
+            L4::Encapsulated { .. } | L4::Other => {}
         }
     }
 }

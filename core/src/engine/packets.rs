@@ -50,6 +50,10 @@ impl Engine {
             Effect::None
         };
         let group = flow.group;
+        if let (Effect::Opened(_), Some(t)) = (effect, d.tunnel) {
+            // Read on the SYN only: the group is rarely in cache.
+            self.groups.saw_client_tunnel(group, t);
+        }
         if let Effect::Opened(_) = effect {
             // A new connection on a reused 5-tuple starts with fresh parser state.
             flow.teardown = 0;
@@ -137,6 +141,10 @@ impl Engine {
         );
         let from_client = src_is_lo == flow.client_is_lo;
         flow.saw(self.cfg.count_traffic, from_client, d.ip_len, ts);
+        if let (true, Some(t)) = (from_client, d.tunnel) {
+            let group = flow.group;
+            self.groups.saw_client_tunnel(group, t);
+        }
         if sport == 53 || dport == 53 {
             // An answer ends the exchange: the flow leaves once quiet for the linger, as a closed
             // TCP connection does, not after the UDP idle time. Resolvers ask from a new port

@@ -5,7 +5,7 @@ use crate::conn::group::GroupStats;
 use crate::conn::Outcome;
 use crate::decode::{bits_ip, proto};
 use crate::dns::transaction::NameMap;
-use crate::report::{rfc3339, ConnectionRecord, ProxyConnect};
+use crate::report::{rfc3339, ConnectionRecord, ProxyConnect, TunnelRecord};
 
 /// The report record of a group.
 pub(super) fn record(g: &GroupStats, classifier: &Classifier, names: &NameMap) -> ConnectionRecord {
@@ -62,6 +62,13 @@ pub(super) fn record(g: &GroupStats, classifier: &Classifier, names: &NameMap) -
                 statuses: s.clone(),
             })
             .collect(),
+        tunnel: g.tunnel.map(|t| TunnelRecord {
+            kind: t.kind.as_str().to_string(),
+            outer_src: bits_ip(t.src),
+            outer_dst: bits_ip(t.dst),
+            id: t.id,
+            depth: t.depth,
+        }),
         first_seen: rfc3339(g.first_ns),
         last_seen: rfc3339(g.last_ns),
         ingress_iface: (g.ingress_iface != 0).then_some(g.ingress_iface),

@@ -120,6 +120,14 @@ pub(super) fn connection_findings(
         if c.syn_retransmissions > 0 {
             v.push(format!("{} SYN retransmissions", c.syn_retransmissions));
         }
+        if let Some(t) = &c.tunnel {
+            // Captured on an overlay's underlay: the tunnel between the nodes is on the path.
+            let id = t.id.map(|id| format!(" {id}")).unwrap_or_default();
+            v.push(format!(
+                "carried in {}{id} from node {} to node {}",
+                t.kind, t.outer_src, t.outer_dst
+            ));
+        }
         if src_established > est {
             v.push(format!(
                 "{} reached other destinations ({} established connections), so its own networking works",

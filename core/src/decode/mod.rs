@@ -18,6 +18,10 @@ use etherparse::{
 use crate::capfile::{LinkType, Packet};
 use crate::icmp::Rejection;
 
+pub mod tunnel;
+
+pub use tunnel::{Tunnel, TunnelKind};
+
 /// TCP flag bits as on the wire.
 pub mod tcp_flags {
     /// FIN.
@@ -56,6 +60,8 @@ pub struct Decoded<'a> {
     pub l4_head: &'a [u8],
     /// Linux cooked v2 capture: interface index and packet type, to tell copies apart.
     pub cooked_origin: CookedOrigin,
+    /// The tunnel this packet was taken out of, if it came encapsulated.
+    pub tunnel: Option<Tunnel>,
 }
 
 /// The transport layer of a decoded packet.
@@ -75,6 +81,14 @@ pub enum L4<'a> {
     /// An ICMP or ICMPv6 error that quotes a packet of ours. Boxed: errors are rare, and the
     /// inline form made every decoded packet half as large again.
     IcmpError(Box<Rejection>),
+    /// An IP packet or GRE inside IP (protocols 4, 41, 47): `tunnel` follows it, and what it
+    /// cannot follow is left as this.
+    Encapsulated {
+        /// IP protocol number.
+        proto: u8,
+        /// Captured payload, from the end of the IP header.
+        payload: &'a [u8],
+    },
     /// Anything else (other ICMP, fragments, other protocols).
     Other,
 }
@@ -109,6 +123,9 @@ pub enum DecodeError {
     Undecodable,
     /// The capture's link type is not one outflow reads.
     UnsupportedLink,
+    /// A tunnel header was read, but the capture cut the packet inside it before the inner IP
+    /// header ended.
+    TunnelTruncated,
 }
 
 /// Decodes one captured frame.
@@ -119,7 +136,11 @@ pub enum DecodeError {
 #[inline]
 pub fn decode<'a>(packet: &Packet<'a>) -> Result<Decoded<'a>, DecodeError> {
     let (ip, cooked_origin) = ip_start(packet)?;
-    from_ip(ip, cooked_origin)
+    let d = from_ip(ip, cooked_origin)?;
+    if tunnel::may_carry(&d) {
+        return tunnel::follow(d);
+    }
+    Ok(d)
 }
 
 /// A Linux cooked capture's interface index and packet type.
@@ -290,6 +311,10 @@ fn from_ip(data: &[u8], cooked_origin: CookedOrigin) -> Result<Decoded<'_>, Deco
             }
             ICMPV4 => icmp_error(&ip, crate::icmp::v4_rejection),
             ICMPV6 => icmp_error(&ip, crate::icmp::v6_rejection),
+            tunnel::IPIP | tunnel::IPV6_IN_IP | tunnel::GRE => L4::Encapsulated {
+                proto: ip.proto,
+                payload: ip.payload,
+            },
             _ => L4::Other,
         }
     };
@@ -302,6 +327,7 @@ fn from_ip(data: &[u8], cooked_origin: CookedOrigin) -> Result<Decoded<'_>, Deco
         // 40 bytes reach into TCP options: the timestamp tells a retransmission from a copy.
         l4_head: &ip.payload[..ip.payload.len().min(40)],
         cooked_origin,
+        tunnel: None,
     })
 }
 

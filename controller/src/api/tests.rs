@@ -354,6 +354,16 @@ async fn hostile_requests_get_a_400_that_says_what_was_wrong_and_nothing_is_stor
     );
 }
 
+/// The nodes `/api/v1/health` lists, by name.
+pub(super) fn node_names(health: &serde_json::Value) -> Vec<&str> {
+    health["nodes"]
+        .as_array()
+        .expect("health lists nodes")
+        .iter()
+        .map(|n| n["node"].as_str().expect("a node's name"))
+        .collect()
+}
+
 pub(super) async fn text(app: &Router, req: Request<Body>) -> (StatusCode, String) {
     let resp = app.clone().oneshot(req).await.expect("infallible");
     let status = resp.status();

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use outflow_core::{Category, Outcome};
 use tower::ServiceExt;
 
-use super::tests::{call, connection, get, post, report, state, text};
+use super::tests::{call, connection, get, node_names, post, report, state, text};
 use super::*;
 
 /// Holds the store's lock from another thread until the returned sender is sent to (or
@@ -101,14 +101,8 @@ async fn a_report_whose_request_is_gone_before_its_turn_is_not_stored() {
     let (status, _) = call(&app, post(node_report("node-c"))).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, health) = call(&app, get("/api/v1/health")).await;
-    let nodes: Vec<&str> = health["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["node"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        nodes,
+        node_names(&health),
         ["node-a", "node-c"],
         "the abandoned report was stored"
     );

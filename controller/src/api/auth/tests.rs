@@ -13,7 +13,7 @@ use outflow_core::wire::NodeReport;
 
 use super::*;
 use crate::api::app;
-use crate::api::tests::{call, get, post, report, state, text, with_token};
+use crate::api::tests::{call, get, node_names, post, report, state, text, with_token};
 
 const SHARED: &str = "shared-token-for-people";
 const NODE1: &str = "node-1-token-0123456789";
@@ -52,13 +52,7 @@ async fn an_agent_reports_as_its_own_node_and_never_as_another() {
     );
     // Nothing of node-2 was stored.
     let (_, health) = call(&app, with_token(get("/api/v1/health"), SHARED)).await;
-    let nodes: Vec<&str> = health["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["node"].as_str().unwrap())
-        .collect();
-    assert_eq!(nodes, ["node-1"], "{health}");
+    assert_eq!(node_names(&health), ["node-1"], "{health}");
     let (_, metrics) = text(&app, with_token(get("/metrics"), SHARED)).await;
     assert!(
         metrics.contains("outflow_agent_auth_refusals_total{reason=\"wrong_node\"} 1"),
